@@ -1,0 +1,324 @@
+//! PostgreSQL COPY FROM STDIN, one unit of work per transaction, recorded in the ledger.
+//!
+//! A unit is a stream of COPY bytes (a run of whole lines of an export file for import; encoded
+//! pages of an id range for migrate) plus the [`LedgerEntry`] that names it. [`copy_unit`]
+//! opens a transaction, streams the bytes, checks the row count the server reports, writes the
+//! ledger row and commits: the rows and their ledger row become visible together or not at all.
+//! Dropping the COPY writer or the transaction on any error aborts both (rust-postgres rolls a
+//! dropped transaction back), so a failed unit leaves nothing behind and can be retried.
+//!
+//! Errors are classified by kind for the caller's retry loop: [`CopyError::is_transient`] says
+//! whether a fresh connection may succeed (SQLSTATE class 08 connection exception, 57P01-03
+//! server shutting down or starting, 40001/40P01, 53300 too many connections, or a socket
+//! error), never by matching message text. Data errors carry the server's `CONTEXT` line number
+//! and column so the caller can name `file:line`.
+
+use std::io::{Read, Write};
+
+use postgres::Client;
+use postgres::error::SqlState;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::target::ident::{qualified, quote_ident};
+use crate::target::ledger::{Ledger, LedgerEntry};
+
+/// Bytes read from the source and handed to the connection at a time. rust-postgres sends each
+/// write above 4 KiB as one CopyData message, so large writes mean few messages and few
+/// runtime wake-ups; 1 MiB keeps per-message overhead negligible while bounding the buffer each
+/// connection holds.
+const CHUNK: usize = 1 << 20;
+
+/// The table and column list one COPY statement loads.
+#[derive(Clone, Debug)]
+pub struct CopyTarget {
+    pub schema: String,
+    /// The bare table name.
+    pub table: String,
+    /// Bare column names in stream order; quoted when the statement is built.
+    pub columns: Vec<String>,
+}
+
+impl CopyTarget {
+    /// `COPY t (cols) FROM STDIN DELIMITER '|'`: text format without `HEADER`, the one spelling
+    /// every PostgreSQL since 9.0 and Greenplum / AnalyticDB accept.
+    pub fn text_statement(&self) -> String {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = qualified(Some(&self.schema), &self.table);
+        format!("COPY {table} ({columns}) FROM STDIN DELIMITER '|'")
+    }
+
+    /// Reads the line and column out of the server's `CONTEXT` for a COPY into this table:
+    /// `COPY t, line 1842, column payload: "…"` (PostgreSQL prints the bare table name and
+    /// column name). Matching the known names, rather than searching for `, line `, keeps a
+    /// table or a value containing that text from being misread; the value itself is never
+    /// kept. The server localises this text (lc_messages); in another language nothing is found
+    /// and the error is reported without a position.
+    pub fn error_position(&self, context: &str) -> ErrorPosition {
+        let Some(rest) = context
+            .strip_prefix("COPY ")
+            .and_then(|c| c.strip_prefix(self.table.as_str()))
+            .and_then(|c| c.strip_prefix(", line "))
+        else {
+            return ErrorPosition::default();
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let line = rest[..digits].parse().ok();
+        let column = rest[digits..].strip_prefix(", column ").and_then(|rest| {
+            self.columns
+                .iter()
+                .filter(|c| {
+                    rest.strip_prefix(c.as_str())
+                        .is_some_and(|after| after.is_empty() || after.starts_with(':'))
+                })
+                .max_by_key(|c| c.len())
+                .cloned()
+        });
+        ErrorPosition { line, column }
+    }
+}
+
+/// Where in the stream a data error happened, from the server's `CONTEXT`
+/// (`COPY t, line 1842, column payload: "…"`). The quoted value is never kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorPosition {
+    /// 1-based line of the COPY stream.
+    pub line: Option<u64>,
+    pub column: Option<String>,
+}
+
+/// One unit could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("cannot read the source")]
+    Source(#[source] std::io::Error),
+    #[error("the server rejected the data{}", describe(.position))]
+    Data {
+        position: ErrorPosition,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error("database error")]
+    Db(#[source] postgres::Error),
+    #[error("the server loaded {actual} rows where {expected} were sent")]
+    RowCount { expected: u64, actual: u64 },
+    #[error("another run already recorded this unit in the ledger")]
+    AlreadyLoaded,
+}
+
+fn describe(position: &ErrorPosition) -> String {
+    match (&position.line, &position.column) {
+        (Some(line), Some(column)) => format!(" at line {line} of the unit, column {column}"),
+        (Some(line), None) => format!(" at line {line} of the unit"),
+        (None, Some(column)) => format!(" in column {column}"),
+        (None, None) => String::new(),
+    }
+}
+
+impl CopyError {
+    /// Whether the same unit may succeed on a fresh connection.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CopyError::Db(e) | CopyError::Data { source: e, .. } => is_transient(e),
+            CopyError::Source(_) | CopyError::RowCount { .. } | CopyError::AlreadyLoaded => false,
+        }
+    }
+}
+
+/// Whether a fresh connection may succeed where this error happened: decided by SQLSTATE, or
+/// by the absence of one when the socket itself failed.
+pub fn is_transient(err: &postgres::Error) -> bool {
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                )
+        }
+        None => err.is_closed() || has_io_source(err),
+    }
+}
+
+fn has_io_source(err: &postgres::Error) -> bool {
+    let mut cause = std::error::Error::source(err);
+    while let Some(e) = cause {
+        if e.is::<std::io::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Streams `source` into `target` and records `entry` in `ledger`, all in one transaction.
+/// `entry.rows` is the row count the caller expects; `entry.checksum` is filled in here from
+/// the bytes actually sent. Returns the rows the server reported.
+pub fn copy_unit(
+    client: &mut Client,
+    target: &CopyTarget,
+    ledger: &Ledger,
+    entry: &LedgerEntry,
+    source: &mut dyn Read,
+    buf: &mut Vec<u8>,
+) -> Result<u64, CopyError> {
+    let mut tx = client.transaction().map_err(CopyError::Db)?;
+    let mut hasher = Xxh3::new();
+    let rows = {
+        let mut writer = tx
+            .copy_in(&target.text_statement())
+            .map_err(|e| data_error(target, e))?;
+        buf.resize(CHUNK, 0);
+        loop {
+            let n = match source.read(buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CopyError::Source(e)),
+            };
+            hasher.update(&buf[..n]);
+            writer
+                .write_all(&buf[..n])
+                .map_err(|e| write_error(target, e))?;
+        }
+        writer.finish().map_err(|e| data_error(target, e))?
+    };
+    if rows != entry.rows {
+        return Err(CopyError::RowCount {
+            expected: entry.rows,
+            actual: rows,
+        });
+    }
+    let entry = LedgerEntry {
+        checksum: format!("{:016x}", hasher.digest()),
+        ..entry.clone()
+    };
+    ledger.record(&mut tx, &entry).map_err(|e| match e.code() {
+        Some(&SqlState::UNIQUE_VIOLATION) => CopyError::AlreadyLoaded,
+        _ => CopyError::Db(e),
+    })?;
+    tx.commit().map_err(CopyError::Db)?;
+    Ok(rows)
+}
+
+/// A write to the COPY stream failed: rust-postgres wraps the protocol error in an io error.
+fn write_error(target: &CopyTarget, err: std::io::Error) -> CopyError {
+    match err
+        .into_inner()
+        .map(|inner| inner.downcast::<postgres::Error>())
+    {
+        Some(Ok(pg)) => data_error(target, *pg),
+        Some(Err(other)) => CopyError::Source(std::io::Error::other(other)),
+        None => CopyError::Source(std::io::Error::other("COPY stream write failed")),
+    }
+}
+
+/// A server error during COPY: a data error when the server says where in the stream it is.
+fn data_error(target: &CopyTarget, err: postgres::Error) -> CopyError {
+    let position = err
+        .as_db_error()
+        .and_then(|db| db.where_())
+        .map(|c| target.error_position(c));
+    match position {
+        Some(position) if position.line.is_some() => CopyError::Data {
+            position,
+            source: err,
+        },
+        _ => CopyError::Db(err),
+    }
+}
+
+/// A `Read` over bytes `[lo, hi)` of a file, without the header line and without loading it.
+pub fn file_span(mut file: std::fs::File, lo: u64, hi: u64) -> std::io::Result<impl Read> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(lo))?;
+    Ok(file.take(hi.saturating_sub(lo)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> CopyTarget {
+        CopyTarget {
+            schema: "public".into(),
+            table: "My-Docs, line 5".into(),
+            columns: vec![
+                "id".into(),
+                "Image".into(),
+                "payload".into(),
+                "payload: x".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn context_gives_line_and_column_but_never_the_value() {
+        let t = target();
+        let p = t.error_position(
+            "COPY My-Docs, line 5, line 1842, column payload: \"{\"a\": 1, line 9\"",
+        );
+        assert_eq!(
+            p,
+            ErrorPosition {
+                line: Some(1842),
+                column: Some("payload".into())
+            }
+        );
+        let p = t.error_position("COPY My-Docs, line 5, line 3: \"1|{1}|{}|x\"");
+        assert_eq!(
+            p,
+            ErrorPosition {
+                line: Some(3),
+                column: None
+            }
+        );
+        let p = t.error_position("COPY My-Docs, line 5, line 7, column payload: x: null input");
+        assert_eq!(
+            p,
+            ErrorPosition {
+                line: Some(7),
+                column: Some("payload: x".into())
+            }
+        );
+        let p = t.error_position("COPY My-Docs, line 5, line 7, column id");
+        assert_eq!(
+            p,
+            ErrorPosition {
+                line: Some(7),
+                column: Some("id".into())
+            }
+        );
+        assert_eq!(
+            t.error_position("COPY other, line 7"),
+            ErrorPosition::default()
+        );
+    }
+
+    #[test]
+    fn statement_quotes_columns_and_has_no_header_option() {
+        assert_eq!(
+            target().text_statement(),
+            "COPY public.\"My-Docs, line 5\" (id, \"Image\", payload, \"payload: x\") FROM STDIN \
+             DELIMITER '|'"
+        );
+    }
+
+    #[test]
+    fn file_span_reads_exactly_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, b"id|payload\n1|{}\n2|{}\n").unwrap();
+        let mut out = String::new();
+        file_span(std::fs::File::open(&path).unwrap(), 11, 16)
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "1|{}\n");
+    }
+}
