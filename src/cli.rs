@@ -1,0 +1,25 @@
+//! The command line: one subcommand per step of the guide, plus the ones it leaves to hand work.
+//! Each command's flags live beside the command (`cmd::*::*Args`); shared groups (Qdrant
+//! connection, PostgreSQL connection, output) are flattened in from `config` and `progress`.
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::progress::OutputArgs;
+
+/// Move Qdrant collections into PostgreSQL, pgvector or AnalyticDB for PostgreSQL — in
+/// parallel, resumably, and without bending a single value.
+#[derive(Debug, Parser)]
+#[command(name = "qdrant2pg", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Export collections to COPY text files plus create_table.sql and a manifest (guide step 1).
+    Export(cmd::export::ExportArgs),
+}

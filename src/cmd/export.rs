@@ -1,0 +1,497 @@
+//! `qdrant2pg export`: the guide's step 1, in parallel and resumable.
+//!
+//! Plan: resolve the guide's `qdrant2csv.yaml` and flags, describe and count each collection,
+//! probe its id span and cut it into ranges, minus what a previous run already wrote. Spawn:
+//! cursors (one gRPC connection each) → bounded page queue → encoder threads → per-collection
+//! rotating files. Join, then finish each collection: `create_table.sql` (its column types
+//! depend on the ids and sparse indices seen), manifest marked complete, counts checked.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use crossbeam_channel::bounded;
+
+use crate::config::qdrant::{Connection, QdrantArgs, ReadTuning, SourceFile};
+use crate::encode::text::TextRowEncoder;
+use crate::layout::PayloadType;
+use crate::point_id::KeyRange;
+use crate::progress::{OutputArgs, Task, Ui};
+use crate::sink::files::{CollectionFiles, EncodedPage};
+use crate::sink::manifest::{
+    MANIFEST_FILE, Manifest, VectorSyntax, temporary_name, write_atomically,
+};
+use crate::source::cursor::{PageBatch, Scheduler, Work};
+use crate::source::plan::{IdSpan, subtract};
+use crate::source::qdrant::QdrantReader;
+use crate::source::schema::CollectionSchema;
+use crate::target::ddl::{Dialect, create_table_sql};
+
+/// The guide's default for `max_line_in_file`.
+const DEFAULT_MAX_LINES: u64 = 40_000;
+/// Ranges planned per cursor: more ranges than cursors lets a fast cursor take more of them, so
+/// skew evens out before any split is needed (etl plans 4 partitions per copy worker).
+const RANGES_PER_CURSOR: usize = 4;
+/// Pages in flight per cursor in the page queue. Two keep each cursor's next request going
+/// while the encoders work; the queue bounds memory to cursors × 2 × page bytes.
+const PAGES_QUEUED_PER_CURSOR: usize = 2;
+
+/// `qdrant2pg export` flags.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The guide's qdrant2csv.yaml (sections `qdrant:` and `export:`), used unchanged.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub qdrant: QdrantArgs,
+    /// A collection to export (repeatable). Default: the YAML's list, else every collection.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// Output directory (`export.output_path`); one subdirectory per collection.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Rows per file at most (`export.max_line_in_file`, default 40000).
+    #[arg(long, value_name = "N")]
+    pub max_lines: Option<u64>,
+    /// Start over: delete this tool's files (data files, manifest, create_table.sql) in each
+    /// exported collection's directory instead of resuming.
+    #[arg(long)]
+    pub restart: bool,
+    /// The payload column type written to create_table.sql.
+    #[arg(long, value_enum, default_value_t)]
+    pub payload_type: PayloadType,
+    /// The target dialect: decides create_table.sql, and with `pgvector` vectors are written in
+    /// pgvector's text form (`[1,2]`, sparsevec `{1:0.5}/dim`).
+    #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
+    pub dialect: Dialect,
+    #[command(flatten)]
+    pub tuning: ReadTuning,
+}
+
+/// Everything export needs, checked.
+struct ExportPlan {
+    connection: Connection,
+    collections: Vec<String>,
+    output: PathBuf,
+    max_lines: u64,
+}
+
+impl ExportPlan {
+    fn resolve(args: &ExportArgs, ui: &Ui) -> anyhow::Result<ExportPlan> {
+        let file = match &args.config {
+            Some(path) => {
+                let (file, unknown) = SourceFile::read(path)?;
+                for key in unknown {
+                    ui.warn(&format!("{}: unknown key `{key}` ignored", path.display()));
+                }
+                file
+            }
+            None => SourceFile::default(),
+        };
+        let connection = Connection::resolve(&args.qdrant, &file.qdrant, args.config.as_deref())?;
+        let collections = if args.collections.is_empty() {
+            file.export.collections.unwrap_or_default()
+        } else {
+            args.collections.clone()
+        };
+        let output = args
+            .output
+            .clone()
+            .or(file.export.output_path)
+            .unwrap_or_else(|| PathBuf::from("./output"));
+        let max_lines = args
+            .max_lines
+            .or(file.export.max_line_in_file)
+            .unwrap_or(DEFAULT_MAX_LINES);
+        if max_lines == 0 {
+            bail!("max_line_in_file must be at least 1");
+        }
+        Ok(ExportPlan {
+            connection,
+            collections,
+            output,
+            max_lines,
+        })
+    }
+}
+
+/// One collection's share of the run.
+struct CollectionJob {
+    schema: CollectionSchema,
+    dir: PathBuf,
+    count: u64,
+    files: CollectionFiles,
+    task: Arc<Task>,
+    encoder: TextRowEncoder,
+}
+
+pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::new(output);
+    let plan = ExportPlan::resolve(&args, &ui)?;
+    let syntax = if args.dialect == Dialect::Pgvector {
+        VectorSyntax::Pgvector
+    } else {
+        VectorSyntax::Array
+    };
+    let reader = QdrantReader::connect(&plan.connection)?;
+    let names = if plan.collections.is_empty() {
+        reader.list_collections()?
+    } else {
+        plan.collections.clone()
+    };
+    fs::create_dir_all(&plan.output)
+        .with_context(|| format!("cannot create output directory {}", plan.output.display()))?;
+
+    let mut jobs = Vec::new();
+    let mut work = Vec::new();
+    let mut spans = Vec::new();
+    let cursors = args.tuning.cursors.max(1);
+    for name in &names {
+        let info = reader.collection_info(name)?;
+        let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
+        let dir = plan.output.join(name);
+        let Some(manifest) = prepare_directory(&dir, &schema, syntax, args.restart)? else {
+            ui.info(&format!(
+                "{name}: already exported completely in {}, skipped",
+                dir.display()
+            ));
+            continue;
+        };
+        let count = reader.count_exact(name)?;
+        let span = IdSpan::probe(|key| reader.first_at_or_after(name, key))
+            .with_context(|| format!("probing the ids of collection {name:?}"))?;
+        // No more ranges than it takes to give each about a file's worth of rows or a few pages.
+        let rows_per_range = plan
+            .max_lines
+            .min(u64::from(args.tuning.page_size) * 4)
+            .max(1);
+        let pieces =
+            (count.div_ceil(rows_per_range) as usize).clamp(1, cursors * RANGES_PER_CURSOR);
+        let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
+        let done_rows = manifest.rows();
+        let todo = subtract(&span.plan(pieces), &covered);
+        let task = ui.task(name, Some(count));
+        task.add_done_before(done_rows);
+        let index = jobs.len();
+        work.extend(todo.into_iter().map(|range| Work {
+            collection: index,
+            range,
+        }));
+        spans.push(span);
+        let encoder = TextRowEncoder::new(&schema.layout, syntax);
+        let mut header = Vec::new();
+        encoder.header(&mut header);
+        let files = CollectionFiles::new(&dir, manifest, header, plan.max_lines, Arc::clone(&task));
+        jobs.push(CollectionJob {
+            schema,
+            dir,
+            count,
+            files,
+            task,
+            encoder,
+        });
+    }
+    drop(reader);
+
+    // Interleave the collections' ranges, largest collection first, so every cursor has work
+    // from the start and the big ones are not left for last.
+    work.sort_by_key(|w| std::cmp::Reverse(jobs[w.collection].count));
+    let work = interleave(work, jobs.len());
+    let scheduler = Scheduler::new(work, spans, u64::from(args.tuning.page_size) * 2);
+    let names: Vec<String> = jobs.iter().map(|j| j.schema.name.clone()).collect();
+    read_and_write(&scheduler, &plan.connection, &names, &jobs, &args.tuning)?;
+
+    let mut mismatches = 0;
+    for job in &jobs {
+        let manifest = job.files.manifest();
+        let ddl = create_table_sql(
+            None,
+            &job.schema.name,
+            &job.schema.layout,
+            &manifest.facts(),
+            args.dialect,
+        );
+        let sql_path = job.dir.join("create_table.sql");
+        write_atomically(&sql_path, ddl.as_bytes())
+            .with_context(|| format!("cannot write {}", sql_path.display()))?;
+        let manifest = job.files.complete()?;
+        if manifest.rows() != job.count {
+            mismatches += 1;
+            ui.warn(&format!(
+                "{}: exported {} rows but Qdrant counted {} points when the export started \
+                 (was the collection written to meanwhile?)",
+                job.schema.name,
+                manifest.rows(),
+                job.count
+            ));
+        }
+        job.task.finish(if manifest.rows() == job.count {
+            "ok"
+        } else {
+            "MISMATCH"
+        });
+    }
+    ui.finish("export", output)?;
+    Ok(if mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// Round-robin over collections, keeping each collection's own order.
+fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
+    let mut per: Vec<Vec<Work>> = vec![Vec::new(); collections];
+    let mut order = Vec::new();
+    for w in work {
+        if per[w.collection].is_empty() {
+            order.push(w.collection);
+        }
+        per[w.collection].push(w);
+    }
+    let mut out = Vec::new();
+    let mut queues: Vec<std::vec::IntoIter<Work>> = order
+        .iter()
+        .map(|&c| std::mem::take(&mut per[c]).into_iter())
+        .collect();
+    while !queues.is_empty() {
+        queues.retain_mut(|q| match q.next() {
+            Some(w) => {
+                out.push(w);
+                true
+            }
+            None => false,
+        });
+    }
+    out
+}
+
+/// The pipeline: cursors → bounded page queue → encoders → files. Returns the first failure.
+fn read_and_write(
+    scheduler: &Scheduler,
+    connection: &Connection,
+    names: &[String],
+    jobs: &[CollectionJob],
+    tuning: &ReadTuning,
+) -> anyhow::Result<()> {
+    let cursors = tuning.cursors.max(1);
+    let (pages_tx, pages_rx) = bounded::<PageBatch>(cursors * PAGES_QUEUED_PER_CURSOR);
+    let encoders = tuning.encoders();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(encoders)
+        .thread_name(|i| format!("encoder-{i}"))
+        .build()
+        .context("cannot start the encoder threads")?;
+    let errors = std::sync::Mutex::new(Vec::<anyhow::Error>::new());
+    let fail = |err: anyhow::Error| {
+        scheduler.stop();
+        errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);
+    };
+    std::thread::scope(|s| {
+        for i in 0..cursors {
+            let pages_tx = pages_tx.clone();
+            let fail = &fail;
+            std::thread::Builder::new()
+                .name(format!("cursor-{i}"))
+                .spawn_scoped(s, move || {
+                    let result = QdrantReader::connect(connection)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|reader| {
+                            scheduler
+                                .run_cursor(&reader, names, tuning.page_size, &pages_tx)
+                                .map_err(anyhow::Error::from)
+                        });
+                    if let Err(err) = result {
+                        fail(err);
+                    }
+                })
+                .map(drop)
+                .unwrap_or_else(|e| fail(anyhow::Error::from(e).context("cannot start a cursor")));
+        }
+        drop(pages_tx);
+        pool.scope(|ps| {
+            for _ in 0..encoders {
+                let pages_rx = pages_rx.clone();
+                let fail = &fail;
+                ps.spawn(move |_| {
+                    let mut capacity = 0;
+                    for batch in pages_rx.iter() {
+                        let job = &jobs[batch.collection];
+                        match encode_page(job, batch, capacity) {
+                            Ok(page) => {
+                                capacity = capacity.max(page.bytes.len());
+                                if let Err(err) = job.files.accept(page) {
+                                    fail(anyhow::Error::from(err).context(format!(
+                                        "exporting collection {:?}",
+                                        job.schema.name
+                                    )));
+                                    break;
+                                }
+                            }
+                            Err(err) => {
+                                fail(err);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        // Unblock cursors if every encoder stopped early.
+        drop(pages_rx);
+    });
+    for job in jobs {
+        job.files.flush()?;
+    }
+    let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let first = errors.remove(0);
+    if errors.is_empty() {
+        Err(first)
+    } else {
+        Err(first.context(format!(
+            "export failed ({} more error(s) after this one)",
+            errors.len()
+        )))
+    }
+}
+
+fn encode_page(
+    job: &CollectionJob,
+    batch: PageBatch,
+    capacity: usize,
+) -> anyhow::Result<EncodedPage> {
+    let mut page = EncodedPage {
+        range_id: batch.range_id,
+        seq: batch.seq,
+        last: batch.last,
+        covered: batch.covered,
+        bytes: Vec::with_capacity(capacity),
+        row_ends: Vec::with_capacity(batch.points.len()),
+        keys: Vec::with_capacity(batch.points.len()),
+        facts: crate::layout::DataFacts::for_layout(&job.schema.layout),
+    };
+    for point in &batch.points {
+        let key = job
+            .encoder
+            .encode(point, &mut page.bytes, &mut page.facts)
+            .with_context(|| format!("collection {:?}", job.schema.name))?;
+        page.row_ends.push(page.bytes.len());
+        page.keys.push(key);
+    }
+    Ok(page)
+}
+
+/// Readies `dir` for this collection's export and returns the manifest to continue from, or
+/// `None` if a previous run already completed it.
+fn prepare_directory(
+    dir: &Path,
+    schema: &CollectionSchema,
+    syntax: VectorSyntax,
+    restart: bool,
+) -> anyhow::Result<Option<Manifest>> {
+    let fresh = || Manifest::new(&schema.name, schema.layout.clone(), syntax);
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if restart {
+        remove_export_files(dir, None)?;
+        let manifest = fresh();
+        manifest.store(dir)?;
+        return Ok(Some(manifest));
+    }
+    let manifest = match Manifest::load(dir)? {
+        Some(m) => m,
+        None => {
+            if let Some(stray) = export_files(dir)?.into_iter().find(|p| !is_temporary(p)) {
+                bail!(
+                    "{} already holds {} but no qdrant2pg manifest: it is not an export this tool \
+                     can resume; pass --restart to overwrite it, or choose another --output",
+                    dir.display(),
+                    stray
+                        .file_name()
+                        .map(|n| n.to_string_lossy())
+                        .unwrap_or_default()
+                );
+            }
+            let manifest = fresh();
+            manifest.store(dir)?;
+            return Ok(Some(manifest));
+        }
+    };
+    if manifest.collection != schema.name
+        || manifest.layout != schema.layout
+        || manifest.vector_syntax != syntax
+    {
+        bail!(
+            "{} holds an export of a different collection or layout (collection {:?}, {} \
+             vector column(s), {:?} syntax); pass --restart to overwrite it, or choose another --output",
+            dir.display(),
+            manifest.collection,
+            manifest.layout.vectors.len(),
+            manifest.vector_syntax
+        );
+    }
+    if manifest.complete {
+        return Ok(None);
+    }
+    // Resume: files the manifest does not list were never finished; they go.
+    remove_export_files(dir, Some(&manifest))?;
+    Ok(Some(manifest))
+}
+
+/// This tool's files in `dir`: data files, their temporaries, the manifest, create_table.sql.
+fn export_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data = name.len() == 14
+            && name.ends_with(".csv")
+            && name[..10].bytes().all(|b| b.is_ascii_digit());
+        if data || is_temporary(&path) || name == "create_table.sql" {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+fn is_temporary(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with('.') && n.ends_with(".tmp")
+    })
+}
+
+/// Removes this tool's files from `dir`, except the data files `keep` lists.
+fn remove_export_files(dir: &Path, keep: Option<&Manifest>) -> anyhow::Result<()> {
+    for path in export_files(dir)? {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if keep.is_some_and(|m| m.files.iter().any(|f| f.name == name)) {
+            continue;
+        }
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    if keep.is_none() {
+        let manifest = dir.join(MANIFEST_FILE);
+        for path in [temporary_name(&manifest), manifest] {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Commands: each one only coordinates — plan, spawn the stages, join, report.
+
+pub mod export;

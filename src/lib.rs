@@ -1,0 +1,17 @@
+//! qdrant2pg: move Qdrant collections into PostgreSQL, pgvector and AnalyticDB for PostgreSQL.
+//!
+//! The pipeline, stage by stage: `source` (Qdrant over gRPC, or a snapshot) → `encode` (COPY
+//! text / binary rows) → `sink` (rotating files + manifest, or PostgreSQL COPY + ledger).
+//! `target` knows the SQL dialects; `config` turns the guide's YAML files and flags into checked
+//! settings; `cmd` wires the stages together for each subcommand.
+
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod encode;
+pub mod layout;
+pub mod point_id;
+pub mod progress;
+pub mod sink;
+pub mod source;
+pub mod target;

@@ -1,0 +1,36 @@
+//! The `qdrant2pg` binary: parse, dispatch, report the error chain once, set the exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use qdrant2pg::cli::{Cli, Command};
+use qdrant2pg::cmd;
+
+// mimalloc: export and migrate allocate and free page buffers, protobuf messages and strings on
+// many threads at once; glibc malloc's per-thread arenas fragment and contend under that load.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(args) => cmd::export::run(args, &cli.output),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A reader that stops reading our output (`| head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

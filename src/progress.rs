@@ -1,0 +1,315 @@
+//! Progress and reporting: what a long batch job tells its operator.
+//!
+//! On a terminal each task (a collection, a table) gets an `indicatif` bar with rows, rows/s,
+//! MB/s and ETA. When stderr is not a terminal (batch jobs, CI logs) the bars are hidden and a
+//! ticker prints one line per active task every few seconds instead. `--quiet` silences both.
+//! At the end every command prints a summary table and, with `--report-json`, writes it as JSON.
+//! Nothing here ever prints a row value, a password or an API key.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// How often the non-terminal ticker prints: often enough to show a job is alive, rarely
+/// enough not to flood a log.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Output options shared by every command.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Print nothing but errors and the final summary.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub report_json: Option<PathBuf>,
+}
+
+/// The console of one command run: bars or log lines, and the tasks that feed the summary.
+pub struct Ui {
+    quiet: bool,
+    bars: Option<MultiProgress>,
+    tasks: Mutex<Vec<Arc<Task>>>,
+    started: Instant,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// One unit of reporting (a collection being exported, a table being loaded).
+pub struct Task {
+    pub name: String,
+    total: AtomicU64,
+    rows: AtomicU64,
+    bytes: AtomicU64,
+    files: AtomicU64,
+    started: Instant,
+    finished: Mutex<Option<(Instant, String)>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Ui {
+    pub fn new(args: &OutputArgs) -> Arc<Ui> {
+        let terminal = std::io::stderr().is_terminal();
+        let bars = (!args.quiet && terminal)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let ui = Arc::new(Ui {
+            quiet: args.quiet,
+            bars,
+            tasks: Mutex::new(Vec::new()),
+            started: Instant::now(),
+            ticker_stop: Arc::new(AtomicBool::new(false)),
+        });
+        if !args.quiet && !terminal {
+            Ui::spawn_ticker(&ui);
+        }
+        ui
+    }
+
+    fn spawn_ticker(ui: &Arc<Ui>) {
+        let weak = Arc::downgrade(ui);
+        let stop = Arc::clone(&ui.ticker_stop);
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() < LOG_INTERVAL {
+                    continue;
+                }
+                last = Instant::now();
+                let Some(ui) = weak.upgrade() else { return };
+                for task in ui.tasks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    if task
+                        .finished
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .is_none()
+                    {
+                        eprintln!("{}", task.status_line());
+                    }
+                }
+            }
+        });
+    }
+
+    /// Starts a task; `total` is the expected row count when known.
+    pub fn task(&self, name: &str, total: Option<u64>) -> Arc<Task> {
+        let bar = self.bars.as_ref().map(|bars| {
+            let bar = bars.add(ProgressBar::new(total.unwrap_or(0)));
+            let template =
+                "{prefix:>20.bold} [{bar:30}] {pos}/{len} rows {per_sec} {msg} ETA {eta}";
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(name.to_owned());
+            bar
+        });
+        let task = Arc::new(Task {
+            name: name.to_owned(),
+            total: AtomicU64::new(total.unwrap_or(0)),
+            rows: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            started: Instant::now(),
+            finished: Mutex::new(None),
+            bar,
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&task));
+        task
+    }
+
+    /// An informational line (suppressed by `--quiet`).
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            self.println(message);
+        }
+    }
+
+    /// A warning: always printed.
+    pub fn warn(&self, message: &str) {
+        self.println(&format!("warning: {message}"));
+    }
+
+    fn println(&self, line: &str) {
+        match &self.bars {
+            Some(bars) => bars.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Prints the summary table to stdout and writes the JSON report if asked.
+    pub fn finish(&self, command: &str, args: &OutputArgs) -> std::io::Result<()> {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        let report = self.report(command);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", report.table())?;
+        if let Some(path) = &args.report_json {
+            let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
+            std::fs::write(path, json)?;
+        }
+        Ok(())
+    }
+
+    pub fn report(&self, command: &str) -> Report {
+        let tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        Report {
+            command: command.to_owned(),
+            seconds: self.started.elapsed().as_secs_f64(),
+            tasks: tasks.iter().map(|t| t.report()).collect(),
+        }
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Task {
+    /// Counts rows and bytes that have been made durable (written, committed).
+    pub fn add(&self, rows: u64, bytes: u64) {
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+        let total_bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(bar) = &self.bar {
+            bar.inc(rows);
+            let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.1} MB/s", total_bytes as f64 / 1e6 / secs));
+        }
+    }
+
+    /// Rows already done before this run (resume): counted towards the bar, not the rate.
+    pub fn add_done_before(&self, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows);
+            bar.reset_eta();
+        }
+    }
+
+    pub fn add_file(&self) {
+        self.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_total(&self, total: u64) {
+        self.total.store(total, Ordering::Relaxed);
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+    }
+
+    /// Marks the task done with an outcome word for the summary (`ok`, `skipped`, `FAILED`…).
+    pub fn finish(&self, outcome: &str) {
+        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), outcome.to_owned()));
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message(outcome.to_owned());
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    fn status_line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let rows = self.rows.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        format!(
+            "{}: {rows}/{} rows, {:.0} rows/s, {:.1} MB/s",
+            self.name,
+            self.total.load(Ordering::Relaxed),
+            rows as f64 / secs,
+            bytes as f64 / 1e6 / secs
+        )
+    }
+
+    fn report(&self) -> TaskReport {
+        let finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let end = finished.as_ref().map_or_else(Instant::now, |(at, _)| *at);
+        let seconds = end.duration_since(self.started).as_secs_f64();
+        let rows = self.rows.load(Ordering::Relaxed);
+        let bytes = self.bytes.load(Ordering::Relaxed);
+        TaskReport {
+            name: self.name.clone(),
+            outcome: finished.map_or_else(|| "unfinished".to_owned(), |(_, o)| o),
+            rows,
+            bytes,
+            files: self.files.load(Ordering::Relaxed),
+            seconds,
+            rows_per_second: rows as f64 / seconds.max(1e-9),
+            megabytes_per_second: bytes as f64 / 1e6 / seconds.max(1e-9),
+        }
+    }
+}
+
+/// The summary of one command run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub command: String,
+    pub seconds: f64,
+    pub tasks: Vec<TaskReport>,
+}
+
+/// The summary of one task.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    pub name: String,
+    pub outcome: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: u64,
+    pub seconds: f64,
+    pub rows_per_second: f64,
+    pub megabytes_per_second: f64,
+}
+
+impl Report {
+    /// A plain-text table, one line per task and a total.
+    pub fn table(&self) -> String {
+        let width = self
+            .tasks
+            .iter()
+            .map(|t| t.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(10);
+        let mut out = format!(
+            "{:<width$}  {:>8}  {:>12}  {:>10}  {:>6}  {:>8}  {:>12}  {:>8}\n",
+            "name", "outcome", "rows", "MB", "files", "seconds", "rows/s", "MB/s"
+        );
+        for t in &self.tasks {
+            out.push_str(&format!(
+                "{:<width$}  {:>8}  {:>12}  {:>10.1}  {:>6}  {:>8.2}  {:>12.0}  {:>8.1}\n",
+                t.name,
+                t.outcome,
+                t.rows,
+                t.bytes as f64 / 1e6,
+                t.files,
+                t.seconds,
+                t.rows_per_second,
+                t.megabytes_per_second
+            ));
+        }
+        let rows: u64 = self.tasks.iter().map(|t| t.rows).sum();
+        let bytes: u64 = self.tasks.iter().map(|t| t.bytes).sum();
+        out.push_str(&format!(
+            "{} {}: {rows} rows, {:.1} MB in {:.2} s ({:.0} rows/s)",
+            "qdrant2pg",
+            self.command,
+            bytes as f64 / 1e6,
+            self.seconds,
+            rows as f64 / self.seconds.max(1e-9)
+        ));
+        out
+    }
+}

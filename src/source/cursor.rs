@@ -1,0 +1,550 @@
+//! Cursors: threads that each own one half-open id range at a time and scroll it page by page.
+//!
+//! The [`Scheduler`] hands out planned ranges from one queue shared by every collection. When
+//! the queue runs dry, an idle cursor splits the active range with the most estimated work
+//! left: the victim's unread remainder `[pos, hi)` is cut at its midpoint, the victim's `hi`
+//! shrinks to the midpoint and the thief takes `[mid, hi)`. The victim applies its current `hi`
+//! to every page under the same lock that advances `pos`, so a point is never read by both,
+//! even when the cut lands inside a page already in flight. Splits happen only above `pos`:
+//! nothing already read is ever handed out again.
+//!
+//! Each page leaves as a [`PageBatch`] that says which ids it accounts for (`covered`), so the
+//! sink can record exactly which id ranges its files hold.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use qdrant_client::qdrant::RetrievedPoint;
+
+use crate::point_id::{KeyRange, PointKey};
+use crate::source::plan::{IdSpan, midpoint};
+use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+
+/// Reads pages of one collection; implemented by every source.
+pub trait PageReader {
+    fn scroll(
+        &self,
+        collection: &str,
+        offset: PointKey,
+        limit: u32,
+        fetch: Fetch,
+    ) -> Result<ScrollPage, SourceError>;
+
+    fn first_at_or_after(
+        &self,
+        collection: &str,
+        key: PointKey,
+    ) -> Result<Option<PointKey>, SourceError>;
+}
+
+impl PageReader for QdrantReader {
+    fn scroll(
+        &self,
+        collection: &str,
+        offset: PointKey,
+        limit: u32,
+        fetch: Fetch,
+    ) -> Result<ScrollPage, SourceError> {
+        QdrantReader::scroll(self, collection, offset, limit, fetch)
+    }
+
+    fn first_at_or_after(
+        &self,
+        collection: &str,
+        key: PointKey,
+    ) -> Result<Option<PointKey>, SourceError> {
+        QdrantReader::first_at_or_after(self, collection, key)
+    }
+}
+
+/// A range of one collection waiting for a cursor.
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    pub collection: usize,
+    pub range: KeyRange,
+}
+
+/// One page on its way to the encoders.
+#[derive(Debug)]
+pub struct PageBatch {
+    pub collection: usize,
+    /// Unique per range handed out; pages of one range carry consecutive `seq` from 0.
+    pub range_id: u64,
+    pub seq: u64,
+    /// Points in id order, all inside `covered`.
+    pub points: Vec<RetrievedPoint>,
+    /// The ids this batch accounts for: every point of the collection in it is in `points`.
+    pub covered: KeyRange,
+    /// The last batch of its range.
+    pub last: bool,
+}
+
+/// A scroll failed; names the collection and the range.
+#[derive(Debug, thiserror::Error)]
+#[error("reading collection {collection:?}, ids {range}")]
+pub struct CursorError {
+    pub collection: String,
+    pub range: KeyRange,
+    #[source]
+    pub source: SourceError,
+}
+
+/// Where one active range stands.
+#[derive(Debug)]
+struct Progress {
+    /// The next id to read.
+    pos: PointKey,
+    hi: Option<PointKey>,
+    rows: u64,
+    done: bool,
+}
+
+/// A range a cursor is reading.
+#[derive(Debug)]
+pub struct ActiveRange {
+    id: u64,
+    collection: usize,
+    lo: PointKey,
+    progress: Mutex<Progress>,
+}
+
+impl ActiveRange {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+struct State {
+    pending: VecDeque<Work>,
+    active: Vec<Arc<ActiveRange>>,
+    next_id: u64,
+    stopped: bool,
+}
+
+/// Hands out ranges, and splits heavy ones once the queue is empty.
+pub struct Scheduler {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Per collection, where ids lie (midpoints are taken inside it).
+    spans: Vec<IdSpan>,
+    /// A range is split only if it has at least this many rows left by estimate: below it the
+    /// split costs more (a probe, a new file) than it saves.
+    min_split_rows: u64,
+}
+
+impl Scheduler {
+    /// `work` in the order it should be handed out.
+    pub fn new(work: Vec<Work>, spans: Vec<IdSpan>, min_split_rows: u64) -> Scheduler {
+        Scheduler {
+            state: Mutex::new(State {
+                pending: work.into(),
+                active: Vec::new(),
+                next_id: 0,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+            spans,
+            min_split_rows,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops handing out work (after a failure elsewhere).
+    pub fn stop(&self) {
+        self.state().stopped = true;
+        self.changed.notify_all();
+    }
+
+    /// The next range to read: `(range, its full extent, whether it was split off another)`.
+    /// `None` once everything is read or the scheduler is stopped.
+    fn next(&self) -> Option<(Arc<ActiveRange>, KeyRange, bool)> {
+        let mut state = self.state();
+        loop {
+            if state.stopped {
+                return None;
+            }
+            let (work, stolen) = match state.pending.pop_front() {
+                Some(work) => (Some(work), false),
+                None => (self.split_heaviest(&state.active), true),
+            };
+            if let Some(work) = work {
+                let range = Arc::new(ActiveRange {
+                    id: state.next_id,
+                    collection: work.collection,
+                    lo: work.range.lo,
+                    progress: Mutex::new(Progress {
+                        pos: work.range.lo,
+                        hi: work.range.hi,
+                        rows: 0,
+                        done: false,
+                    }),
+                });
+                state.next_id += 1;
+                state.active.push(Arc::clone(&range));
+                return Some((range, work.range, stolen));
+            }
+            if state.active.is_empty() {
+                return None;
+            }
+            // Nothing to split yet: wait for a range to finish or to read further.
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Cuts the active range with the most estimated rows left; returns the upper half.
+    fn split_heaviest(&self, active: &[Arc<ActiveRange>]) -> Option<Work> {
+        let mut best: Option<(f64, &Arc<ActiveRange>, PointKey)> = None;
+        for range in active {
+            let p = range.progress();
+            if p.done {
+                continue;
+            }
+            let known_end = self.spans[range.collection].end_of_kind(p.pos);
+            let end = match (p.hi, known_end) {
+                (Some(hi), Some(known)) => hi.min(known),
+                (hi, known) => match hi.or(known) {
+                    Some(end) => end,
+                    None => continue,
+                },
+            };
+            let Some(mid) = midpoint(p.pos, end) else {
+                continue;
+            };
+            if p.hi.is_some_and(|hi| mid >= hi) || mid <= p.pos {
+                continue;
+            }
+            let estimate = estimate_rows_left(range.lo, p.pos, end, p.rows);
+            if estimate < self.min_split_rows as f64 {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(e, _, _)| estimate > *e) {
+                best = Some((estimate, range, mid));
+            }
+        }
+        let (_, victim, mid) = best?;
+        let mut p = victim.progress();
+        // Re-check under the victim's lock: it may have read past `mid` meanwhile.
+        if p.done || mid <= p.pos || p.hi.is_some_and(|hi| mid >= hi) {
+            return None;
+        }
+        let upper = KeyRange::new(mid, p.hi);
+        p.hi = Some(mid);
+        Some(Work {
+            collection: victim.collection,
+            range: upper,
+        })
+    }
+
+    fn finish(&self, range: &Arc<ActiveRange>) {
+        let mut state = self.state();
+        state.active.retain(|r| r.id != range.id);
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Runs one cursor until there is no work left: scroll, cut pages at the range's current
+    /// end, send them on. Blocks on `out` when the encoders are behind (that is the bound).
+    pub fn run_cursor(
+        &self,
+        reader: &dyn PageReader,
+        collections: &[String],
+        page_size: u32,
+        out: &Sender<PageBatch>,
+    ) -> Result<(), CursorError> {
+        while let Some((range, extent, stolen)) = self.next() {
+            let collection = &collections[range.collection];
+            let result =
+                self.read_range(reader, collection, &range, extent, stolen, page_size, out);
+            self.finish(&range);
+            match result {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(source) => {
+                    self.stop();
+                    return Err(CursorError {
+                        collection: collection.clone(),
+                        range: extent,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one range to its end; `Ok(false)` when the consumer has gone away.
+    #[allow(clippy::too_many_arguments)]
+    fn read_range(
+        &self,
+        reader: &dyn PageReader,
+        collection: &str,
+        range: &ActiveRange,
+        extent: KeyRange,
+        stolen: bool,
+        page_size: u32,
+        out: &Sender<PageBatch>,
+    ) -> Result<bool, SourceError> {
+        let mut offset = extent.lo;
+        if stolen {
+            // A split-off range may well be empty (ids cluster); an id-only probe says so
+            // without fetching a page of vectors, and skips any empty prefix.
+            match reader.first_at_or_after(collection, offset)? {
+                Some(first) if extent.hi.is_none_or(|hi| first < hi) => offset = first,
+                _ => {
+                    range.progress().done = true;
+                    let batch = PageBatch {
+                        collection: range.collection,
+                        range_id: range.id,
+                        seq: 0,
+                        points: Vec::new(),
+                        covered: extent,
+                        last: true,
+                    };
+                    return Ok(out.send(batch).is_ok());
+                }
+            }
+        }
+        let mut covered_lo = extent.lo;
+        for seq in 0.. {
+            let page = reader.scroll(collection, offset, page_size, Fetch::Everything)?;
+            let (points, end, last) = accept_page(range, collection, offset, page)?;
+            let batch = PageBatch {
+                collection: range.collection,
+                range_id: range.id,
+                seq,
+                points,
+                covered: KeyRange::new(covered_lo, end),
+                last,
+            };
+            if out.send(batch).is_err() {
+                return Ok(false);
+            }
+            self.changed.notify_all();
+            match (last, end) {
+                (false, Some(next)) => {
+                    covered_lo = next;
+                    offset = next;
+                }
+                _ => break,
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Applies the range's current end to a page and advances the range, atomically.
+/// Returns the points inside the range, where this page's coverage ends, and whether the
+/// range is finished.
+fn accept_page(
+    range: &ActiveRange,
+    collection: &str,
+    offset: PointKey,
+    page: ScrollPage,
+) -> Result<(Vec<RetrievedPoint>, Option<PointKey>, bool), SourceError> {
+    let bad_id = |source| SourceError::BadId {
+        collection: collection.to_owned(),
+        source,
+    };
+    let mut p = range.progress();
+    let mut points = page.points;
+    if let Some(hi) = p.hi {
+        let mut keep = points.len();
+        for (i, point) in points.iter().enumerate() {
+            if PointKey::from_proto(point.id.as_ref()).map_err(bad_id)? >= hi {
+                keep = i;
+                break;
+            }
+        }
+        points.truncate(keep);
+    }
+    if let Some(next) = page.next
+        && next <= offset
+    {
+        return Err(SourceError::Protocol {
+            collection: collection.to_owned(),
+            detail: format!("scroll from {offset} returned next_page_offset {next}, not past it"),
+        });
+    }
+    let last = match (page.next, p.hi) {
+        (None, _) => true,
+        (Some(next), Some(hi)) => next >= hi,
+        (Some(_), None) => false,
+    };
+    let end = if last { p.hi } else { page.next };
+    p.rows += points.len() as u64;
+    if last {
+        p.done = true;
+    } else if let Some(next) = page.next {
+        p.pos = next;
+    }
+    Ok((points, end, last))
+}
+
+/// Rows left in `[pos, end)` at the density read so far over `[lo, pos)`; unknown (nothing
+/// read yet) counts as plenty.
+fn estimate_rows_left(lo: PointKey, pos: PointKey, end: PointKey, rows: u64) -> f64 {
+    let width = |a: PointKey, b: PointKey| -> f64 {
+        match (a, b) {
+            (PointKey::Num(a), PointKey::Num(b)) => b.saturating_sub(a) as f64,
+            (PointKey::Uuid(a), PointKey::Uuid(b)) => b.saturating_sub(a) as f64,
+            (PointKey::Num(a), PointKey::Uuid(_)) => (u64::MAX - a) as f64,
+            _ => 0.0,
+        }
+    };
+    let read = width(lo, pos);
+    if rows == 0 || read <= 0.0 {
+        return f64::INFINITY;
+    }
+    rows as f64 * width(pos, end) / read
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use qdrant_client::qdrant::RetrievedPoint;
+
+    use super::*;
+
+    /// Qdrant's scroll semantics over a set of ids: `offset` inclusive, `next` = first id of
+    /// the next page.
+    struct SetReader(BTreeSet<PointKey>);
+
+    impl PageReader for SetReader {
+        fn scroll(
+            &self,
+            _: &str,
+            offset: PointKey,
+            limit: u32,
+            _: Fetch,
+        ) -> Result<ScrollPage, SourceError> {
+            let mut ids = self.0.range(offset..);
+            let points = ids
+                .by_ref()
+                .take(limit as usize)
+                .map(|k| RetrievedPoint {
+                    id: Some(k.to_proto()),
+                    ..Default::default()
+                })
+                .collect();
+            Ok(ScrollPage {
+                points,
+                next: ids.next().copied(),
+            })
+        }
+
+        fn first_at_or_after(
+            &self,
+            _: &str,
+            key: PointKey,
+        ) -> Result<Option<PointKey>, SourceError> {
+            Ok(self.0.range(key..).next().copied())
+        }
+    }
+
+    /// Runs `cursors` threads over `ids` and returns every id read plus the batches' coverage.
+    fn read_all(
+        ids: BTreeSet<PointKey>,
+        cursors: usize,
+        pieces: usize,
+    ) -> (Vec<PointKey>, Vec<KeyRange>) {
+        let reader = SetReader(ids);
+        let span = IdSpan::probe(|k| reader.first_at_or_after("c", k)).unwrap();
+        let work = span
+            .plan(pieces)
+            .into_iter()
+            .map(|range| Work {
+                collection: 0,
+                range,
+            })
+            .collect();
+        let scheduler = Scheduler::new(work, vec![span], 4);
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let names = vec!["c".to_owned()];
+        let (read, covered) = std::thread::scope(|s| {
+            for _ in 0..cursors {
+                let tx = tx.clone();
+                let (scheduler, reader, names) = (&scheduler, &reader, &names);
+                s.spawn(move || scheduler.run_cursor(reader, names, 3, &tx).unwrap());
+            }
+            drop(tx);
+            let mut read = Vec::new();
+            let mut covered = Vec::new();
+            for batch in rx {
+                for p in &batch.points {
+                    let key = PointKey::from_proto(p.id.as_ref()).unwrap();
+                    assert!(
+                        batch.covered.contains(key),
+                        "{key} outside {}",
+                        batch.covered
+                    );
+                    read.push(key);
+                }
+                covered.push(batch.covered);
+            }
+            (read, covered)
+        });
+        (read, covered)
+    }
+
+    fn assert_exactly_once(ids: BTreeSet<PointKey>, cursors: usize, pieces: usize) {
+        let (mut read, mut covered) = read_all(ids.clone(), cursors, pieces);
+        read.sort();
+        let expected: Vec<PointKey> = ids.into_iter().collect();
+        assert_eq!(read, expected, "every id exactly once");
+        // Coverage tiles the whole order: no gaps, no overlaps.
+        covered.retain(|r| !r.is_empty());
+        covered.sort_by_key(|r| r.lo);
+        assert_eq!(covered.first().map(|r| r.lo), Some(PointKey::MIN));
+        for pair in covered.windows(2) {
+            assert_eq!(pair[0].hi, Some(pair[1].lo), "coverage {covered:?}");
+        }
+        assert_eq!(covered.last().map(|r| r.hi), Some(None));
+    }
+
+    #[test]
+    fn sequential_ids_with_few_ranges_get_split() {
+        assert_exactly_once((0..500).map(PointKey::Num).collect(), 4, 1);
+    }
+
+    #[test]
+    fn dense_blocks_far_apart() {
+        let ids = (0..200)
+            .chain(1 << 50..(1 << 50) + 300)
+            .chain(u64::MAX - 50..=u64::MAX);
+        assert_exactly_once(ids.map(PointKey::Num).collect(), 4, 8);
+    }
+
+    #[test]
+    fn random_uuids_and_mixed_ids() {
+        let mut x: u128 = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
+        let uuids: Vec<PointKey> = (0..400)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                    .wrapping_add(1);
+                PointKey::Uuid(x)
+            })
+            .collect();
+        assert_exactly_once(uuids.iter().copied().collect(), 3, 6);
+        let mixed = uuids
+            .into_iter()
+            .chain((10..300).step_by(7).map(PointKey::Num));
+        assert_exactly_once(mixed.collect(), 4, 5);
+    }
+
+    #[test]
+    fn empty_and_single_point_collections() {
+        assert_exactly_once(BTreeSet::new(), 2, 4);
+        assert_exactly_once([PointKey::Num(u64::MAX)].into(), 3, 4);
+    }
+}
