@@ -5,6 +5,7 @@
 //! warnings (a typo must not silently fall back to a default); wrong types are errors naming
 //! the file and the key.
 
+pub mod postgres;
 pub mod qdrant;
 
 use std::path::{Path, PathBuf};
