@@ -1,0 +1,3 @@
+//! Test servers and helpers shared by the integration tests.
+pub mod pg;
+pub mod qdrant;
