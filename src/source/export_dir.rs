@@ -1,0 +1,480 @@
+//! An export directory as import reads it: which collections and files exist, whether each file
+//! is what the manifest says, and how to cut the part not yet loaded into batches.
+//!
+//! Two layouts load the same way: qdrant2pg's own (with `manifest.json`, which alone decides
+//! which files exist — a file it does not list is ignored) and the guide's export.py output
+//! (`create_table.sql` + `*.csv`, no manifest: every `*.csv` counts, rows are counted).
+//!
+//! A batch is a run of whole lines `[lo, hi)` of one file. Every raw `\n` in COPY text ends a
+//! row (an embedded newline is written `\n` escaped), so lines can be cut on bytes alone. The
+//! header line is never inside a batch: it is stripped here and COPY runs without `HEADER`. A
+//! file is scanned once, sequentially: xxh3 over all of it (checked against the manifest),
+//! its line count (checked against the manifest's rows), and its cut points with the file line
+//! each batch starts at (to map a server error back to `file:line`).
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::encode::text::column_names;
+use crate::sink::manifest::{MANIFEST_FILE, Manifest, ManifestError};
+
+/// The guide's DDL file name.
+pub const CREATE_TABLE_FILE: &str = "create_table.sql";
+/// Bytes read per call while scanning; large enough that syscalls and per-block hashing setup
+/// vanish next to the memchr and xxh3 work (both run at several GB/s).
+const SCAN_BLOCK: usize = 1 << 20;
+
+/// Reading an export directory failed, or a file is not what the manifest says.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportDirError {
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}: {detail}")]
+    Mismatch { path: PathBuf, detail: String },
+    #[error(
+        "{path} is not a qdrant2pg or guide export directory (no {MANIFEST_FILE}, no {CREATE_TABLE_FILE})"
+    )]
+    NotExport { path: PathBuf },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportDirError + '_ {
+    move |source| ExportDirError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One collection directory.
+#[derive(Debug)]
+pub struct ExportedCollection {
+    /// The directory name: the collection and the table name.
+    pub name: String,
+    pub dir: PathBuf,
+    /// `None` for a guide-style directory.
+    pub manifest: Option<Manifest>,
+    pub files: Vec<DataFile>,
+}
+
+/// One data file and what it must contain.
+#[derive(Clone, Debug)]
+pub struct DataFile {
+    /// File name inside the collection directory (the ledger's `source`).
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// From the manifest: data rows and xxh3 (hex). `None` for guide files.
+    pub expected: Option<(u64, String)>,
+    /// Whether the first line names the columns.
+    pub header: bool,
+    /// Columns when there is no header line (from the manifest's layout).
+    pub columns: Vec<String>,
+}
+
+impl ExportedCollection {
+    /// Reads one collection directory.
+    pub fn open(dir: &Path) -> Result<ExportedCollection, ExportDirError> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let manifest = Manifest::load(dir)?;
+        let files = match &manifest {
+            Some(m) => {
+                let columns = column_names(&m.layout, m.vector_syntax);
+                m.files
+                    .iter()
+                    .map(|f| DataFile {
+                        name: f.name.clone(),
+                        path: dir.join(&f.name),
+                        bytes: f.bytes,
+                        expected: Some((f.rows, f.xxh3.clone())),
+                        header: m.header,
+                        columns: columns.clone(),
+                    })
+                    .collect()
+            }
+            None => {
+                if !dir.join(CREATE_TABLE_FILE).is_file() {
+                    return Err(ExportDirError::NotExport {
+                        path: dir.to_owned(),
+                    });
+                }
+                let mut files = Vec::new();
+                for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+                    let entry = entry.map_err(io_error(dir))?;
+                    let file_name = entry.file_name().to_string_lossy().into_owned();
+                    if !file_name.ends_with(".csv") || file_name.starts_with('.') {
+                        continue;
+                    }
+                    let path = entry.path();
+                    let bytes = entry.metadata().map_err(io_error(&path))?.len();
+                    files.push(DataFile {
+                        name: file_name,
+                        path,
+                        bytes,
+                        expected: None,
+                        header: true,
+                        columns: Vec::new(),
+                    });
+                }
+                files.sort_by(|a, b| a.name.cmp(&b.name));
+                files
+            }
+        };
+        Ok(ExportedCollection {
+            name,
+            dir: dir.to_owned(),
+            manifest,
+            files,
+        })
+    }
+
+    /// The guide's `create_table.sql`, for directories without a manifest.
+    pub fn create_table_sql(&self) -> Result<String, ExportDirError> {
+        let path = self.dir.join(CREATE_TABLE_FILE);
+        fs::read_to_string(&path).map_err(io_error(&path))
+    }
+}
+
+/// A run of whole lines of one file, ready to COPY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub lo: u64,
+    pub hi: u64,
+    /// The file line (1-based, the header being line 1) at `lo`.
+    pub first_line: u64,
+    pub rows: u64,
+}
+
+/// What one file needs loaded.
+#[derive(Debug)]
+pub struct ScannedFile {
+    /// The COPY column list: the header's names, or the manifest's.
+    pub columns: Vec<String>,
+    /// Batches still to load, in file order.
+    pub spans: Vec<Span>,
+}
+
+impl DataFile {
+    /// Reads the header line: its byte length and the column names it holds.
+    pub fn header(&self) -> Result<(u64, Vec<String>), ExportDirError> {
+        if !self.header {
+            return Ok((0, self.columns.clone()));
+        }
+        let file = fs::File::open(&self.path).map_err(io_error(&self.path))?;
+        let mut line = Vec::new();
+        BufReader::new(file)
+            .read_until(b'\n', &mut line)
+            .map_err(io_error(&self.path))?;
+        let len = line.len() as u64;
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        Ok((len, split_header(&line)))
+    }
+
+    /// Scans the whole file once: checks size, xxh3 and rows against the manifest, and cuts
+    /// the byte ranges not in `loaded` (sorted, line-aligned, as the ledger records them) into
+    /// spans of about `batch_bytes`, each ending at a line end.
+    pub fn scan(
+        &self,
+        loaded: &[(u64, u64)],
+        batch_bytes: u64,
+    ) -> Result<ScannedFile, ExportDirError> {
+        let (header_len, columns) = self.header()?;
+        let pending = complement(loaded, header_len, self.bytes);
+        let mut file = fs::File::open(&self.path).map_err(io_error(&self.path))?;
+        let mut cutter = Cutter::new(pending, batch_bytes.max(1), header_len);
+        let mut hasher = Xxh3::new();
+        let mut block = vec![0u8; SCAN_BLOCK];
+        let mut offset = 0u64;
+        let mut line = 1u64;
+        cutter.line_start(0, 1);
+        loop {
+            let n = match file.read(&mut block) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_error(&self.path)(e)),
+            };
+            hasher.update(&block[..n]);
+            for at in memchr::memchr_iter(b'\n', &block[..n]) {
+                line += 1;
+                cutter.line_start(offset + at as u64 + 1, line);
+            }
+            offset += n as u64;
+        }
+        let mismatch = |detail: String| ExportDirError::Mismatch {
+            path: self.path.clone(),
+            detail,
+        };
+        if offset != self.bytes {
+            return Err(mismatch(format!(
+                "{offset} bytes on disk, the manifest says {}: the file changed after export",
+                self.bytes
+            )));
+        }
+        let rows = cutter.rows(offset);
+        if let Some((expected_rows, xxh3)) = &self.expected {
+            let actual = format!("{:016x}", hasher.digest());
+            if &actual != xxh3 {
+                return Err(mismatch(format!(
+                    "checksum xxh3 {actual}, the manifest says {xxh3}: the file changed after \
+                     export"
+                )));
+            }
+            if rows != *expected_rows {
+                return Err(mismatch(format!(
+                    "{rows} rows, the manifest says {expected_rows}"
+                )));
+            }
+        }
+        Ok(ScannedFile {
+            columns,
+            spans: cutter.finish(offset),
+        })
+    }
+}
+
+/// Splits a COPY text header line on unescaped `|`, undoing COPY's escapes.
+fn split_header(line: &[u8]) -> Vec<String> {
+    let mut names = vec![Vec::new()];
+    let mut bytes = line.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'\\' => {
+                if let (Some(&next), Some(name)) = (bytes.next(), names.last_mut()) {
+                    name.push(next);
+                }
+            }
+            b'|' => names.push(Vec::new()),
+            b => {
+                if let Some(name) = names.last_mut() {
+                    name.push(b);
+                }
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).trim().to_owned())
+        .collect()
+}
+
+/// The parts of `[lo, hi)` not covered by `loaded` (sorted by start).
+fn complement(loaded: &[(u64, u64)], lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = lo;
+    for &(a, b) in loaded {
+        if a > at {
+            out.push((at, a.min(hi)));
+        }
+        at = at.max(b);
+    }
+    if at < hi {
+        out.push((at, hi));
+    }
+    out.retain(|(a, b)| a < b);
+    out
+}
+
+/// Turns the line starts of a file, seen in order, into spans over the pending ranges, and
+/// counts the data rows, in memory independent of the file's size.
+struct Cutter {
+    pending: Vec<(u64, u64)>,
+    next: usize,
+    batch_bytes: u64,
+    open: Option<Span>,
+    spans: Vec<Span>,
+    /// Where the data rows start (after the header line).
+    body: u64,
+    /// Line starts at or after `body`.
+    body_starts: u64,
+    last_start: u64,
+}
+
+impl Cutter {
+    fn new(pending: Vec<(u64, u64)>, batch_bytes: u64, body: u64) -> Cutter {
+        Cutter {
+            pending,
+            next: 0,
+            batch_bytes,
+            open: None,
+            spans: Vec::new(),
+            body,
+            body_starts: 0,
+            last_start: 0,
+        }
+    }
+
+    /// A line (file line number `line`) starts at byte `at`.
+    fn line_start(&mut self, at: u64, line: u64) {
+        self.last_start = at;
+        if at >= self.body {
+            self.body_starts += 1;
+        }
+        if let Some(open) = &mut self.open {
+            let range_end = self.pending[self.next].1;
+            if at >= range_end || at - open.lo >= self.batch_bytes {
+                self.spans.push(Span {
+                    hi: at.min(range_end),
+                    ..*open
+                });
+                self.open = None;
+                if at >= range_end {
+                    self.next += 1;
+                }
+            }
+        }
+        if self.open.is_none()
+            && let Some(&(lo, hi)) = self.pending.get(self.next)
+            && at >= lo
+            && at < hi
+        {
+            self.open = Some(Span {
+                lo: at,
+                hi,
+                first_line: line,
+                rows: 0,
+            });
+        }
+        if let Some(open) = &mut self.open {
+            open.rows += 1;
+        }
+    }
+
+    /// Data rows of a file of `size` bytes: a line start at the very end (after a final
+    /// newline) is no row.
+    fn rows(&self, size: u64) -> u64 {
+        self.body_starts - u64::from(self.last_start == size && size >= self.body)
+    }
+
+    /// The spans, closing the one still open when the file does not end with a newline.
+    fn finish(mut self, size: u64) -> Vec<Span> {
+        if let Some(open) = self.open.take() {
+            self.spans.push(Span { hi: size, ..open });
+        }
+        self.spans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, body: &str, expected: Option<(u64, String)>) -> DataFile {
+        let path = dir.join("0000000000.csv");
+        fs::write(&path, body).unwrap();
+        DataFile {
+            name: "0000000000.csv".into(),
+            path,
+            bytes: body.len() as u64,
+            expected,
+            header: true,
+            columns: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn header_is_stripped_and_unescaped() {
+        assert_eq!(
+            split_header(b"id|a\\\\|b\\|c|payload"),
+            ["id", "a\\", "b|c", "payload"]
+        );
+    }
+
+    #[test]
+    fn cuts_whole_lines_and_numbers_them() {
+        let dir = tempfile::tempdir().unwrap();
+        // Header 11 bytes, then rows of 5 bytes each.
+        let f = file(
+            dir.path(),
+            "id|payload\n1|{}\n2|{}\n3|{}\n4|{}\n5|{}\n",
+            None,
+        );
+        let scanned = f.scan(&[], 10).unwrap();
+        assert_eq!(scanned.columns, ["id", "payload"]);
+        let spans: Vec<_> = scanned
+            .spans
+            .iter()
+            .map(|s| (s.lo, s.hi, s.first_line, s.rows))
+            .collect();
+        assert_eq!(spans, [(11, 21, 2, 2), (21, 31, 4, 2), (31, 36, 6, 1)]);
+        // Resume: the middle batch is in the ledger; a bigger batch size changes nothing.
+        let scanned = f.scan(&[(21, 31)], 1000).unwrap();
+        let spans: Vec<_> = scanned
+            .spans
+            .iter()
+            .map(|s| (s.lo, s.hi, s.first_line, s.rows))
+            .collect();
+        assert_eq!(spans, [(11, 21, 2, 2), (31, 36, 6, 1)]);
+        assert!(f.scan(&[(11, 36)], 1).unwrap().spans.is_empty());
+    }
+
+    #[test]
+    fn last_line_without_newline_counts_and_empty_file_has_no_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(dir.path(), "id|payload\n1|{}\n2|{}", None);
+        let spans = f.scan(&[], 1 << 20).unwrap().spans;
+        assert_eq!(
+            spans,
+            [Span {
+                lo: 11,
+                hi: 20,
+                first_line: 2,
+                rows: 2
+            }]
+        );
+        let f = file(dir.path(), "id|payload\n", None);
+        assert!(f.scan(&[], 1 << 20).unwrap().spans.is_empty());
+    }
+
+    #[test]
+    fn manifest_mismatches_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "id|payload\n1|{}\n";
+        let good = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(body.as_bytes()));
+        assert!(
+            file(dir.path(), body, Some((1, good.clone())))
+                .scan(&[], 100)
+                .is_ok()
+        );
+        let err = file(dir.path(), body, Some((2, good)))
+            .scan(&[], 100)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("0000000000.csv: 1 rows, the manifest says 2"),
+            "{err}"
+        );
+        let err = file(dir.path(), body, Some((1, "0".repeat(16))))
+            .scan(&[], 100)
+            .unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        let mut short = file(dir.path(), body, None);
+        short.bytes += 1;
+        assert!(
+            short
+                .scan(&[], 100)
+                .unwrap_err()
+                .to_string()
+                .contains("bytes on disk")
+        );
+    }
+
+    #[test]
+    fn complement_of_loaded_ranges() {
+        assert_eq!(complement(&[], 10, 50), [(10, 50)]);
+        assert_eq!(complement(&[(10, 20), (30, 50)], 10, 50), [(20, 30)]);
+        assert_eq!(complement(&[(10, 50)], 10, 50), []);
+    }
+}
