@@ -259,7 +259,7 @@ impl Scheduler {
         collections: &[String],
         page_size: u32,
         out: &Sender<PageBatch>,
-    ) -> Result<(), CursorError> {
+    ) -> Result<(), Box<CursorError>> {
         while let Some((range, extent, stolen)) = self.next() {
             let collection = &collections[range.collection];
             let result =
@@ -270,11 +270,11 @@ impl Scheduler {
                 Ok(false) => return Ok(()),
                 Err(source) => {
                     self.stop();
-                    return Err(CursorError {
+                    return Err(Box::new(CursorError {
                         collection: collection.clone(),
                         range: extent,
                         source,
-                    });
+                    }));
                 }
             }
         }

@@ -11,14 +11,20 @@
 
 use std::time::Duration;
 
+use qdrant_client::qdrant::collections_client::CollectionsClient;
+use qdrant_client::qdrant::points_client::PointsClient;
+use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
-    CollectionInfo, CountPoints, GetCollectionInfoRequest, RetrievedPoint, ScrollPoints,
-    WithPayloadSelector, WithVectorsSelector, with_payload_selector, with_vectors_selector,
+    CollectionInfo, CountPoints, GetCollectionInfoRequest, HealthCheckRequest,
+    ListCollectionsRequest, RetrievedPoint, ScrollPoints, WithPayloadSelector, WithVectorsSelector,
+    with_payload_selector, with_vectors_selector,
 };
-use qdrant_client::{Qdrant, QdrantError};
-use tonic::Code;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::{Code, Status};
 
-use crate::config::qdrant::Connection;
+use crate::config::qdrant::{Connection, Secret};
 use crate::point_id::{PointIdError, PointKey};
 
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
@@ -33,7 +39,7 @@ pub enum SourceError {
     Unreachable {
         hint: String,
         #[source]
-        source: QdrantError,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error(
         "Qdrant at {url} rejected the request as unauthenticated: check --api-key, \
@@ -48,7 +54,7 @@ pub enum SourceError {
         operation: &'static str,
         attempts: u32,
         #[source]
-        source: QdrantError,
+        source: Box<Status>,
     },
     #[error("collection {collection:?}: a scroll page holds a bad point id")]
     BadId {
@@ -79,45 +85,90 @@ pub enum Fetch {
     IdsOnly,
 }
 
+/// Sends the API key with every request, as Qdrant expects it (`api-key` metadata).
+#[derive(Clone)]
+struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl Interceptor for ApiKey {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(key) = &self.0 {
+            request.metadata_mut().insert("api-key", key.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Service = InterceptedService<Channel, ApiKey>;
+
 /// A connection to Qdrant, owned by one thread.
 pub struct QdrantReader {
     runtime: tokio::runtime::Runtime,
-    client: Qdrant,
+    points: PointsClient<Service>,
+    collections: CollectionsClient<Service>,
     connection: Connection,
 }
 
 impl QdrantReader {
-    /// Connects and checks that the server answers.
+    /// Connects (retrying transient failures) and checks that the server answers.
     pub fn connect(connection: &Connection) -> Result<QdrantReader, SourceError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(SourceError::Runtime)?;
-        let mut config = Qdrant::from_url(&connection.url)
-            .timeout(connection.request_timeout)
-            .connect_timeout(connection.connect_timeout)
-            .skip_compatibility_check();
-        if let Some(key) = &connection.api_key {
-            config.set_api_key(key.expose());
-        }
-        // Building a client spawns nothing but needs a runtime context for its channel.
-        let client = {
-            let _guard = runtime.enter();
-            config.build().map_err(|source| SourceError::Unreachable {
+        let unreachable =
+            |source: Box<dyn std::error::Error + Send + Sync>| SourceError::Unreachable {
                 hint: connection.hint(),
                 source,
-            })?
+            };
+        let mut endpoint = Endpoint::from_shared(connection.url.clone())
+            .map_err(|e| unreachable(e.into()))?
+            .timeout(connection.request_timeout)
+            .connect_timeout(connection.connect_timeout)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        if connection.url.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(|e| unreachable(e.into()))?;
+        }
+        let key = connection
+            .api_key
+            .as_ref()
+            .map(Secret::expose)
+            .map(str::parse)
+            .transpose();
+        let key = ApiKey(key.map_err(|_| SourceError::Unauthenticated {
+            url: connection.url.clone(),
+        })?);
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        let channel = loop {
+            attempt += 1;
+            match runtime.block_on(endpoint.connect()) {
+                Ok(channel) => break channel,
+                Err(_) if attempt < connection.retries => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(unreachable(e.into())),
+            }
         };
+        // Pages of big vectors exceed tonic's 4 MiB default; the server bounds them anyway.
+        let points = PointsClient::with_interceptor(channel.clone(), key.clone())
+            .max_decoding_message_size(usize::MAX);
+        let collections = CollectionsClient::with_interceptor(channel.clone(), key.clone())
+            .max_decoding_message_size(usize::MAX);
         let reader = QdrantReader {
             runtime,
-            client,
+            points,
+            collections,
             connection: connection.clone(),
         };
-        reader.with_retries(
-            "",
-            "health check",
-            |c| async move { c.health_check().await },
-        )?;
+        let health = QdrantClient::with_interceptor(channel, key);
+        reader.with_retries("", "health check", || {
+            let mut health = health.clone();
+            async move { health.health_check(HealthCheckRequest {}).await }
+        })?;
         Ok(reader)
     }
 
@@ -127,8 +178,10 @@ impl QdrantReader {
 
     /// Every collection's name, sorted.
     pub fn list_collections(&self) -> Result<Vec<String>, SourceError> {
-        let response =
-            self.with_retries("", "listing", |c| async move { c.list_collections().await })?;
+        let response = self.with_retries("", "listing", || {
+            let mut client = self.collections.clone();
+            async move { client.list(ListCollectionsRequest {}).await }
+        })?;
         let mut names: Vec<String> = response.collections.into_iter().map(|c| c.name).collect();
         names.sort();
         Ok(names)
@@ -138,9 +191,9 @@ impl QdrantReader {
         let request = GetCollectionInfoRequest {
             collection_name: collection.to_owned(),
         };
-        let response = self.with_retries(collection, "describing", |c| {
-            let request = request.clone();
-            async move { c.collection_info(request).await }
+        let response = self.with_retries(collection, "describing", || {
+            let (mut client, request) = (self.collections.clone(), request.clone());
+            async move { client.get(request).await }
         })?;
         response
             .result
@@ -157,9 +210,9 @@ impl QdrantReader {
             exact: Some(true),
             ..Default::default()
         };
-        let response = self.with_retries(collection, "counting", |c| {
-            let request = request.clone();
-            async move { c.count(request).await }
+        let response = self.with_retries(collection, "counting", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.count(request).await }
         })?;
         Ok(response.result.map_or(0, |r| r.count))
     }
@@ -185,9 +238,9 @@ impl QdrantReader {
             }),
             ..Default::default()
         };
-        let response = self.with_retries(collection, "scrolling", |c| {
-            let request = request.clone();
-            async move { c.scroll(request).await }
+        let response = self.with_retries(collection, "scrolling", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.scroll(request).await }
         })?;
         let next = match response.next_page_offset {
             Some(id) => {
@@ -232,85 +285,79 @@ impl QdrantReader {
         mut request: F,
     ) -> Result<T, SourceError>
     where
-        F: FnMut(Qdrant) -> Fut,
-        Fut: std::future::Future<Output = Result<T, QdrantError>>,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.runtime.block_on(request(self.client.clone())) {
-                Ok(value) => return Ok(value),
-                Err(err) => {
-                    let code = status_code(&err);
-                    if code == Some(Code::Unauthenticated) || code == Some(Code::PermissionDenied) {
-                        return Err(SourceError::Unauthenticated {
-                            url: self.connection.url.clone(),
-                        });
-                    }
-                    if code == Some(Code::NotFound) && !collection.is_empty() {
-                        return Err(SourceError::CollectionNotFound {
-                            collection: collection.to_owned(),
-                            url: self.connection.url.clone(),
-                        });
-                    }
-                    if !is_transient(code) || attempt >= self.connection.retries {
-                        if code == Some(Code::Unavailable) || code.is_none() {
-                            return Err(SourceError::Unreachable {
-                                hint: format!(
-                                    "{} ({operation}{}{}, {attempt} attempt(s))",
-                                    self.connection.hint(),
-                                    if collection.is_empty() { "" } else { " of " },
-                                    collection
-                                ),
-                                source: err,
-                            });
-                        }
-                        return Err(SourceError::Request {
-                            collection: collection.to_owned(),
-                            operation,
-                            attempts: attempt,
-                            source: err,
-                        });
-                    }
-                    let wait = retry_after(&err).unwrap_or(backoff);
-                    std::thread::sleep(wait);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            let status = match self.runtime.block_on(request()) {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
+            };
+            let code = status.code();
+            if code == Code::Unauthenticated || code == Code::PermissionDenied {
+                return Err(SourceError::Unauthenticated {
+                    url: self.connection.url.clone(),
+                });
             }
+            if code == Code::NotFound && !collection.is_empty() {
+                return Err(SourceError::CollectionNotFound {
+                    collection: collection.to_owned(),
+                    url: self.connection.url.clone(),
+                });
+            }
+            if is_transient(code) && attempt < self.connection.retries {
+                std::thread::sleep(retry_after(&status).unwrap_or(backoff));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            if code == Code::Unavailable {
+                let of = if collection.is_empty() {
+                    String::new()
+                } else {
+                    format!(" of {collection:?}")
+                };
+                return Err(SourceError::Unreachable {
+                    hint: format!(
+                        "{} ({operation}{of}, {attempt} attempt(s))",
+                        self.connection.hint()
+                    ),
+                    source: Box::new(status),
+                });
+            }
+            return Err(SourceError::Request {
+                collection: collection.to_owned(),
+                operation,
+                attempts: attempt,
+                source: Box::new(status),
+            });
         }
-    }
-}
-
-fn status_code(err: &QdrantError) -> Option<Code> {
-    match err {
-        QdrantError::ResponseError { status } => Some(status.code()),
-        QdrantError::ResourceExhaustedError { .. } => Some(Code::ResourceExhausted),
-        _ => None,
     }
 }
 
 /// The status codes a real server returns while it is restarting, overloaded or slow
 /// (`Unknown` is what tonic reports for a connection cut mid-response).
-fn is_transient(code: Option<Code>) -> bool {
+fn is_transient(code: Code) -> bool {
     matches!(
         code,
-        Some(
-            Code::Unavailable
-                | Code::ResourceExhausted
-                | Code::DeadlineExceeded
-                | Code::Aborted
-                | Code::Unknown
-        )
+        Code::Unavailable
+            | Code::ResourceExhausted
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Unknown
     )
 }
 
-fn retry_after(err: &QdrantError) -> Option<Duration> {
-    match err {
-        QdrantError::ResourceExhaustedError {
-            retry_after_seconds,
-            ..
-        } => Some(Duration::from_secs(*retry_after_seconds).min(MAX_BACKOFF)),
-        _ => None,
-    }
+/// Qdrant's rate limiter says how long to wait in a `retry-after` header (seconds).
+fn retry_after(status: &Status) -> Option<Duration> {
+    let seconds: u64 = status
+        .metadata()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_BACKOFF))
 }

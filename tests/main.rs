@@ -1,0 +1,8 @@
+//! The integration tests: one binary, each test on its own collection / database, running the
+//! built `qdrant2pg` as a user would.
+
+mod support;
+mod export;
+mod pg_harness;
+mod qdrant_server;
+mod roundtrip;
