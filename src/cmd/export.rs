@@ -10,9 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
-use crossbeam_channel::bounded;
 
 use crate::config::qdrant::{Connection, QdrantArgs, ReadTuning, SourceFile};
 use crate::encode::text::TextRowEncoder;
@@ -23,7 +23,8 @@ use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
     MANIFEST_FILE, Manifest, VectorSyntax, temporary_name, write_atomically,
 };
-use crate::source::cursor::{PageBatch, Scheduler, Work};
+use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
+use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
 use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
@@ -34,9 +35,6 @@ const DEFAULT_MAX_LINES: u64 = 40_000;
 /// Ranges planned per cursor: more ranges than cursors lets a fast cursor take more of them, so
 /// skew evens out before any split is needed (etl plans 4 partitions per copy worker).
 const RANGES_PER_CURSOR: usize = 4;
-/// Pages in flight per cursor in the page queue. Two keep each cursor's next request going
-/// while the encoders work; the queue bounds memory to cursors × 2 × page bytes.
-const PAGES_QUEUED_PER_CURSOR: usize = 2;
 
 /// `qdrant2pg export` flags.
 #[derive(Debug, clap::Args)]
@@ -125,6 +123,8 @@ struct CollectionJob {
     files: CollectionFiles,
     task: Arc<Task>,
     encoder: TextRowEncoder,
+    /// Bytes per encoded row, as last seen.
+    row_bytes: AtomicUsize,
 }
 
 pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -191,6 +191,7 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             files,
             task,
             encoder,
+            row_bytes: AtomicUsize::new(0),
         });
     }
     drop(reader);
@@ -268,7 +269,7 @@ fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
     out
 }
 
-/// The pipeline: cursors → bounded page queue → encoders → files. Returns the first failure.
+/// The pipeline: cursors → bounded page queue → encoders → files.
 fn read_and_write(
     scheduler: &Scheduler,
     connection: &Connection,
@@ -276,95 +277,36 @@ fn read_and_write(
     jobs: &[CollectionJob],
     tuning: &ReadTuning,
 ) -> anyhow::Result<()> {
-    let cursors = tuning.cursors.max(1);
-    let (pages_tx, pages_rx) = bounded::<PageBatch>(cursors * PAGES_QUEUED_PER_CURSOR);
-    let encoders = tuning.encoders();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(encoders)
-        .thread_name(|i| format!("encoder-{i}"))
-        .build()
-        .context("cannot start the encoder threads")?;
-    let errors = std::sync::Mutex::new(Vec::<anyhow::Error>::new());
-    let fail = |err: anyhow::Error| {
-        scheduler.stop();
-        errors.lock().unwrap_or_else(|e| e.into_inner()).push(err);
+    let open = || -> anyhow::Result<Box<dyn PageReader>> {
+        Ok(Box::new(QdrantReader::connect(connection)?))
     };
-    std::thread::scope(|s| {
-        for i in 0..cursors {
-            let pages_tx = pages_tx.clone();
-            let fail = &fail;
-            std::thread::Builder::new()
-                .name(format!("cursor-{i}"))
-                .spawn_scoped(s, move || {
-                    let result = QdrantReader::connect(connection)
-                        .map_err(anyhow::Error::from)
-                        .and_then(|reader| {
-                            scheduler
-                                .run_cursor(&reader, names, tuning.page_size, &pages_tx)
-                                .map_err(anyhow::Error::from)
-                        });
-                    if let Err(err) = result {
-                        fail(err);
-                    }
-                })
-                .map(drop)
-                .unwrap_or_else(|e| fail(anyhow::Error::from(e).context("cannot start a cursor")));
-        }
-        drop(pages_tx);
-        pool.scope(|ps| {
-            for _ in 0..encoders {
-                let pages_rx = pages_rx.clone();
-                let fail = &fail;
-                ps.spawn(move |_| {
-                    let mut capacity = 0;
-                    for batch in pages_rx.iter() {
-                        let job = &jobs[batch.collection];
-                        match encode_page(job, batch, capacity) {
-                            Ok(page) => {
-                                capacity = capacity.max(page.bytes.len());
-                                if let Err(err) = job.files.accept(page) {
-                                    fail(anyhow::Error::from(err).context(format!(
-                                        "exporting collection {:?}",
-                                        job.schema.name
-                                    )));
-                                    break;
-                                }
-                            }
-                            Err(err) => {
-                                fail(err);
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        // Unblock cursors if every encoder stopped early.
-        drop(pages_rx);
-    });
+    let result = read_parallel(
+        scheduler,
+        &open,
+        names,
+        tuning.cursors,
+        tuning.page_size,
+        tuning.encoders(),
+        |batch| {
+            let job = &jobs[batch.collection];
+            let page = encode_page(job, batch)?;
+            job.files
+                .accept(page)
+                .with_context(|| format!("exporting collection {:?}", job.schema.name))
+        },
+    );
+    // Whatever happened, record the files that did complete.
     for job in jobs {
         job.files.flush()?;
     }
-    let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
-    if errors.is_empty() {
-        return Ok(());
-    }
-    let first = errors.remove(0);
-    if errors.is_empty() {
-        Err(first)
-    } else {
-        Err(first.context(format!(
-            "export failed ({} more error(s) after this one)",
-            errors.len()
-        )))
-    }
+    result
 }
 
-fn encode_page(
-    job: &CollectionJob,
-    batch: PageBatch,
-    capacity: usize,
-) -> anyhow::Result<EncodedPage> {
+fn encode_page(job: &CollectionJob, batch: PageBatch) -> anyhow::Result<EncodedPage> {
+    // Rows of one collection are alike in size: size the buffer from the last page's rows, so
+    // it is allocated once, not grown by doubling.
+    let row_bytes = job.row_bytes.load(Ordering::Relaxed);
+    let capacity = row_bytes * batch.points.len() + row_bytes / 2;
     let mut page = EncodedPage {
         range_id: batch.range_id,
         seq: batch.seq,
@@ -382,6 +324,9 @@ fn encode_page(
             .with_context(|| format!("collection {:?}", job.schema.name))?;
         page.row_ends.push(page.bytes.len());
         page.keys.push(key);
+    }
+    if let Some(rows) = page.bytes.len().checked_div(page.keys.len()) {
+        job.row_bytes.store(rows, Ordering::Relaxed);
     }
     Ok(page)
 }

@@ -3,6 +3,7 @@
 
 pub mod cursor;
 pub mod edge;
+pub mod parallel;
 pub mod export_dir;
 pub mod plan;
 pub mod qdrant;
