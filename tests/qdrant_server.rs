@@ -786,3 +786,77 @@ fn errors_keys_and_restarts_behave_like_the_real_server() {
         .unwrap()
     );
 }
+
+/// The volume other tests push through the server: 100k points of 768-d, upserted in batches
+/// and scrolled back in pages of 1,000. Run with `cargo test --test main scale -- --ignored
+/// --nocapture` to see the rates.
+#[test]
+#[ignore = "about a minute on 2 cores; run by hand for the figures"]
+fn scale_100k_x_768_round_trips() {
+    const POINTS: u64 = 100_000;
+    const DIM: usize = 768;
+    const BATCH: u64 = 1_000;
+    let server = QdrantServer::start();
+    let rt = runtime();
+    let client = client(&server);
+    rt.block_on(client.create_collection(grpc::CreateCollection {
+        collection_name: "scale".into(),
+        vectors_config: Some(grpc::VectorsConfig {
+            config: Some(vectors_config::Config::Params(vector_params(
+                DIM as u64,
+                grpc::Distance::Dot,
+            ))),
+        }),
+        ..Default::default()
+    }))
+    .expect("create");
+    let vector =
+        |id: u64| -> Vec<f32> { (0..DIM).map(|j| (id as f32) + j as f32 / 1024.0).collect() };
+
+    let start = std::time::Instant::now();
+    for first in (0..POINTS).step_by(BATCH as usize) {
+        let points = (first..first + BATCH)
+            .map(|id| grpc::PointStruct {
+                id: Some(PointKey::Num(id).to_proto()),
+                payload: HashMap::from([("id".to_owned(), json_to_grpc(Json::from(id)))]),
+                vectors: Some(grpc::Vectors {
+                    vectors_options: Some(grpc::vectors::VectorsOptions::Vector(dense(vector(id)))),
+                }),
+            })
+            .collect();
+        upsert(&rt, &client, "scale", points);
+    }
+    let upserted = start.elapsed();
+
+    let start = std::time::Instant::now();
+    let mut seen = 0u64;
+    let mut offset = None;
+    loop {
+        let page = rt
+            .block_on(client.scroll(scroll_request("scale", offset, 1_000)))
+            .expect("scroll");
+        for point in &page.result {
+            assert_eq!(key_of(point), PointKey::Num(seen), "scroll order");
+            let vectors = served_vectors(point.vectors.as_ref().expect("vectors"));
+            assert_eq!(
+                vectors[""],
+                Bits::Dense(bits(&vector(seen))),
+                "vector of {seen}"
+            );
+            seen += 1;
+        }
+        match page.next_page_offset {
+            Some(next) => offset = Some(PointKey::from_proto(Some(&next)).expect("an id")),
+            None => break,
+        }
+    }
+    let scrolled = start.elapsed();
+    assert_eq!(seen, POINTS);
+    eprintln!(
+        "{POINTS} x {DIM}: upsert {:.1} s ({:.0} points/s), scroll {:.1} s ({:.0} points/s)",
+        upserted.as_secs_f64(),
+        POINTS as f64 / upserted.as_secs_f64(),
+        scrolled.as_secs_f64(),
+        POINTS as f64 / scrolled.as_secs_f64(),
+    );
+}
