@@ -22,4 +22,6 @@ pub struct Cli {
 pub enum Command {
     /// Export collections to COPY text files plus create_table.sql and a manifest (guide step 1).
     Export(cmd::export::ExportArgs),
+    /// Load export directories into PostgreSQL over N connections, exactly once (guide step 2).
+    Import(cmd::import::ImportArgs),
 }

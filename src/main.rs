@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(args) => cmd::export::run(args, &cli.output),
+        Command::Import(args) => cmd::import::run(args, &cli.output),
     };
     match result {
         Ok(code) => code,

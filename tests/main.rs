@@ -3,6 +3,7 @@
 
 mod support;
 mod export;
+mod import;
 mod pg_harness;
 mod qdrant_server;
 mod roundtrip;

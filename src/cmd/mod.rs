@@ -1,3 +1,4 @@
 //! Commands: each one only coordinates — plan, spawn the stages, join, report.
 
 pub mod export;
+pub mod import;

@@ -59,11 +59,12 @@ impl CopyTarget {
     /// kept. The server localises this text (lc_messages); in another language nothing is found
     /// and the error is reported without a position.
     pub fn error_position(&self, context: &str) -> ErrorPosition {
-        let Some(rest) = context
-            .strip_prefix("COPY ")
-            .and_then(|c| c.strip_prefix(self.table.as_str()))
-            .and_then(|c| c.strip_prefix(", line "))
-        else {
+        // Errors inside a value (json, arrays) put their own context lines first.
+        let Some(rest) = context.lines().find_map(|c| {
+            c.strip_prefix("COPY ")
+                .and_then(|c| c.strip_prefix(self.table.as_str()))
+                .and_then(|c| c.strip_prefix(", line "))
+        }) else {
             return ErrorPosition::default();
         };
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -286,7 +287,7 @@ mod tests {
                 column: Some("payload: x".into())
             }
         );
-        let p = t.error_position("COPY My-Docs, line 5, line 7, column id");
+        let p = t.error_position("JSON data, line 1: {x\nCOPY My-Docs, line 5, line 7, column id");
         assert_eq!(
             p,
             ErrorPosition {
