@@ -24,4 +24,6 @@ pub enum Command {
     Export(cmd::export::ExportArgs),
     /// Load export directories into PostgreSQL over N connections, exactly once (guide step 2).
     Import(cmd::import::ImportArgs),
+    /// Show what a migration would do — counts, id kinds, columns, DDL, ranges — moving no data.
+    Plan(cmd::plan::PlanArgs),
 }

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Export(args) => cmd::export::run(args, &cli.output),
         Command::Import(args) => cmd::import::run(args, &cli.output),
+        Command::Plan(args) => cmd::plan::run(args, &cli.output),
     };
     match result {
         Ok(code) => code,

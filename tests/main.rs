@@ -3,6 +3,7 @@
 
 mod support;
 mod export;
+mod plan;
 mod import;
 mod pg_harness;
 mod qdrant_server;

@@ -31,7 +31,7 @@ use crate::source::schema::CollectionSchema;
 use crate::target::ddl::{Dialect, create_table_sql};
 
 /// The guide's default for `max_line_in_file`.
-const DEFAULT_MAX_LINES: u64 = 40_000;
+pub(crate) const DEFAULT_MAX_LINES: u64 = 40_000;
 /// Ranges planned per cursor: more ranges than cursors lets a fast cursor take more of them, so
 /// skew evens out before any split is needed (etl plans 4 partitions per copy worker).
 const RANGES_PER_CURSOR: usize = 4;
@@ -147,7 +147,6 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut jobs = Vec::new();
     let mut work = Vec::new();
     let mut spans = Vec::new();
-    let cursors = args.tuning.cursors.max(1);
     for name in &names {
         let info = reader.collection_info(name)?;
         let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
@@ -162,13 +161,7 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         let count = reader.count_exact(name)?;
         let span = IdSpan::probe(|key| reader.first_at_or_after(name, key))
             .with_context(|| format!("probing the ids of collection {name:?}"))?;
-        // No more ranges than it takes to give each about a file's worth of rows or a few pages.
-        let rows_per_range = plan
-            .max_lines
-            .min(u64::from(args.tuning.page_size) * 4)
-            .max(1);
-        let pieces =
-            (count.div_ceil(rows_per_range) as usize).clamp(1, cursors * RANGES_PER_CURSOR);
+        let pieces = range_count(count, plan.max_lines, &args.tuning);
         let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
         let done_rows = manifest.rows();
         let todo = subtract(&span.plan(pieces), &covered);
@@ -240,6 +233,13 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// How many ranges to plan for a collection: more than cursors, so skew evens out, but no more
+/// than it takes to give each about a file's worth of rows or a few pages.
+pub(crate) fn range_count(points: u64, max_lines: u64, tuning: &ReadTuning) -> usize {
+    let rows_per_range = max_lines.min(u64::from(tuning.page_size) * 4).max(1);
+    (points.div_ceil(rows_per_range) as usize).clamp(1, tuning.cursors.max(1) * RANGES_PER_CURSOR)
 }
 
 /// Round-robin over collections, keeping each collection's own order.

@@ -1,0 +1,148 @@
+//! `qdrant2pg plan`: what a migration would do, without moving any data.
+//!
+//! For each collection: the exact point count, where the ids lie and which id column type
+//! they need, the vectors and the columns they become, the DDL for the chosen dialect, the
+//! range plan the cursors would start from, and the export size estimated from one encoded
+//! page. Everything here comes from cheap requests: count, id-only probes, one page.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cmd::export::{DEFAULT_MAX_LINES, range_count};
+use crate::config::qdrant::{Connection, QdrantArgs, ReadTuning, SourceFile};
+use crate::encode::text::TextRowEncoder;
+use crate::layout::{DataFacts, PayloadType};
+use crate::point_id::PointKey;
+use crate::progress::OutputArgs;
+use crate::sink::manifest::VectorSyntax;
+use crate::source::plan::IdSpan;
+use crate::source::qdrant::{Fetch, QdrantReader};
+use crate::source::schema::CollectionSchema;
+use crate::target::ddl::{Dialect, create_table_sql};
+
+/// Points encoded to estimate the bytes per row.
+const SAMPLE_POINTS: u32 = 64;
+
+/// `qdrant2pg plan` flags.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The guide's qdrant2csv.yaml (its `qdrant:` section and `export.collections`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub qdrant: QdrantArgs,
+    /// A collection to plan (repeatable). Default: the YAML's list, else every collection.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
+    pub dialect: Dialect,
+    #[arg(long, value_enum, default_value_t)]
+    pub payload_type: PayloadType,
+    #[command(flatten)]
+    pub tuning: ReadTuning,
+}
+
+pub fn run(args: PlanArgs, _output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let file = match &args.config {
+        Some(path) => SourceFile::read(path)?.0,
+        None => SourceFile::default(),
+    };
+    let connection = Connection::resolve(&args.qdrant, &file.qdrant, args.config.as_deref())?;
+    let reader = QdrantReader::connect(&connection)?;
+    let names = if !args.collections.is_empty() {
+        args.collections.clone()
+    } else if let Some(names) = file.export.collections.filter(|n| !n.is_empty()) {
+        names
+    } else {
+        reader.list_collections()?
+    };
+    let syntax = if args.dialect == Dialect::Pgvector {
+        VectorSyntax::Pgvector
+    } else {
+        VectorSyntax::Array
+    };
+    let mut out = String::new();
+    for name in &names {
+        let info = reader.collection_info(name)?;
+        let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
+        let count = reader.count_exact(name)?;
+        let span = IdSpan::probe(|key| reader.first_at_or_after(name, key))
+            .with_context(|| format!("probing the ids of collection {name:?}"))?;
+        let mut facts = DataFacts::for_layout(&schema.layout);
+        if let Some((_, max)) = span.ints {
+            facts.note_id(PointKey::Num(max));
+            facts.note_id(PointKey::Num(0));
+        }
+        if span.uuids.is_some() {
+            facts.note_id(PointKey::Uuid(0));
+        }
+        // One page, encoded as export would: bytes per row, and sparse index widths so far.
+        let encoder = TextRowEncoder::new(&schema.layout, syntax);
+        let page = reader.scroll(name, PointKey::MIN, SAMPLE_POINTS, Fetch::Everything)?;
+        let mut bytes = Vec::new();
+        for point in &page.points {
+            encoder
+                .encode(point, &mut bytes, &mut facts)
+                .with_context(|| format!("collection {name:?}"))?;
+        }
+        let per_row = bytes.len() as f64 / page.points.len().max(1) as f64;
+        let ranges = span.plan(range_count(count, DEFAULT_MAX_LINES, &args.tuning));
+        out.push_str(&format!("collection {name}\n"));
+        out.push_str(&format!("  points (exact):   {count}\n"));
+        out.push_str(&format!("  id column:        {:?}", facts.id_kind()));
+        match (span.ints, span.uuids) {
+            (Some((lo, hi)), Some((ulo, uhi))) => out.push_str(&format!(
+                " (integers {lo}..={hi} and UUIDs {}..={})\n",
+                PointKey::Uuid(ulo),
+                PointKey::Uuid(uhi)
+            )),
+            (Some((lo, hi)), None) => out.push_str(&format!(" (integers {lo}..={hi})\n")),
+            (None, Some((lo, hi))) => out.push_str(&format!(
+                " (UUIDs {}..={})\n",
+                PointKey::Uuid(lo),
+                PointKey::Uuid(hi)
+            )),
+            (None, None) => out.push_str(" (empty collection)\n"),
+        }
+        for v in &schema.layout.vectors {
+            out.push_str(&format!(
+                "  vector {:<12} {:?} dim {} {:?} distance {:?}{}\n",
+                if v.name.is_empty() {
+                    "(unnamed)"
+                } else {
+                    &v.name
+                },
+                v.shape,
+                v.dim.map_or("-".to_owned(), |d| d.to_string()),
+                v.datatype,
+                v.distance,
+                v.hnsw.map_or(String::new(), |h| format!(
+                    " hnsw m={} ef_construct={}",
+                    h.m, h.ef_construct
+                )),
+            ));
+        }
+        out.push_str(&format!(
+            "  estimated export: {:.1} MB ({per_row:.0} bytes/point from {} sampled points)\n",
+            per_row * count as f64 / 1e6,
+            page.points.len()
+        ));
+        out.push_str(&format!(
+            "  ranges planned:   {} for {} cursor(s)\n",
+            ranges.len(),
+            args.tuning.cursors
+        ));
+        for r in &ranges {
+            out.push_str(&format!("    {r}\n"));
+        }
+        let ddl = create_table_sql(None, name, &schema.layout, &facts, args.dialect);
+        out.push_str("  DDL:\n");
+        for line in ddl.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
