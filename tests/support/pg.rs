@@ -355,12 +355,15 @@ impl ServerUser {
     }
 }
 
-/// A new directory for one cluster, owned by the server user, under a per-machine base that
+/// A new directory for one cluster, owned by the server user, under a per-user base that
 /// is swept of directories whose test process has died.
 fn scratch_dir(version: PgVersion, user: Option<ServerUser>) -> PathBuf {
     static SWEEP: Once = Once::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = std::env::temp_dir().join("qdrant2pg-test-pg");
+    // Per user: another user's base is not ours to write in or sweep.
+    // SAFETY: geteuid has no preconditions.
+    let base =
+        std::env::temp_dir().join(format!("qdrant2pg-test-pg-{}", unsafe { libc::geteuid() }));
     fs::create_dir_all(&base).unwrap_or_else(|e| panic!("creating {}: {e}", base.display()));
     SWEEP.call_once(|| sweep_dead(&base));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
