@@ -209,7 +209,7 @@ fn vectors(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 out.push(b'{');
-                write_f32_list(&mut out, black_box(&values), b',');
+                write_f32_list(&mut out, black_box(&values));
                 out.push(b'}');
                 black_box(&out);
             })
@@ -269,7 +269,7 @@ fn text_row(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             out.push(b'{');
-            write_f32_list(&mut out, black_box(&values), b',');
+            write_f32_list(&mut out, black_box(&values));
             out.push(b'}');
             black_box(&out);
         })

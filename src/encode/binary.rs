@@ -178,12 +178,14 @@ impl BinaryRowEncoder {
                 (None, _) => out.extend_from_slice(&(-1i32).to_be_bytes()),
                 (Some(VectorRef::Dense(values)), Form::Real) => {
                     field(out, key, |out| {
-                        Ok(real_array(out, &[values.len()], values.iter().copied()))
+                        real_array(out, &[values.len()], values.iter().copied());
+                        Ok(())
                     })?;
                 }
-                (Some(VectorRef::Multi(multi)), _) => {
-                    field(out, key, |out| Ok(multi_array(out, multi)))?
-                }
+                (Some(VectorRef::Multi(multi)), _) => field(out, key, |out| {
+                    multi_array(out, multi);
+                    Ok(())
+                })?,
                 (Some(VectorRef::Dense(values)), Form::Vector | Form::Halfvec) => {
                     field(out, key, |out| {
                         pgvector(out, key, name, values, column.form == Form::Halfvec)
@@ -192,12 +194,16 @@ impl BinaryRowEncoder {
                 (Some(VectorRef::Sparse { indices, values }), Form::SparseArrays { wide }) => {
                     field(out, key, |out| index_array(out, key, name, indices, wide))?;
                     field(out, key, |out| {
-                        Ok(real_array(out, &[values.len()], values.iter().copied()))
+                        real_array(out, &[values.len()], values.iter().copied());
+                        Ok(())
                     })?;
                 }
                 (Some(VectorRef::Sparse { indices, values }), Form::Sparsevec { dim }) => {
                     let entries = SparsevecEntries::new(key, name, indices, values, dim)?;
-                    field(out, key, |out| Ok(sparsevec(out, dim, &entries)))?;
+                    field(out, key, |out| {
+                        sparsevec(out, dim, &entries);
+                        Ok(())
+                    })?;
                 }
                 // vector_of checked the shape against the same spec the form was chosen from.
                 (Some(found), form) => unreachable!("{found:?} checked against {form:?}"),
@@ -229,12 +235,18 @@ impl BinaryRowEncoder {
                 out.extend_from_slice(&8i32.to_be_bytes());
                 out.extend_from_slice(&n.to_be_bytes());
             }
-            (IdKind::Numeric, PointKey::Num(n)) => field(out, key, |out| Ok(numeric(out, n)))?,
+            (IdKind::Numeric, PointKey::Num(n)) => field(out, key, |out| {
+                numeric(out, n);
+                Ok(())
+            })?,
             (IdKind::Uuid, PointKey::Uuid(u)) => {
                 out.extend_from_slice(&16i32.to_be_bytes());
                 out.extend_from_slice(&u.to_be_bytes());
             }
-            (IdKind::Text, _) => field(out, key, |out| Ok(write_id(out, key)))?,
+            (IdKind::Text, _) => field(out, key, |out| {
+                write_id(out, key);
+                Ok(())
+            })?,
             (IdKind::Bigint | IdKind::Numeric, PointKey::Uuid(_))
             | (IdKind::Uuid, PointKey::Num(_)) => {
                 return Err(mismatch());

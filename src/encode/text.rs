@@ -184,7 +184,7 @@ pub(crate) fn write_id(out: &mut Vec<u8>, key: PointKey) {
 
 fn write_array(out: &mut Vec<u8>, values: &[f32]) {
     out.push(b'{');
-    write_f32_list(out, values, b',');
+    write_f32_list(out, values);
     out.push(b'}');
 }
 
@@ -222,7 +222,7 @@ fn write_pgvector(
         });
     }
     out.push(b'[');
-    write_f32_list(out, values, b',');
+    write_f32_list(out, values);
     out.push(b']');
     Ok(())
 }
