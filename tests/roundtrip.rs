@@ -421,8 +421,10 @@ fn same_f32(a: f32, b: f32) -> bool {
 }
 
 /// A PostgreSQL array in its binary (send) form, whatever its element type.
-#[derive(Debug)]
+/// Every header field is kept, so two arrays are equal exactly when their bytes are.
+#[derive(Debug, PartialEq)]
 struct PgArray {
+    has_nulls: i32,
     element: u32,
     dims: Vec<i32>,
     elements: Vec<Option<Vec<u8>>>,
@@ -431,7 +433,7 @@ struct PgArray {
 impl PgArray {
     fn parse(mut raw: &[u8]) -> Result<PgArray, String> {
         let ndim = take_i32(&mut raw)?;
-        let _has_nulls = take_i32(&mut raw)?;
+        let has_nulls = take_i32(&mut raw)?;
         let element = take_i32(&mut raw)? as u32;
         let mut dims = Vec::new();
         for _ in 0..ndim {
@@ -454,6 +456,7 @@ impl PgArray {
             return Err(format!("{} bytes after the last element", raw.len()));
         }
         Ok(PgArray {
+            has_nulls,
             element,
             dims,
             elements,
@@ -634,8 +637,8 @@ fn compare_with_server_binary(
     Ok(())
 }
 
-/// A `real` array's bytes with every NaN element replaced by PostgreSQL's canonical NaN.
-fn canonical_nans(raw: &[u8]) -> Result<Vec<u8>, String> {
+/// A `real` array with every NaN element replaced by PostgreSQL's canonical NaN.
+fn canonical_nans(raw: &[u8]) -> Result<PgArray, String> {
     let mut array = PgArray::parse(raw)?;
     for bytes in array.elements.iter_mut().flatten() {
         if let Ok(bits) = <[u8; 4]>::try_from(bytes.as_slice())
@@ -644,7 +647,7 @@ fn canonical_nans(raw: &[u8]) -> Result<Vec<u8>, String> {
             *bytes = f32::NAN.to_bits().to_be_bytes().to_vec();
         }
     }
-    Ok(format!("{array:?}").into_bytes())
+    Ok(array)
 }
 
 fn hex(field: &Option<Vec<u8>>) -> String {
