@@ -43,7 +43,7 @@ smoke_test() {
     "$bin/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -At \
         -c "CREATE EXTENSION vector" \
         -c "SELECT 'PostgreSQL ' || current_setting('server_version') || ', pgvector ' || extversion FROM pg_extension WHERE extname = 'vector'" \
-        -c "SELECT '[1,2,3]'::vector <-> '[1,2,5]'::vector" || ok=1
+        -c "SELECT 'L2 distance [1,2,3] to [1,2,5]: ' || ('[1,2,3]'::vector <-> '[1,2,5]'::vector)" || ok=1
     as_server_user "$bin/pg_ctl" -D "$scratch/data" -m immediate stop >/dev/null || true
     rm -rf "$scratch"
     return $ok
@@ -85,5 +85,7 @@ else
     mv "$DEST.new" "$DEST"
 fi
 
-smoke_test "$DEST/$BIN_REL" || { rm -rf "$DEST"; say "the unpacked server does not work"; exit 1; }
+# Through the real path: the server user may not be able to pass through the link's.
+real=$(readlink -f "$DEST")
+smoke_test "$real/$BIN_REL" || { rm -rf "$real" "$DEST"; say "the unpacked server does not work"; exit 1; }
 say "installed in $DEST"
