@@ -394,3 +394,173 @@ fn pgvector_dialect_loads_vector_columns() {
         text(&out)
     );
 }
+
+/// Runs openssl with `args` in `dir`, panicking with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, plus an unrelated CA.
+fn make_certificates(dir: &Path) {
+    let key = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=qdrant2pg test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "other.key",
+                "-out",
+                "other.pem",
+                "-subj",
+                "/CN=other CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
+
+#[test]
+fn tls_require_verify_ca_and_verify_full() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = PgCluster::start(PgVersion::Pg15, Auth::Trust);
+    let db = cluster.create_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    fs::create_dir(&certs).unwrap();
+    make_certificates(&certs);
+    // The server may run as another user (`postgres` when tests run as root): let it in, and
+    // give it its key with the permissions PostgreSQL insists on.
+    for dir in [tmp.path(), certs.as_path()] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::set_permissions(certs.join("server.pem"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(certs.join("server.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if is_root {
+        let status = Command::new("chown")
+            .arg("postgres")
+            .arg(certs.join("server.key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut admin = db.client();
+    for setting in [
+        format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'",
+            certs.join("server.pem").display()
+        ),
+        format!(
+            "ALTER SYSTEM SET ssl_key_file = '{}'",
+            certs.join("server.key").display()
+        ),
+        "ALTER SYSTEM SET ssl = on".to_owned(),
+    ] {
+        admin.batch_execute(&setting).unwrap();
+    }
+    let ssl_on: bool = admin
+        .query_one("SELECT pg_reload_conf()", &[])
+        .unwrap()
+        .get(0);
+    assert!(ssl_on);
+    std::thread::sleep(Duration::from_secs(1));
+
+    let data = tmp.path().join("data");
+    write_export(&data, "docs", &[rows(0, 10, false)], VectorSyntax::Array);
+    let ca = certs.join("ca.pem");
+    let other = certs.join("other.pem");
+    let run = |host: &str, mode: &str, root: &Path, table: &str| {
+        let dsn = format!(
+            "host={host} port={} user=postgres dbname={} sslmode={mode}",
+            cluster.port(),
+            db.name
+        );
+        qdrant2pg(&[
+            "import",
+            "--dsn",
+            &dsn,
+            "--data",
+            data.to_str().unwrap(),
+            "--schema",
+            table,
+            "--sslrootcert",
+            root.to_str().unwrap(),
+        ])
+    };
+    assert_ok(&run("127.0.0.1", "require", &other, "s_require"));
+    assert_ok(&run("127.0.0.1", "verify-full", &ca, "s_full"));
+    assert_ok(&run("localhost", "verify-ca", &ca, "s_ca"));
+    let wrong_ca = run("127.0.0.1", "verify-full", &other, "s_bad");
+    assert!(!wrong_ca.status.success(), "{}", text(&wrong_ca));
+    let wrong_name = run("localhost", "verify-full", &ca, "s_bad");
+    assert!(!wrong_name.status.success(), "{}", text(&wrong_name));
+    for schema in ["s_require", "s_full", "s_ca"] {
+        assert_eq!(count(&db, &format!("{schema}.docs")), 10);
+    }
+    // `require` means TLS or nothing: a server without it is refused.
+    let plain = PgCluster::pg15().create_database();
+    let out = import(&plain, &data, &["--sslmode", "require"]);
+    assert!(!out.status.success(), "{}", text(&out));
+}

@@ -466,6 +466,13 @@ fn create_table(
         .with_context(|| format!("creating table {name}"))
 }
 
+/// A file to scan, with the byte ranges the ledger already holds.
+struct PendingFile {
+    table: Arc<TableJob>,
+    file: DataFile,
+    loaded: Vec<(u64, u64)>,
+}
+
 /// The planner: files of every table, largest first; each scanned (verified, cut), its batches
 /// queued. Stops early when a worker asks to stop or every worker is gone.
 fn plan(
@@ -474,34 +481,58 @@ fn plan(
     loaded: Vec<Vec<LedgerEntry>>,
     tx: &Sender<Batch>,
 ) {
-    let mut files: Vec<(Arc<TableJob>, DataFile, Vec<(u64, u64)>)> = Vec::new();
+    let mut files = Vec::new();
     for (table, entries) in tables.iter().zip(loaded) {
         for file in &table.collection.files {
-            let mut done = Vec::new();
+            let mut loaded = Vec::new();
+            let mut unreadable = false;
             for e in entries.iter().filter(|e| e.source == file.name) {
                 match (e.lo.parse::<u64>(), e.hi.parse::<u64>()) {
                     (Ok(lo), Ok(hi)) => {
-                        done.push((lo, hi));
+                        loaded.push((lo, hi));
                         table.task.add_done_before(e.rows);
                     }
-                    _ => shared.fail(format!(
-                        "{}: ledger row with span {:?}..{:?} is not a byte range",
-                        file.path.display(),
-                        e.lo,
-                        e.hi
-                    )),
+                    // Loading around a span we cannot read could load rows twice.
+                    _ => {
+                        shared.fail(format!(
+                            "{}: ledger row with span {:?}..{:?} is not a byte range; file \
+                             not loaded",
+                            file.path.display(),
+                            e.lo,
+                            e.hi
+                        ));
+                        table.failed.store(true, Ordering::Release);
+                        unreadable = true;
+                    }
                 }
             }
-            done.sort_unstable();
-            files.push((Arc::clone(table), file.clone(), done));
+            if unreadable {
+                table.file_done();
+                continue;
+            }
+            loaded.sort_unstable();
+            files.push(PendingFile {
+                table: Arc::clone(table),
+                file: file.clone(),
+                loaded,
+            });
         }
     }
-    files.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
-    for (table, file, done) in files {
+    files.sort_by_key(|f| std::cmp::Reverse(f.file.bytes));
+    for PendingFile {
+        table,
+        file,
+        loaded,
+    } in files
+    {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let scanned = match file.scan(&done, shared.args.batch_bytes) {
+        if table.failed.load(Ordering::Acquire) && shared.args.on_error == OnError::Stop {
+            shared.stop.store(true, Ordering::Release);
+            return;
+        }
+        let scanned = match file.scan(&loaded, shared.args.batch_bytes) {
             Ok(scanned) => scanned,
             Err(e) => {
                 shared.fail(format!("{e:#}"));
