@@ -705,7 +705,22 @@ fn errors_keys_and_restarts_behave_like_the_real_server() {
     let QdrantError::ResponseError { status } = err else {
         panic!("not a gRPC error: {err}")
     };
-    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let wrong = Qdrant::from_url(&server.url())
+        .api_key("guess")
+        .skip_compatibility_check()
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(wrong.list_collections())
+        .expect_err("a wrong key must be refused");
+    let QdrantError::ResponseError { status } = err else {
+        panic!("not a gRPC error: {err}")
+    };
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unauthenticated, "Invalid API key or JWT")
+    );
 
     let keyed = Qdrant::from_url(&server.url())
         .api_key("s3cret")

@@ -7,8 +7,8 @@
 //! `tests/qdrant_server.rs` checks them against a genuine server's output.
 //!
 //! What it mirrors from the real server's gRPC setup: unlimited request size
-//! (`max_decoding_message_size(usize::MAX)`), gzip accepted and offered, `PermissionDenied` for a
-//! missing or wrong `api-key`, `NotFound` with the server's message for an unknown collection,
+//! (`max_decoding_message_size(usize::MAX)`), gzip accepted and offered, `Unauthenticated` for a
+//! missing or wrong `api-key` (401 in REST terms, since Qdrant 1.9), `NotFound` with the server's message for an unknown collection,
 //! and `Unimplemented` for every call the migration does not make (filters and `order_by`
 //! included), so a test that strays from the real contract fails loudly.
 //!
@@ -255,7 +255,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// The real server's answers to a missing or a wrong key.
+/// The real server's answers to a missing or a wrong key: `Unauthenticated`, with its messages.
 #[derive(Clone)]
 struct ApiKeyCheck(Option<Arc<str>>);
 
@@ -265,11 +265,11 @@ impl Interceptor for ApiKeyCheck {
             return Ok(request);
         };
         match request.metadata().get("api-key").map(|v| v.to_str()) {
-            None => Err(Status::permission_denied(
+            None => Err(Status::unauthenticated(
                 "Must provide an API key or an Authorization bearer token",
             )),
             Some(Ok(given)) if given == &**expected => Ok(request),
-            Some(_) => Err(Status::permission_denied("Invalid API key or JWT")),
+            Some(_) => Err(Status::unauthenticated("Invalid API key or JWT")),
         }
     }
 }
