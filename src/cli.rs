@@ -26,4 +26,6 @@ pub enum Command {
     Import(cmd::import::ImportArgs),
     /// Show what a migration would do — counts, id kinds, columns, DDL, ranges — moving no data.
     Plan(cmd::plan::PlanArgs),
+    /// Compare Qdrant with the tables: exact counts, then every vector bit and payload value.
+    Verify(cmd::verify::VerifyArgs),
 }

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Export(args) => cmd::export::run(args, &cli.output),
         Command::Import(args) => cmd::import::run(args, &cli.output),
         Command::Plan(args) => cmd::plan::run(args, &cli.output),
+        Command::Verify(args) => cmd::verify::run(args, &cli.output),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{self as grpc};
@@ -12,29 +12,11 @@ use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::sink::manifest::Manifest;
 use serde_json::Value as Json;
 
+use crate::support::cli::{assert_ok, qdrant2pg};
 use crate::support::qdrant::QdrantServer;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
-}
-
-pub fn qdrant2pg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
-        .args(args)
-        .env_remove("QDRANT_URL")
-        .env_remove("QDRANT_API_KEY")
-        .output()
-        .expect("run qdrant2pg")
-}
-
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "qdrant2pg failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn stderr(out: &Output) -> String {
@@ -195,7 +177,7 @@ fn check_fixture(name: &str, max_lines: usize) {
         "16",
         "--quiet",
     ]);
-    assert_success(&out);
+    assert_ok(&out);
     let rows = read_export(&out_dir.path().join(name), max_lines);
     let truth = BufReader::new(flate2::read::GzDecoder::new(
         std::fs::File::open(fixtures().join(format!("{name}.points.jsonl.gz"))).expect("fixture"),
@@ -302,7 +284,7 @@ fn create_table_follows_the_ids_and_vectors_seen() {
         "2",
         "--quiet",
     ]);
-    assert_success(&out);
+    assert_ok(&out);
     let sql = |name: &str| {
         std::fs::read_to_string(out_dir.path().join(name).join("create_table.sql")).expect("sql")
     };
@@ -464,7 +446,7 @@ fn skewed_sparse_uuid_and_mixed_ids_are_read_exactly_once() {
             out.path(),
             &["--cursors", "4", "--page-size", "32", "--max-lines", "100"],
         );
-        assert_success(&result);
+        assert_ok(&result);
         assert_ids_exactly_once(out.path(), name, ids, 100);
     }
     let sql = std::fs::read_to_string(out.path().join("blocks/create_table.sql")).expect("sql");
@@ -481,7 +463,7 @@ fn rerun_resumes_and_restart_starts_over() {
     load_ids(&server, "resumed", 8, &ids);
     let out = tempfile::tempdir().expect("tempdir");
     let dir = out.path().join("resumed");
-    assert_success(&export_ids(
+    assert_ok(&export_ids(
         &server,
         "resumed",
         out.path(),
@@ -515,7 +497,7 @@ fn rerun_resumes_and_restart_starts_over() {
         })
         .collect();
 
-    assert_success(&export_ids(
+    assert_ok(&export_ids(
         &server,
         "resumed",
         out.path(),
@@ -536,9 +518,9 @@ fn rerun_resumes_and_restart_starts_over() {
 
     // A complete export is left alone; --restart writes it anew.
     let again = export_ids(&server, "resumed", out.path(), &[]);
-    assert_success(&again);
+    assert_ok(&again);
     assert!(stderr(&again).contains("already exported") || again.stderr.is_empty());
-    assert_success(&export_ids(
+    assert_ok(&export_ids(
         &server,
         "resumed",
         out.path(),
@@ -589,7 +571,7 @@ fn the_guides_yaml_works_unchanged() {
         config.to_str().expect("utf-8"),
         "--quiet",
     ]);
-    assert_success(&out);
+    assert_ok(&out);
     assert_ids_exactly_once(&work.path().join("output"), "test_collection", &ids, 100);
     assert_ids_exactly_once(&work.path().join("output"), "multi", &ids[..10], 100);
 }

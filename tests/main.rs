@@ -4,6 +4,7 @@
 mod support;
 mod export;
 mod plan;
+mod verify;
 mod import;
 mod pg_harness;
 mod qdrant_server;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::export::qdrant2pg;
+use crate::support::cli::qdrant2pg;
 use crate::support::qdrant::QdrantServer;
 
 #[test]
@@ -13,7 +13,11 @@ fn plan_shows_counts_ids_columns_ddl_and_ranges() {
         server.load_snapshot(name, &fixtures.join(format!("{name}.snapshot.gz")));
     }
     let out = qdrant2pg(&["plan", "--url", &server.url(), "--dialect", "pgvector"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "collection fx_rich",

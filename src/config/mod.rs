@@ -25,6 +25,21 @@ pub enum ConfigError {
     Setting(String),
 }
 
+/// Reads the YAML file if one is given (warning about unknown keys), else the defaults.
+pub fn read_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&Path>,
+    warn: &dyn Fn(&str),
+) -> Result<T, ConfigError> {
+    let Some(path) = path else {
+        return Ok(T::default());
+    };
+    let (value, unknown) = read_yaml(path)?;
+    for key in unknown {
+        warn(&format!("{}: unknown key `{key}` ignored", path.display()));
+    }
+    Ok(value)
+}
+
 /// Reads a YAML file into `T`, collecting the dotted paths of keys `T` does not know.
 pub fn read_yaml<T: serde::de::DeserializeOwned>(
     path: &Path,

@@ -15,7 +15,7 @@ use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
-    CollectionInfo, CountPoints, GetCollectionInfoRequest, HealthCheckRequest,
+    CollectionInfo, CountPoints, GetCollectionInfoRequest, GetPoints, HealthCheckRequest,
     ListCollectionsRequest, RetrievedPoint, ScrollPoints, WithPayloadSelector, WithVectorsSelector,
     with_payload_selector, with_vectors_selector,
 };
@@ -257,6 +257,30 @@ impl QdrantReader {
             points: response.result,
             next,
         })
+    }
+
+    /// The points with these ids (vectors and payload); missing ids are simply not returned.
+    pub fn get_points(
+        &self,
+        collection: &str,
+        ids: &[PointKey],
+    ) -> Result<Vec<RetrievedPoint>, SourceError> {
+        let request = GetPoints {
+            collection_name: collection.to_owned(),
+            ids: ids.iter().map(|k| k.to_proto()).collect(),
+            with_payload: Some(WithPayloadSelector {
+                selector_options: Some(with_payload_selector::SelectorOptions::Enable(true)),
+            }),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(true)),
+            }),
+            ..Default::default()
+        };
+        let response = self.with_retries(collection, "getting points", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.get(request).await }
+        })?;
+        Ok(response.result)
     }
 
     /// The first id at or after `key`, or `None` if there is none: a cheap probe (ids only).

@@ -5,6 +5,7 @@
 //! `CREATE TABLE` for PostgreSQL, pgvector and AnalyticDB for PostgreSQL / Greenplum; [`ledger`]
 //! records which units of work a target already holds.
 
+pub mod compare;
 pub mod ddl;
 pub mod ident;
 pub mod ledger;

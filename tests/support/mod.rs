@@ -1,3 +1,4 @@
 //! Test servers and helpers shared by the integration tests.
+pub mod cli;
 pub mod pg;
 pub mod qdrant;

@@ -1,0 +1,324 @@
+//! Comparing a table row with the Qdrant point it came from, value by value.
+//!
+//! Rows are read back as PostgreSQL's own text output (`col::text`), which is unambiguous for
+//! every type involved: `real` prints the shortest text that reads back to the same bits (so
+//! parsing it gives the stored f32 exactly), arrays print as `{…}`, pgvector as `[…]` and
+//! `{i:v,…}/dim`, and `json`/`jsonb` as JSON text. Vectors are compared bit for bit (any NaN
+//! equals any NaN, as PostgreSQL does not keep NaN payloads), payloads as JSON values.
+
+use half::f16;
+use qdrant_client::qdrant::RetrievedPoint;
+use serde_json::Value as Json;
+
+use crate::encode::vectors::{VectorRef, vector_of};
+use crate::layout::{Layout, VectorShape, VectorSpec};
+use crate::source::edge::grpc_to_json;
+
+/// How a vector column is typed in the target, as read from the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnForm {
+    /// `real[]` / `real[][]`; sparse vectors as an indices array plus a values array.
+    Array,
+    /// pgvector `vector`.
+    Vector,
+    /// pgvector `halfvec`: values rounded to float16.
+    Halfvec,
+    /// pgvector `sparsevec`: 1-based `{i:v,…}/dim`, zeros dropped.
+    Sparsevec,
+}
+
+impl ColumnForm {
+    /// From `format_type()` of the column.
+    pub fn from_sql_type(sql_type: &str) -> ColumnForm {
+        if sql_type.starts_with("halfvec") {
+            ColumnForm::Halfvec
+        } else if sql_type.starts_with("sparsevec") {
+            ColumnForm::Sparsevec
+        } else if sql_type.starts_with("vector") {
+            ColumnForm::Vector
+        } else {
+            ColumnForm::Array
+        }
+    }
+}
+
+/// One vector as compared: f32 bits (NaN canonicalised), rows for multivectors, indices for
+/// sparse vectors.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Values {
+    Dense(Vec<u32>),
+    Multi(Vec<Vec<u32>>),
+    Sparse(Vec<u64>, Vec<u32>),
+}
+
+fn bits(v: f32) -> u32 {
+    if v.is_nan() {
+        f32::NAN.to_bits()
+    } else {
+        v.to_bits()
+    }
+}
+
+fn parse_f32(text: &str) -> Option<f32> {
+    text.trim().parse::<f32>().ok()
+}
+
+/// `{1,2}` or `[1,2]` → values; `{{1,2},{3,4}}` → rows.
+fn parse_rows(text: &str) -> Option<Vec<Vec<f32>>> {
+    let inner = text.trim();
+    let nested = inner.starts_with("{{");
+    if !nested {
+        let body = inner.strip_prefix(['{', '['])?.strip_suffix(['}', ']'])?;
+        let values: Option<Vec<f32>> = body
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(parse_f32)
+            .collect();
+        return Some(vec![values?]);
+    }
+    let body = inner.strip_prefix('{')?.strip_suffix('}')?;
+    body.split("},")
+        .map(|row| {
+            let row = row.trim().trim_start_matches('{').trim_end_matches('}');
+            row.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(parse_f32)
+                .collect()
+        })
+        .collect()
+}
+
+/// What the table holds for one vector, normalised for comparison.
+fn table_values(
+    spec: &VectorSpec,
+    form: ColumnForm,
+    fields: &[Option<&str>],
+) -> Option<Option<Values>> {
+    let first = fields.first().copied().flatten();
+    let Some(text) = first else { return Some(None) };
+    Some(Some(match (spec.shape, form) {
+        (VectorShape::Sparse, ColumnForm::Sparsevec) => {
+            // {i:v,...}/dim with 1-based indices.
+            let body = text.trim().strip_prefix('{')?;
+            let (body, _dim) = body.split_once("}/")?;
+            let mut indices = Vec::new();
+            let mut values = Vec::new();
+            for pair in body.split(',').filter(|s| !s.is_empty()) {
+                let (i, v) = pair.split_once(':')?;
+                indices.push(i.trim().parse::<u64>().ok()?.checked_sub(1)?);
+                values.push(bits(parse_f32(v)?));
+            }
+            Values::Sparse(indices, values)
+        }
+        (VectorShape::Sparse, _) => {
+            let values_text = fields.get(1).copied().flatten()?;
+            let body = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+            let indices: Option<Vec<u64>> = body
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse().ok())
+                .collect();
+            let values = parse_rows(values_text)?
+                .into_iter()
+                .flatten()
+                .map(bits)
+                .collect();
+            Values::Sparse(indices?, values)
+        }
+        (VectorShape::Multi, _) => Values::Multi(
+            parse_rows(text)?
+                .into_iter()
+                .map(|r| r.into_iter().map(bits).collect())
+                .collect(),
+        ),
+        (VectorShape::Dense, _) => {
+            Values::Dense(parse_rows(text)?.into_iter().flatten().map(bits).collect())
+        }
+    }))
+}
+
+/// What Qdrant holds for one vector, as the column form would store it.
+fn point_values(
+    point: &RetrievedPoint,
+    spec: &VectorSpec,
+    form: ColumnForm,
+) -> Result<Option<Values>, String> {
+    let round = |v: f32| {
+        if form == ColumnForm::Halfvec {
+            f16::from_f32(v).to_f32()
+        } else {
+            v
+        }
+    };
+    Ok(match vector_of(point, spec).map_err(|e| e.to_string())? {
+        None => None,
+        Some(VectorRef::Dense(values)) => Some(Values::Dense(
+            values.iter().map(|&v| bits(round(v))).collect(),
+        )),
+        Some(VectorRef::Multi(multi)) => Some(Values::Multi(
+            (0..multi.rows())
+                .map(|i| multi.row(i).iter().map(|&v| bits(v)).collect())
+                .collect(),
+        )),
+        Some(VectorRef::Sparse { indices, values }) => {
+            let mut pairs: Vec<(u64, u32)> = indices
+                .iter()
+                .zip(values)
+                .map(|(&i, &v)| (u64::from(i), bits(v)))
+                .collect();
+            if form == ColumnForm::Sparsevec {
+                // pgvector keeps a sparsevec sorted and without zeros.
+                pairs.sort_by_key(|p| p.0);
+                pairs.retain(|p| f32::from_bits(p.1) != 0.0);
+            }
+            Some(Values::Sparse(
+                pairs.iter().map(|p| p.0).collect(),
+                pairs.iter().map(|p| p.1).collect(),
+            ))
+        }
+    })
+}
+
+/// A table row as text fields in layout column order (`id`, vector columns, `payload`).
+pub struct RowText<'a> {
+    pub fields: Vec<Option<&'a str>>,
+}
+
+/// Compares one row with one point; `Err` says what differs (never the values themselves).
+pub fn compare_row(
+    layout: &Layout,
+    forms: &[ColumnForm],
+    row: &RowText<'_>,
+    point: &RetrievedPoint,
+) -> Result<(), String> {
+    let mut at = 1;
+    for (spec, &form) in layout.vectors.iter().zip(forms) {
+        let width = if spec.shape == VectorShape::Sparse && form == ColumnForm::Array {
+            2
+        } else {
+            1
+        };
+        let fields = row
+            .fields
+            .get(at..at + width)
+            .ok_or("row has too few columns")?;
+        at += width;
+        let stored = table_values(spec, form, fields).ok_or_else(|| {
+            format!(
+                "vector {:?}: the table holds a malformed value (or only one of a sparse \
+                 vector's two columns)",
+                spec.column()
+            )
+        })?;
+        let source = point_values(point, spec, form)?;
+        if stored != source {
+            let what = match (&stored, &source) {
+                (None, Some(_)) => "missing from the table".to_owned(),
+                (Some(_), None) => "in the table but absent in Qdrant".to_owned(),
+                (Some(Values::Dense(a)), Some(Values::Dense(b))) if a.len() != b.len() => {
+                    format!("{} values in the table, {} in Qdrant", a.len(), b.len())
+                }
+                (Some(Values::Dense(a)), Some(Values::Dense(b))) => {
+                    let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(0);
+                    format!("differs first at element {i}")
+                }
+                _ => "differs".to_owned(),
+            };
+            return Err(format!("vector {:?} {what}", spec.column()));
+        }
+    }
+    let payload_text = row.fields.get(at).copied().flatten();
+    let stored: Json = match payload_text {
+        Some(text) => {
+            serde_json::from_str(text).map_err(|_| "payload in the table is not JSON".to_owned())?
+        }
+        None => Json::Null,
+    };
+    let source = Json::Object(
+        point
+            .payload
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    grpc_to_json(v.clone()).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect::<Result<_, String>>()?,
+    );
+    if !json_equal(&stored, &source) {
+        let keys = |j: &Json| {
+            j.as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let differing: Vec<String> = keys(&source)
+            .into_iter()
+            .filter(|k| !json_equal(&stored[k.as_str()], &source[k.as_str()]))
+            .chain(
+                keys(&stored)
+                    .into_iter()
+                    .filter(|k| source.get(k).is_none()),
+            )
+            .collect();
+        return Err(format!("payload differs (keys {differing:?})"));
+    }
+    Ok(())
+}
+
+/// JSON equality where numbers compare by value (`1.0` in jsonb may print as `1.0` or keep
+/// trailing zeros; an integer and a float of the same value are equal).
+fn json_equal(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_text_form() {
+        assert_eq!(parse_rows("{1,-0,NaN,Infinity}").unwrap()[0].len(), 4);
+        assert_eq!(parse_rows("[1.5,2]").unwrap(), vec![vec![1.5, 2.0]]);
+        assert_eq!(
+            parse_rows("{{1,2},{3,4}}").unwrap(),
+            vec![vec![1.0, 2.0], vec![3.0, 4.0]]
+        );
+        assert_eq!(parse_f32("-0").map(f32::to_bits), Some((-0.0f32).to_bits()));
+        assert_eq!(parse_f32("1e-07"), Some(1e-7));
+        let spec = VectorSpec {
+            name: "s".into(),
+            shape: VectorShape::Sparse,
+            dim: None,
+            datatype: Default::default(),
+            distance: None,
+            hnsw: None,
+        };
+        let sparse = table_values(&spec, ColumnForm::Sparsevec, &[Some("{1:0.5,4:2}/10")]).unwrap();
+        assert_eq!(
+            sparse,
+            Some(Values::Sparse(
+                vec![0, 3],
+                vec![0.5f32.to_bits(), 2f32.to_bits()]
+            ))
+        );
+        assert!(json_equal(
+            &serde_json::json!({"a": 1.0}),
+            &serde_json::json!({"a": 1})
+        ));
+    }
+}
