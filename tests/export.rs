@@ -53,7 +53,7 @@ fn split_row(line: &str) -> Vec<Option<String>> {
 
 /// `{1,2}` / `{{1,2},{3,4}}` → f32 bits (rows flattened).
 fn array_bits(text: &str) -> Vec<u32> {
-    text.split(|c| c == '{' || c == '}' || c == ',')
+    text.split(['{', '}', ','])
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<f32>()
