@@ -733,10 +733,12 @@ pub fn collection_info(
 // Collection snapshots
 
 /// A collection snapshot opened with the engine: its configuration and one shard per folder.
+#[derive(Debug)]
 pub struct CollectionSnapshot {
     pub config: CollectionConfigFile,
-    /// The Qdrant version that wrote it (`version.info`), when present.
-    pub qdrant_version: Option<String>,
+    /// `version.info`, when present: the version of Qdrant's *collection crate* storage
+    /// format (`0.4.2` for Qdrant 1.18.3), not the Qdrant release that wrote the snapshot.
+    pub storage_version: Option<String>,
     /// Shards in shard-id order.
     pub shards: Vec<EdgeShard>,
 }
@@ -839,7 +841,7 @@ impl CollectionSnapshot {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CollectionSnapshot {
             config,
-            qdrant_version: version,
+            storage_version: version,
             shards,
         })
     }
@@ -984,6 +986,85 @@ mod tests {
             input_vector(&id, sparse).unwrap().0,
             VectorInternal::Sparse(_)
         ));
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qdrant-1.18.3")
+            .join(name)
+    }
+
+    #[test]
+    fn a_real_sharded_snapshot_opens_shard_by_shard() {
+        let scratch = tempfile::tempdir().unwrap();
+        let snapshot =
+            CollectionSnapshot::open(&fixture("fx_sharded.snapshot.gz"), scratch.path()).unwrap();
+        assert_eq!(snapshot.storage_version.as_deref(), Some("0.4.2"));
+        assert_eq!(snapshot.config.params.shard_number, 3);
+        let counts: Vec<u64> = snapshot
+            .shards
+            .iter()
+            .map(|s| count_shards(std::slice::from_ref(s)).unwrap())
+            .collect();
+        // The split the README of the fixtures records for the real server's three shards.
+        assert_eq!(counts, vec![192, 214, 194]);
+        // No segment archive is left behind once the shards are restored.
+        let leftovers: Vec<_> = std::fs::read_dir(scratch.path().join("0/segments"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "tar"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+
+        // Merged pages walk the shards in one id order, with no point twice.
+        let mut seen = Vec::new();
+        let mut offset = None;
+        loop {
+            let page = scroll_shards(
+                &snapshot.shards,
+                offset,
+                50,
+                &WithPayloadInterface::Bool(false),
+                &WithVector::Bool(false),
+            )
+            .unwrap();
+            seen.extend(page.records.iter().map(|r| key_from_edge(r.id)));
+            match page.next_offset {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 600);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn what_is_not_a_collection_snapshot_is_refused_with_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.snapshot");
+        std::fs::write(
+            &plain,
+            b"not a tar at all, just some bytes that are long enough",
+        )
+        .unwrap();
+        let err = CollectionSnapshot::open(&plain, &dir.path().join("a")).unwrap_err();
+        assert!(matches!(err, EdgeError::SnapshotIo { .. }), "{err:?}");
+
+        // A tar with a shard folder but no config.json.
+        let no_config = dir.path().join("no_config.snapshot");
+        let mut tar = tar::Builder::new(File::create(&no_config).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(0o755);
+        tar.append_data(&mut header, "0/segments/", io::empty())
+            .unwrap();
+        tar.into_inner().unwrap();
+        let err = CollectionSnapshot::open(&no_config, &dir.path().join("b")).unwrap_err();
+        assert!(
+            matches!(&err, EdgeError::SnapshotLayout { reason, .. } if reason.contains("config.json")),
+            "{err:?}"
+        );
     }
 
     #[test]
