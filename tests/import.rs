@@ -564,3 +564,65 @@ fn tls_require_verify_ca_and_verify_full() {
     let out = import(&plain, &data, &["--sslmode", "require"]);
     assert!(!out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn server_restart_mid_load_is_retried_on_fresh_connections() {
+    let cluster = PgCluster::start(PgVersion::Pg15, Auth::Trust);
+    let db = cluster.create_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let total = 300_000u64;
+    write_export(
+        tmp.path(),
+        "docs",
+        &[rows(0, total / 2, false), rows(total / 2, total / 2, false)],
+        VectorSyntax::Array,
+    );
+    let dsn = db.dsn();
+    let child = Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
+        .args([
+            "import",
+            "--dsn",
+            &dsn,
+            "--data",
+            tmp.path().to_str().unwrap(),
+        ])
+        .args(["--connections", "2", "--batch-bytes", "200000", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut client = db.client();
+    loop {
+        let loaded: Option<i64> = client
+            .query_opt("SELECT count(*) FROM public.qdrant2pg_ledger", &[])
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        if loaded.is_some_and(|n| n >= 3) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress in the ledger"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(client);
+    cluster.restart();
+    let out = child.wait_with_output().unwrap();
+    assert_ok(&out);
+    assert!(
+        text(&out).contains("retrying on a fresh one"),
+        "{}",
+        text(&out)
+    );
+    let row = db
+        .client()
+        .query_one("SELECT count(*), count(DISTINCT id) FROM public.docs", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (total as i64, total as i64)
+    );
+}

@@ -164,6 +164,7 @@ struct Batch {
 
 /// What every worker shares.
 struct Shared {
+    ui: Arc<Ui>,
     target: Target,
     ledger: Ledger,
     args: ImportArgs,
@@ -206,6 +207,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ledger = Ledger::new(&target.schema);
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
     let shared = Arc::new(Shared {
+        ui: Arc::clone(&ui),
         ledger,
         target,
         args,
@@ -633,6 +635,12 @@ fn load(shared: &Shared, batch: &Batch, client: &mut Option<postgres::Client>, b
         };
         *client = None;
         if transient && attempt < shared.args.retries {
+            shared.ui.warn(&format!(
+                "{}: connection lost, retrying on a fresh one in {backoff:?} (attempt {}/{})",
+                describe_failure(file, span, &failure),
+                attempt + 1,
+                shared.args.retries
+            ));
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
             attempt += 1;
