@@ -298,8 +298,12 @@ fn shared_clusters_stop_when_the_process_is_killed() {
         left.is_empty(),
         "server processes outlived the killed test process: {left:?}"
     );
-    // Nothing ran to remove the directories; the next test process would sweep them.
+
+    // Nothing ran to remove the directories: the next test process sweeps them.
+    assert!(probe.data_dirs.iter().all(|dir| dir.exists()));
+    let mut next = start_probe("exit");
+    assert!(next.child.wait().unwrap().success());
     for dir in &probe.data_dirs {
-        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        assert!(!dir.exists(), "{} was not swept", dir.display());
     }
 }
