@@ -338,8 +338,8 @@ mod tests {
 
     #[test]
     fn pgvector_syntax_merges_sparse_and_refuses_non_finite() {
-        let mut bm25 = spec("bm25", VectorShape::Sparse, Some(100));
-        bm25.dim = Some(100);
+        // A sparse vector's `dim` is the sparsevec dimension.
+        let bm25 = spec("bm25", VectorShape::Sparse, Some(100));
         let l = layout(vec![spec("text", VectorShape::Dense, Some(2)), bm25]);
         let enc = TextRowEncoder::new(&l, VectorSyntax::Pgvector);
         let mut out = Vec::new();
