@@ -626,3 +626,33 @@ fn server_restart_mid_load_is_retried_on_fresh_connections() {
         (total as i64, total as i64)
     );
 }
+
+#[test]
+fn on_error_skip_file_goes_on_with_the_other_files() {
+    let db = PgCluster::pg15().create_database();
+    let tmp = tempfile::tempdir().unwrap();
+    // The bad file is the largest, so with one connection it is loaded first.
+    let bad = format!("0|{{1,2,3}}|{{\"broken\"\n{}", rows(1, 299, false));
+    write_export(
+        tmp.path(),
+        "docs",
+        &[bad, rows(300, 100, false), rows(400, 50, false)],
+        VectorSyntax::Array,
+    );
+    let out = import(&db, tmp.path(), &["--connections", "1"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(count(&db, "docs"), 0, "stop: nothing after the bad file");
+    let out = import(
+        &db,
+        tmp.path(),
+        &["--connections", "1", "--on-error", "skip-file"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("0000000000.csv:2: column payload"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("FAILED"), "{}", text(&out));
+    assert_eq!(count(&db, "docs"), 150, "skip-file: the other files are in");
+}

@@ -26,10 +26,10 @@ use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{CopyError, CopyTarget, copy_unit, file_span, is_transient};
 use crate::sink::manifest::VectorSyntax;
-use crate::source::export_dir::{DataFile, ExportedCollection, Span};
+use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
 use crate::target::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
 use crate::target::ident::{qualified, quote_ident};
-use crate::target::ledger::{Ledger, LedgerEntry};
+use crate::target::ledger::{CREATED, Ledger, LedgerEntry};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
 /// each into ~10 batches, so the last file never leaves a connection idle, while one commit
@@ -366,9 +366,9 @@ fn prepare_table(
     let mut tx = admin.transaction()?;
     let outcome = match (exists, entries.is_empty(), shared.args.if_exists) {
         (true, false, IfExists::Skip | IfExists::Append | IfExists::Fail) => {
+            let batches = entries.iter().filter(|e| e.source != CREATED).count();
             ui.info(&format!(
-                "{name}: resuming ({} batches already loaded)",
-                entries.len()
+                "{name}: resuming ({batches} batches already loaded)"
             ));
             Some(entries)
         }
@@ -384,6 +384,7 @@ fn prepare_table(
             tx.batch_execute(&format!("TRUNCATE {name}"))
                 .with_context(|| format!("truncating {name}"))?;
             shared.ledger.forget(&mut tx, table)?;
+            shared.ledger.record_created(&mut tx, table)?;
             Some(Vec::new())
         }
         (true, _, IfExists::Replace) => {
@@ -391,12 +392,14 @@ fn prepare_table(
                 .with_context(|| format!("dropping {name}"))?;
             shared.ledger.forget(&mut tx, table)?;
             create_table(&mut tx, schema, &ddl, &name)?;
+            shared.ledger.record_created(&mut tx, table)?;
             Some(Vec::new())
         }
         (false, _, _) => {
             // Ledger rows of a table that was dropped by hand describe nothing any more.
             shared.ledger.forget(&mut tx, table)?;
             create_table(&mut tx, schema, &ddl, &name)?;
+            shared.ledger.record_created(&mut tx, table)?;
             Some(Vec::new())
         }
     };
@@ -472,7 +475,7 @@ fn create_table(
 struct PendingFile {
     table: Arc<TableJob>,
     file: DataFile,
-    loaded: Vec<(u64, u64)>,
+    loaded: Vec<Loaded>,
 }
 
 /// The planner: files of every table, largest first; each scanned (verified, cut), its batches
@@ -491,7 +494,11 @@ fn plan(
             for e in entries.iter().filter(|e| e.source == file.name) {
                 match (e.lo.parse::<u64>(), e.hi.parse::<u64>()) {
                     (Ok(lo), Ok(hi)) => {
-                        loaded.push((lo, hi));
+                        loaded.push(Loaded {
+                            lo,
+                            hi,
+                            xxh3: e.checksum.clone(),
+                        });
                         table.task.add_done_before(e.rows);
                     }
                     // Loading around a span we cannot read could load rows twice.
@@ -512,7 +519,7 @@ fn plan(
                 table.file_done();
                 continue;
             }
-            loaded.sort_unstable();
+            loaded.sort_unstable_by_key(|l| l.lo);
             files.push(PendingFile {
                 table: Arc::clone(table),
                 file: file.clone(),

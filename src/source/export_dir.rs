@@ -155,6 +155,14 @@ pub struct Span {
     pub rows: u64,
 }
 
+/// A span of a file that is already in the target, with the xxh3 of its bytes as loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    pub lo: u64,
+    pub hi: u64,
+    pub xxh3: String,
+}
+
 /// What one file needs loaded.
 #[derive(Debug)]
 pub struct ScannedFile {
@@ -182,16 +190,16 @@ impl DataFile {
         Ok((len, split_header(&line)))
     }
 
-    /// Scans the whole file once: checks size, xxh3 and rows against the manifest, and cuts
-    /// the byte ranges not in `loaded` (sorted, line-aligned, as the ledger records them) into
-    /// spans of about `batch_bytes`, each ending at a line end.
-    pub fn scan(
-        &self,
-        loaded: &[(u64, u64)],
-        batch_bytes: u64,
-    ) -> Result<ScannedFile, ExportDirError> {
+    /// Scans the whole file once: checks size, xxh3 and rows against the manifest, checks
+    /// that the spans already `loaded` (sorted, line-aligned, as the ledger records them) still
+    /// hold the bytes that were loaded — a file replaced since a partial load must not be
+    /// resumed around — and cuts the rest into spans of about `batch_bytes`, each ending at a
+    /// line end.
+    pub fn scan(&self, loaded: &[Loaded], batch_bytes: u64) -> Result<ScannedFile, ExportDirError> {
         let (header_len, columns) = self.header()?;
-        let pending = complement(loaded, header_len, self.bytes);
+        let ranges: Vec<_> = loaded.iter().map(|l| (l.lo, l.hi)).collect();
+        let pending = complement(&ranges, header_len, self.bytes);
+        let mut loaded_hashes: Vec<Xxh3> = loaded.iter().map(|_| Xxh3::new()).collect();
         let mut file = fs::File::open(&self.path).map_err(io_error(&self.path))?;
         let mut cutter = Cutter::new(pending, batch_bytes.max(1), header_len);
         let mut hasher = Xxh3::new();
@@ -207,6 +215,13 @@ impl DataFile {
                 Err(e) => return Err(io_error(&self.path)(e)),
             };
             hasher.update(&block[..n]);
+            let end = offset + n as u64;
+            for (l, h) in loaded.iter().zip(&mut loaded_hashes) {
+                let (a, b) = (l.lo.max(offset), l.hi.min(end));
+                if a < b {
+                    h.update(&block[(a - offset) as usize..(b - offset) as usize]);
+                }
+            }
             for at in memchr::memchr_iter(b'\n', &block[..n]) {
                 line += 1;
                 cutter.line_start(offset + at as u64 + 1, line);
@@ -222,6 +237,17 @@ impl DataFile {
                 "{offset} bytes on disk, the manifest says {}: the file changed after export",
                 self.bytes
             )));
+        }
+        for (l, h) in loaded.iter().zip(&loaded_hashes) {
+            let actual = format!("{:016x}", h.digest());
+            if actual != l.xxh3 {
+                return Err(mismatch(format!(
+                    "bytes {}..{} were loaded with xxh3 {}, they now read {actual}: the file \
+                     changed since it was partly loaded; reload the table with --if-exists \
+                     replace",
+                    l.lo, l.hi, l.xxh3
+                )));
+            }
         }
         let rows = cutter.rows(offset);
         if let Some((expected_rows, xxh3)) = &self.expected {
@@ -410,14 +436,43 @@ mod tests {
             .collect();
         assert_eq!(spans, [(11, 21, 2, 2), (21, 31, 4, 2), (31, 36, 6, 1)]);
         // Resume: the middle batch is in the ledger; a bigger batch size changes nothing.
-        let scanned = f.scan(&[(21, 31)], 1000).unwrap();
+        let middle = |body: &str| Loaded {
+            lo: 21,
+            hi: 31,
+            xxh3: format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(&body.as_bytes()[21..31])
+            ),
+        };
+        let body = "id|payload\n1|{}\n2|{}\n3|{}\n4|{}\n5|{}\n";
+        let scanned = f.scan(&[middle(body)], 1000).unwrap();
         let spans: Vec<_> = scanned
             .spans
             .iter()
             .map(|s| (s.lo, s.hi, s.first_line, s.rows))
             .collect();
         assert_eq!(spans, [(11, 21, 2, 2), (31, 36, 6, 1)]);
-        assert!(f.scan(&[(11, 36)], 1).unwrap().spans.is_empty());
+        let all = Loaded {
+            lo: 11,
+            hi: 36,
+            ..middle(body)
+        };
+        let all = Loaded {
+            xxh3: format!(
+                "{:016x}",
+                xxhash_rust::xxh3::xxh3_64(&body.as_bytes()[11..36])
+            ),
+            ..all
+        };
+        assert!(f.scan(&[all], 1).unwrap().spans.is_empty());
+        // The same file rewritten with other rows: its loaded span no longer matches.
+        let changed = file(
+            f.path.parent().unwrap(),
+            &body.replace("3|{}", "9|{}"),
+            None,
+        );
+        let err = changed.scan(&[middle(body)], 1000).unwrap_err().to_string();
+        assert!(err.contains("changed since it was partly loaded"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,11 @@ use postgres::{Client, GenericClient};
 use super::ident::qualified;
 use crate::target::ddl::Dialect;
 
+/// The `source` of the row that marks a table as created by this tool. A table with ledger rows
+/// is one this tool is loading, so a re-run resumes it, even when it failed before its first
+/// batch committed (without the mark it would look like someone else's table and be skipped).
+pub const CREATED: &str = "";
+
 /// The ledger table's name in the target schema.
 pub const LEDGER_TABLE: &str = "qdrant2pg_ledger";
 
@@ -161,6 +166,23 @@ impl Ledger {
             ],
         )
         .map(drop)
+    }
+
+    /// Marks `table` as created by this tool, in the transaction that creates (or empties) it.
+    pub fn record_created(
+        &self,
+        tx: &mut impl GenericClient,
+        table: &str,
+    ) -> Result<(), postgres::Error> {
+        let entry = LedgerEntry {
+            table: table.to_owned(),
+            source: CREATED.to_owned(),
+            lo: String::new(),
+            hi: String::new(),
+            rows: 0,
+            checksum: String::new(),
+        };
+        self.record(tx, &entry)
     }
 
     /// Drops every record of `table`, inside the caller's transaction (the one that truncates
