@@ -376,6 +376,64 @@ fn pgvector_dialect_loads_vector_columns() {
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "vector(3)");
     assert_eq!(row.get::<_, String>(1), "[3.5,-1,1e-05]");
+
+    // A float16 dense vector as halfvec, and a sparse vector as one sparsevec column (1-based).
+    let dir = tmp.path().join("hybrid");
+    fs::create_dir_all(&dir).unwrap();
+    let vector = |name: &str, shape, dim, datatype| VectorSpec {
+        name: name.into(),
+        shape,
+        dim,
+        datatype,
+        distance: None,
+        hnsw: None,
+    };
+    let layout = Layout::new(
+        vec![
+            vector("bm25", VectorShape::Sparse, None, Datatype::Float32),
+            vector("text", VectorShape::Dense, Some(3), Datatype::Float16),
+        ],
+        PayloadType::Jsonb,
+    );
+    let mut manifest = Manifest::new("hybrid", layout, VectorSyntax::Pgvector);
+    let content =
+        "id|text|bm25|payload\n1|[1.5,-1,0.25]|{1:0.5,3:0.25}/10|{\"k\": 1}\n2|\\N|\\N|{}\n";
+    fs::write(dir.join("0000000000.csv"), content).unwrap();
+    let mut facts = DataFacts::for_layout(&manifest.layout);
+    facts.note_id(PointKey::Num(1));
+    facts.note_sparse_index(0, 2);
+    manifest.files.push(FileEntry {
+        name: "0000000000.csv".into(),
+        rows: 2,
+        bytes: content.len() as u64,
+        xxh3: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(content.as_bytes())),
+        range: KeyRange::new(PointKey::Num(0), None),
+        facts,
+    });
+    manifest.complete = true;
+    manifest.store(&dir).unwrap();
+    let args = [
+        "--dialect",
+        "pgvector",
+        "--halfvec",
+        "float16",
+        "--collection",
+        "hybrid",
+    ];
+    assert_ok(&import(&db, tmp.path(), &args));
+    let row = db
+        .client()
+        .query_one(
+            "SELECT pg_typeof(text)::text, text::text, bm25::text, payload->>'k' FROM hybrid \
+             WHERE id = 1",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "halfvec");
+    assert_eq!(row.get::<_, String>(1), "[1.5,-1,0.25]");
+    assert_eq!(row.get::<_, String>(2), "{1:0.5,3:0.25}/10");
+    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("1"));
+    assert_eq!(count(&db, "hybrid WHERE text IS NULL AND bm25 IS NULL"), 1);
     // Array-syntax files cannot go into pgvector columns: said up front, nothing loaded.
     write_export(
         tmp.path(),
