@@ -28,4 +28,6 @@ pub enum Command {
     Plan(cmd::plan::PlanArgs),
     /// Compare Qdrant with the tables: exact counts, then every vector bit and payload value.
     Verify(cmd::verify::VerifyArgs),
+    /// Rebuild indexes from the collection's config: vector (HNSW / ann) and payload (guide step 4).
+    Index(cmd::index::IndexArgs),
 }

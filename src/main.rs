@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Import(args) => cmd::import::run(args, &cli.output),
         Command::Plan(args) => cmd::plan::run(args, &cli.output),
         Command::Verify(args) => cmd::verify::run(args, &cli.output),
+        Command::Index(args) => cmd::index::run(args, &cli.output),
     };
     match result {
         Ok(code) => code,

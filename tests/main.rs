@@ -6,6 +6,8 @@ mod export;
 mod plan;
 mod verify;
 mod import;
+mod index;
 mod pg_harness;
 mod qdrant_server;
 mod roundtrip;
+mod snapshot;

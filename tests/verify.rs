@@ -1,47 +1,10 @@
 //! `qdrant2pg verify` after export + import, on real servers: identical data verifies, and any
 //! changed value, missing or extra row is found and named.
 
-use std::path::{Path, PathBuf};
-
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::flows::{export_import, fixture_server};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
-
-const FIXTURES: [&str; 3] = ["fx_single", "fx_rich", "fx_sharded"];
-
-fn fixture_server() -> QdrantServer {
-    let server = QdrantServer::start();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3");
-    for name in FIXTURES {
-        server.load_snapshot(name, &dir.join(format!("{name}.snapshot.gz")));
-    }
-    server
-}
-
-/// export → import of every fixture with `dialect`.
-fn export_import(server: &QdrantServer, db: &TestDb, out: &Path, dialect: &str) {
-    let out = out.to_str().expect("utf-8");
-    assert_ok(&qdrant2pg(&[
-        "export",
-        "--url",
-        &server.url(),
-        "--output",
-        out,
-        "--dialect",
-        dialect,
-        "--quiet",
-    ]));
-    assert_ok(&qdrant2pg(&[
-        "import",
-        "--dsn",
-        &db.dsn(),
-        "--data",
-        out,
-        "--dialect",
-        dialect,
-        "--quiet",
-    ]));
-}
 
 fn verify(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> std::process::Output {
     let (url, dsn) = (server.url(), db.dsn());

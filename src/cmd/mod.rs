@@ -2,5 +2,6 @@
 
 pub mod export;
 pub mod import;
+pub mod index;
 pub mod plan;
 pub mod verify;

@@ -5,7 +5,8 @@
 //! sides in id order and merging — in parallel id ranges when the table has an index on `id`
 //! (`qdrant2pg index` makes one), in one ordered scan otherwise. Vectors are compared bit for
 //! bit and payloads as JSON (see `target::compare`). Any difference exits 1, naming the first
-//! differing ids and what differs — never the values.
+//! differing ids and what differs — never the values. With `--snapshot` the points come from
+//! snapshot files instead of a server.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -15,14 +16,18 @@ use postgres::fallible_iterator::FallibleIterator;
 use qdrant_client::qdrant::RetrievedPoint;
 
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
-use crate::config::qdrant::{Connection, QdrantArgs, SourceFile};
+use crate::config::qdrant::{QdrantArgs, SourceFile};
 use crate::config::read_or_default;
 use crate::layout::{PayloadType, VectorShape};
 use crate::point_id::{KeyRange, PointKey};
 use crate::progress::{OutputArgs, Ui};
+use crate::source::Source;
+use crate::source::cursor::PageReader;
 use crate::source::plan::IdSpan;
-use crate::source::qdrant::{Fetch, QdrantReader};
+use crate::source::qdrant::Fetch;
 use crate::source::schema::CollectionSchema;
+use crate::source::snapshot::SnapshotArgs;
+use crate::target::catalog::{id_is_indexed, table_columns};
 use crate::target::compare::{ColumnForm, RowText, compare_row};
 use crate::target::ident::{qualified, quote_ident};
 
@@ -42,6 +47,8 @@ pub struct VerifyArgs {
     pub target_config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub qdrant: QdrantArgs,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     #[command(flatten)]
     pub postgres: PostgresArgs,
     /// A collection to verify (repeatable). Default: the YAML's list, else every collection.
@@ -110,18 +117,25 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let warn = |m: &str| ui.warn(m);
     let source: SourceFile = read_or_default(args.source_config.as_deref(), &warn)?;
     let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &warn)?;
-    let connection =
-        Connection::resolve(&args.qdrant, &source.qdrant, args.source_config.as_deref())?;
     let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
         std::env::var(k).ok()
     })?;
-    let reader = QdrantReader::connect(&connection)?;
-    let names = if !args.collections.is_empty() {
+    let wanted = if !args.collections.is_empty() {
         args.collections.clone()
-    } else if let Some(names) = source.export.collections.clone().filter(|n| !n.is_empty()) {
-        names
     } else {
+        source.export.collections.clone().unwrap_or_default()
+    };
+    let reader = Source::open(
+        &args.qdrant,
+        &source.qdrant,
+        args.source_config.as_deref(),
+        &args.snapshots,
+        &wanted,
+    )?;
+    let names = if wanted.is_empty() {
         reader.list_collections()?
+    } else {
+        wanted
     };
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
@@ -142,7 +156,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
         let span = IdSpan::probe(|k| reader.first_at_or_after(name, k))?;
         let content = if args.full {
-            verify_full(&connection, &target, &table, &span, args.workers, &mut db)?
+            verify_full(&reader, &target, &table, &span, args.workers, &mut db)?
         } else {
             verify_sample(&reader, &mut db, &table, &span, args.sample)?
         };
@@ -179,21 +193,11 @@ fn describe_table(
     db: &mut postgres::Client,
     schema: &str,
     collection: &str,
-    reader: &QdrantReader,
+    reader: &Source,
 ) -> anyhow::Result<Table> {
     let name = qualified(Some(schema), collection);
-    let columns: Vec<(String, String)> = db
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
-             ORDER BY a.attnum",
-            &[&schema, &collection],
-        )
-        .with_context(|| format!("reading the columns of {name}"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let columns = table_columns(db, schema, collection)
+        .with_context(|| format!("reading the columns of {name}"))?;
     if columns.is_empty() {
         bail!("table {name} does not exist (import or migrate collection {collection:?} first)");
     }
@@ -293,7 +297,7 @@ fn row_fields(row: &postgres::Row) -> Vec<Option<String>> {
 
 /// `--sample N`: ids spread evenly over where ids lie, looked up on both sides.
 fn verify_sample(
-    reader: &QdrantReader,
+    reader: &Source,
     db: &mut postgres::Client,
     table: &Table,
     span: &IdSpan,
@@ -359,21 +363,15 @@ fn verify_sample(
 /// `--full`: every point, both sides in id order, merged; ranges in parallel when `id` is
 /// indexed.
 fn verify_full(
-    connection: &Connection,
+    source: &Source,
     target: &Target,
     table: &Table,
     span: &IdSpan,
     workers: usize,
     db: &mut postgres::Client,
 ) -> anyhow::Result<Findings> {
-    let indexed: bool = db
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
-             AND a.attnum = i.indkey[0] WHERE i.indrelid = $1::text::regclass AND a.attname = 'id')",
-            &[&table.name],
-        )
-        .context("looking for an index on id")?
-        .get(0);
+    let indexed = id_is_indexed(db, &target.schema, &table.schema.name)
+        .context("looking for an index on id")?;
     let ranges = if indexed && table.id_type != "text" {
         span.plan(workers.max(1) * 2)
     } else {
@@ -385,11 +383,11 @@ fn verify_full(
         for _ in 0..workers.max(1) {
             s.spawn(|| {
                 let result = (|| -> anyhow::Result<Findings> {
-                    let reader = QdrantReader::connect(connection)?;
+                    let reader = source.open_reader()?;
                     let mut db = target.connect()?;
                     let mut findings = Findings::default();
                     while let Some(range) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-                        findings.merge(verify_range(&reader, &mut db, table, range)?);
+                        findings.merge(verify_range(reader.as_ref(), &mut db, table, range)?);
                     }
                     Ok(findings)
                 })();
@@ -409,7 +407,7 @@ fn verify_full(
 
 /// Merges one id range: Qdrant's scroll against the table's rows in the same order.
 fn verify_range(
-    reader: &QdrantReader,
+    reader: &dyn PageReader,
     db: &mut postgres::Client,
     table: &Table,
     range: KeyRange,

@@ -5,7 +5,9 @@
 //! `CREATE TABLE` for PostgreSQL, pgvector and AnalyticDB for PostgreSQL / Greenplum; [`ledger`]
 //! records which units of work a target already holds.
 
+pub mod catalog;
 pub mod compare;
 pub mod ddl;
 pub mod ident;
+pub mod index;
 pub mod ledger;

@@ -20,6 +20,8 @@
 //!   is forked by one spawner thread that lives as long as the process. Directories left behind
 //!   by a killed process are swept by the next test process.
 //!
+//! `QDRANT2PG_KEEP_PG=1` keeps the directories, server logs included, for a post-mortem.
+//!
 //! Tests usually run as root (CI does); PostgreSQL refuses to, so the servers then run as the
 //! `postgres` system user.
 
@@ -39,6 +41,10 @@ use postgres::NoTls;
 /// How long a server may take to accept connections after it is spawned. A cold start on a busy
 /// 2-core CI machine takes about a second; crash recovery after an immediate stop a few more.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set, this keeps each cluster's directory (data and `server.log`) after the server stops, for
+/// a post-mortem; the next test process without it sweeps them.
+const KEEP_VAR: &str = "QDRANT2PG_KEEP_PG";
 
 /// Starting on a port that another process grabbed between our probe and the server's bind fails;
 /// we then try another port, this many times in all.
@@ -197,6 +203,14 @@ impl PgCluster {
         if let Some(mut child) = self.lock().take() {
             stop_postmaster(&mut child, libc::SIGQUIT);
         }
+        if std::env::var_os(KEEP_VAR).is_some() {
+            eprintln!(
+                "{KEEP_VAR}: kept the {:?} cluster in {}",
+                self.version,
+                self.root.display()
+            );
+            return;
+        }
         // Best effort: a directory that resists is swept by the next test process.
         let _ = fs::remove_dir_all(&self.root);
     }
@@ -247,7 +261,7 @@ impl TestDb {
     /// A session on this database. Blocking: call it outside any tokio runtime.
     pub fn client(&self) -> postgres::Client {
         postgres::Client::connect(&self.dsn(), NoTls)
-            .unwrap_or_else(|e| panic!("connecting to test database {}: {e}", self.name))
+            .unwrap_or_else(|e| panic!("connecting to test database {}: {e:?}", self.name))
     }
 }
 

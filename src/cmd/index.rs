@@ -1,0 +1,194 @@
+//! `qdrant2pg index`: the guide's step 4 — rebuild indexes from the Qdrant collection's own
+//! configuration instead of by hand.
+//!
+//! Plan the statements per table (`target::index`), print them with `--dry-run`, else build
+//! them over N connections (largest work first: vector indexes before payload ones) with
+//! `maintenance_work_mem` raised, then ANALYZE each table.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::config::postgres::{PostgresArgs, Target, TargetFile};
+use crate::config::qdrant::{Connection, QdrantArgs, SourceFile};
+use crate::config::read_or_default;
+use crate::layout::PayloadType;
+use crate::progress::{OutputArgs, Ui};
+use crate::source::qdrant::QdrantReader;
+use crate::source::schema::CollectionSchema;
+use crate::target::catalog::table_columns;
+use crate::target::ddl::Dialect;
+use crate::target::ident::{qualified, quote_literal};
+use crate::target::index::{IndexStatement, plan_indexes};
+
+/// `qdrant2pg index` flags.
+#[derive(Debug, clap::Args)]
+pub struct IndexArgs {
+    /// The guide's qdrant2csv.yaml (where Qdrant is, which collections).
+    #[arg(long, value_name = "FILE")]
+    pub source_config: Option<std::path::PathBuf>,
+    /// The guide's csv2adbpg.yaml (where PostgreSQL is).
+    #[arg(long, value_name = "FILE")]
+    pub target_config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub qdrant: QdrantArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+    /// A collection to index (repeatable). Default: the YAML's list, else every collection.
+    #[arg(long = "collection", value_name = "NAME")]
+    pub collections: Vec<String>,
+    /// The target's dialect [default: pgvector when the tables have pgvector columns, else
+    /// postgres]. AnalyticDB must be named: `--dialect adbpg`.
+    #[arg(long, value_enum)]
+    pub dialect: Option<Dialect>,
+    /// Print the SQL instead of running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Indexes built at once, each on its own connection.
+    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
+    pub connections: usize,
+    /// maintenance_work_mem for the builds (HNSW builds are much faster when the graph fits).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    pub maintenance_work_mem: String,
+}
+
+pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::new(output);
+    let warn = |m: &str| ui.warn(m);
+    let source: SourceFile = read_or_default(args.source_config.as_deref(), &warn)?;
+    let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &warn)?;
+    let connection =
+        Connection::resolve(&args.qdrant, &source.qdrant, args.source_config.as_deref())?;
+    let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
+        std::env::var(k).ok()
+    })?;
+    let reader = QdrantReader::connect(&connection)?;
+    let names = if !args.collections.is_empty() {
+        args.collections.clone()
+    } else if let Some(names) = source.export.collections.clone().filter(|n| !n.is_empty()) {
+        names
+    } else {
+        reader.list_collections()?
+    };
+    let mut db = target.connect().context("connecting to the target")?;
+    let mut statements: Vec<IndexStatement> = Vec::new();
+    let mut tables = Vec::new();
+    for name in &names {
+        let columns = table_columns(&mut db, &target.schema, name)
+            .with_context(|| format!("reading the columns of {name}"))?;
+        if columns.is_empty() {
+            bail!(
+                "table {} does not exist (import or migrate collection {name:?} first)",
+                qualified(Some(&target.schema), name)
+            );
+        }
+        let payload = if columns.iter().any(|(c, t)| c == "payload" && t == "jsonb") {
+            PayloadType::Jsonb
+        } else {
+            PayloadType::Json
+        };
+        let schema = CollectionSchema::from_info(name, reader.collection_info(name)?, payload)?;
+        let pgvector_columns = columns.iter().any(|(_, t)| {
+            t.starts_with("vector") || t.starts_with("halfvec") || t.starts_with("sparsevec")
+        });
+        let dialect = args.dialect.unwrap_or(if pgvector_columns {
+            Dialect::Pgvector
+        } else {
+            Dialect::Postgres
+        });
+        let plan = plan_indexes(
+            &target.schema,
+            name,
+            &schema.layout.vectors,
+            &schema.info.payload_schema,
+            payload,
+            &columns,
+            dialect,
+        );
+        for skipped in &plan.skipped {
+            ui.warn(&format!("{name}: {skipped} — skipped"));
+        }
+        statements.extend(plan.statements);
+        tables.push(qualified(Some(&target.schema), name));
+    }
+    if args.dry_run {
+        for s in &statements {
+            println!("-- {}\n{};", s.what, s.sql);
+        }
+        for t in &tables {
+            println!("ANALYZE {t};");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Vector indexes are the long builds: start them first so they overlap.
+    statements.sort_by_key(|s| !s.what.starts_with("vector"));
+    let task = ui.task("indexes", Some(statements.len() as u64));
+    let queue = Mutex::new(statements.into_iter().rev().collect::<Vec<_>>());
+    let failures = Mutex::new(Vec::new());
+    let settings = format!(
+        "SET statement_timeout = 0; SET maintenance_work_mem = {}",
+        quote_literal(&args.maintenance_work_mem)
+    );
+    std::thread::scope(|s| {
+        for _ in 0..args.connections.max(1) {
+            s.spawn(|| {
+                let mut session = match target.connect() {
+                    Ok(mut c) => match c.batch_execute(&settings) {
+                        Ok(()) => c,
+                        Err(e) => {
+                            failures
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push(format!("session settings: {e}"));
+                            return;
+                        }
+                    },
+                    Err(e) => {
+                        failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("{e:#}"));
+                        return;
+                    }
+                };
+                while let Some(statement) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                    let started = Instant::now();
+                    match session.batch_execute(&statement.sql) {
+                        Ok(()) => {
+                            task.add(1, 0);
+                            ui.info(&format!(
+                                "built {} ({}) in {:.1} s",
+                                statement.name,
+                                statement.what,
+                                started.elapsed().as_secs_f64()
+                            ));
+                        }
+                        Err(e) => failures
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!(
+                                "{} ({}): {}",
+                                statement.name,
+                                statement.what,
+                                e.as_db_error()
+                                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+                            )),
+                    }
+                }
+            });
+        }
+    });
+    for t in &tables {
+        db.batch_execute(&format!("ANALYZE {t}"))
+            .with_context(|| format!("analyzing {t}"))?;
+    }
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+    task.finish(if failures.is_empty() { "ok" } else { "FAILED" });
+    ui.finish("index", output)?;
+    if let Some(first) = failures.first() {
+        bail!("{} index build(s) failed; first: {first}", failures.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,39 @@
+//! What the target already has, read from PostgreSQL's catalog.
+
+use postgres::GenericClient;
+
+/// `(column, format_type)` of a table, in column order; empty when the table does not exist.
+pub fn table_columns(
+    db: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, postgres::Error> {
+    Ok(db
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+            &[&schema, &table],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Whether some index of `table` leads with its `id` column.
+pub fn id_is_indexed(
+    db: &mut impl GenericClient,
+    schema: &str,
+    table: &str,
+) -> Result<bool, postgres::Error> {
+    Ok(db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a \
+             ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = 'id')",
+            &[&schema, &table],
+        )?
+        .get(0))
+}

@@ -1,0 +1,363 @@
+//! Index DDL from the Qdrant collection's configuration (the guide's step 4).
+//!
+//! Vector indexes follow each vector's distance and HNSW settings (a vector's own `m` /
+//! `ef_construct` override the collection's): AnalyticDB's `ann` access method, or pgvector's
+//! `hnsw` with the operator class of the distance and the column's type. Payload indexes follow
+//! the payload schema. Expression indexes are guarded so that a value of another JSON type (which
+//! Qdrant allows beside an index) yields NULL instead of failing the build. Where a dialect has
+//! no equivalent, the plan says so and skips that index. Every statement is `IF NOT EXISTS`, so a
+//! re-run only builds what is missing.
+
+use std::collections::BTreeMap;
+
+use qdrant_client::qdrant::{PayloadSchemaInfo, PayloadSchemaType};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::ddl::Dialect;
+use super::ident::{qualified, quote_ident, quote_literal};
+use crate::layout::{Distance, PayloadType, VectorShape, VectorSpec};
+
+/// PostgreSQL truncates identifiers to 63 bytes.
+const MAX_IDENT: usize = 63;
+
+/// One index to build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexStatement {
+    pub name: String,
+    /// What it is for, in words (`vector "text" hnsw cosine`).
+    pub what: String,
+    pub sql: String,
+}
+
+/// The indexes of one table, and what could not be indexed and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexPlan {
+    pub statements: Vec<IndexStatement>,
+    pub skipped: Vec<String>,
+}
+
+/// An index name within PostgreSQL's limit, unique per table and purpose.
+fn index_name(table: &str, purpose: &str) -> String {
+    let name = format!("{table}_{purpose}_idx");
+    if name.len() <= MAX_IDENT {
+        return name;
+    }
+    let hash = format!("{:08x}", xxh3_64(name.as_bytes()) as u32);
+    let mut cut = MAX_IDENT - hash.len() - 1;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash}", &name[..cut])
+}
+
+/// The index plan for one table. `column_types` is the table's `(column, format_type)` list.
+pub fn plan_indexes(
+    schema: &str,
+    table: &str,
+    vectors: &[VectorSpec],
+    payload_schema: &std::collections::HashMap<String, PayloadSchemaInfo>,
+    payload_type: PayloadType,
+    column_types: &[(String, String)],
+    dialect: Dialect,
+) -> IndexPlan {
+    let mut plan = IndexPlan::default();
+    let target = qualified(Some(schema), table);
+    let type_of = |c: &str| {
+        column_types
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, t)| t.as_str())
+    };
+    plan.statements.push(IndexStatement {
+        name: index_name(table, "id"),
+        what: "unique id".to_owned(),
+        sql: format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {target} (id)",
+            quote_ident(&index_name(table, "id"))
+        ),
+    });
+    for spec in vectors {
+        let column = spec.column();
+        let Some(sql_type) = type_of(column).or_else(|| type_of(&format!("{column}_values")))
+        else {
+            plan.skipped
+                .push(format!("vector {column:?}: no such column in {target}"));
+            continue;
+        };
+        match vector_index(&target, table, spec, sql_type, dialect) {
+            Ok(statement) => plan.statements.push(statement),
+            Err(why) => plan.skipped.push(format!("vector {column:?}: {why}")),
+        }
+    }
+    let json = if payload_type == PayloadType::Jsonb {
+        "jsonb"
+    } else {
+        "json"
+    };
+    let fields: BTreeMap<_, _> = payload_schema.iter().collect();
+    for (field, info) in fields {
+        match payload_index(&target, table, field, info, json) {
+            Ok(statement) => plan.statements.push(statement),
+            Err(why) => plan.skipped.push(format!("payload {field:?}: {why}")),
+        }
+    }
+    plan
+}
+
+fn vector_index(
+    target: &str,
+    table: &str,
+    spec: &VectorSpec,
+    sql_type: &str,
+    dialect: Dialect,
+) -> Result<IndexStatement, String> {
+    let column = spec.column();
+    let name = index_name(table, column);
+    let hnsw = spec.hnsw;
+    match dialect {
+        Dialect::Postgres => {
+            Err("plain PostgreSQL has no vector index; use --dialect pgvector or adbpg".into())
+        }
+        Dialect::Adbpg => {
+            if spec.shape != VectorShape::Dense {
+                return Err(format!(
+                    "AnalyticDB's ann index takes dense real[] vectors, not {:?}",
+                    spec.shape
+                ));
+            }
+            let measure = match spec.distance {
+                Some(Distance::Euclid) => "l2",
+                Some(Distance::Dot) => "ip",
+                Some(Distance::Cosine) => "cosine",
+                Some(Distance::Manhattan) => {
+                    return Err("AnalyticDB's ann index has no Manhattan (L1) distance".into());
+                }
+                None => return Err("the collection declares no distance".into()),
+            };
+            let mut with = vec![
+                format!("dim={}", spec.dim.unwrap_or(0)),
+                format!("distancemeasure={measure}"),
+            ];
+            if let Some(h) = hnsw {
+                with.push(format!("hnsw_m={}", h.m));
+                with.push(format!("hnsw_ef_construction={}", h.ef_construct));
+            }
+            Ok(IndexStatement {
+                what: format!("vector {column:?} ann {measure}"),
+                sql: format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {target} USING ann({}) WITH ({})",
+                    quote_ident(&name),
+                    quote_ident(column),
+                    with.join(", ")
+                ),
+                name,
+            })
+        }
+        Dialect::Pgvector => {
+            let family = if sql_type.starts_with("halfvec") {
+                "halfvec"
+            } else if sql_type.starts_with("sparsevec") {
+                "sparsevec"
+            } else if sql_type.starts_with("vector") {
+                "vector"
+            } else {
+                return Err(format!(
+                    "column type {sql_type} has no pgvector index (multivectors stay real[][])"
+                ));
+            };
+            let distance = match (spec.shape, spec.distance) {
+                // Qdrant scores sparse vectors by dot product.
+                (VectorShape::Sparse, _) | (_, Some(Distance::Dot)) => "ip",
+                (_, Some(Distance::Euclid)) => "l2",
+                (_, Some(Distance::Cosine)) => "cosine",
+                (_, Some(Distance::Manhattan)) => "l1",
+                (_, None) => return Err("the collection declares no distance".into()),
+            };
+            let with = hnsw
+                .map(|h| format!(" WITH (m = {}, ef_construction = {})", h.m, h.ef_construct))
+                .unwrap_or_default();
+            Ok(IndexStatement {
+                what: format!("vector {column:?} hnsw {family}_{distance}_ops"),
+                sql: format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {target} USING hnsw ({} {family}_{distance}_ops){with}",
+                    quote_ident(&name),
+                    quote_ident(column)
+                ),
+                name,
+            })
+        }
+    }
+}
+
+fn payload_index(
+    target: &str,
+    table: &str,
+    field: &str,
+    info: &PayloadSchemaInfo,
+    json: &str,
+) -> Result<IndexStatement, String> {
+    let key = quote_literal(field);
+    // `json` keeps `\u0000`, which its operators refuse to unescape: such payloads index as
+    // NULL instead of failing the build (a query with the same expression agrees).
+    let payload = if json == "json" {
+        r"(CASE WHEN strpos(payload::text, '\u0000') = 0 THEN payload END)"
+    } else {
+        "payload"
+    };
+    let value = format!("{payload}->{key}");
+    let text = format!("({payload}->>{key})");
+    // A value of another JSON type becomes NULL rather than a failed cast.
+    let typed = |json_type: &str, cast: &str| {
+        format!("(CASE WHEN {json}_typeof({value}) = '{json_type}' THEN {text}::{cast} END)")
+    };
+    let kind =
+        PayloadSchemaType::try_from(info.data_type).unwrap_or(PayloadSchemaType::UnknownType);
+    let (method, expression, what) = match kind {
+        PayloadSchemaType::Keyword | PayloadSchemaType::Uuid | PayloadSchemaType::Datetime => {
+            ("btree", text.clone(), "text")
+        }
+        PayloadSchemaType::Integer | PayloadSchemaType::Float => {
+            ("btree", typed("number", "numeric"), "number")
+        }
+        PayloadSchemaType::Bool => ("btree", typed("boolean", "boolean"), "boolean"),
+        PayloadSchemaType::Text => ("gin", format!("to_tsvector('simple', {text})"), "full text"),
+        PayloadSchemaType::Geo => {
+            return Err(
+                "geo indexes have no PostgreSQL equivalent here (PostGIS is not assumed)".into(),
+            );
+        }
+        PayloadSchemaType::UnknownType => return Err("unknown payload index type".into()),
+    };
+    let name = index_name(table, &format!("payload_{field}"));
+    Ok(IndexStatement {
+        what: format!("payload {field:?} {what}"),
+        sql: format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {target} USING {method} (({expression}))",
+            quote_ident(&name)
+        ),
+        name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::layout::{Datatype, Hnsw};
+
+    fn dense(name: &str, distance: Distance) -> VectorSpec {
+        VectorSpec {
+            name: name.into(),
+            shape: VectorShape::Dense,
+            dim: Some(768),
+            datatype: Datatype::Float32,
+            distance: Some(distance),
+            hnsw: Some(Hnsw {
+                m: 24,
+                ef_construct: 150,
+            }),
+        }
+    }
+
+    fn schema(kind: PayloadSchemaType) -> PayloadSchemaInfo {
+        PayloadSchemaInfo {
+            data_type: kind as i32,
+            params: None,
+            points: None,
+        }
+    }
+
+    #[test]
+    fn adbpg_golden() {
+        let vectors = [
+            dense("text", Distance::Cosine),
+            dense("img", Distance::Manhattan),
+        ];
+        let payload: HashMap<_, _> =
+            [("title".to_owned(), schema(PayloadSchemaType::Keyword))].into();
+        let columns = [
+            ("text".to_owned(), "real[]".to_owned()),
+            ("img".to_owned(), "real[]".to_owned()),
+        ];
+        let plan = plan_indexes(
+            "public",
+            "Docs",
+            &vectors,
+            &payload,
+            PayloadType::Json,
+            &columns,
+            Dialect::Adbpg,
+        );
+        let sql: Vec<&str> = plan.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "CREATE UNIQUE INDEX IF NOT EXISTS \"Docs_id_idx\" ON public.\"Docs\" (id)",
+                "CREATE INDEX IF NOT EXISTS \"Docs_text_idx\" ON public.\"Docs\" USING ann(text) WITH (dim=768, distancemeasure=cosine, hnsw_m=24, hnsw_ef_construction=150)",
+                "CREATE INDEX IF NOT EXISTS \"Docs_payload_title_idx\" ON public.\"Docs\" USING btree ((((CASE WHEN strpos(payload::text, '\\u0000') = 0 THEN payload END)->>'title')))",
+            ]
+        );
+        assert_eq!(
+            plan.skipped,
+            ["vector \"img\": AnalyticDB's ann index has no Manhattan (L1) distance"]
+        );
+    }
+
+    #[test]
+    fn pgvector_golden() {
+        let sparse = VectorSpec {
+            name: "bm25".into(),
+            shape: VectorShape::Sparse,
+            dim: None,
+            datatype: Datatype::Float32,
+            distance: None,
+            hnsw: None,
+        };
+        let vectors = [
+            dense("a", Distance::Dot),
+            dense("b", Distance::Manhattan),
+            sparse,
+        ];
+        let payload: HashMap<_, _> = [
+            ("n".to_owned(), schema(PayloadSchemaType::Integer)),
+            ("body".to_owned(), schema(PayloadSchemaType::Text)),
+        ]
+        .into();
+        let columns = [
+            ("a".to_owned(), "halfvec(768)".to_owned()),
+            ("b".to_owned(), "vector(768)".to_owned()),
+            ("bm25".to_owned(), "sparsevec(1000000000)".to_owned()),
+        ];
+        let plan = plan_indexes(
+            "s",
+            "t",
+            &vectors,
+            &payload,
+            PayloadType::Jsonb,
+            &columns,
+            Dialect::Pgvector,
+        );
+        let sql: Vec<&str> = plan.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "CREATE UNIQUE INDEX IF NOT EXISTS t_id_idx ON s.t (id)",
+                "CREATE INDEX IF NOT EXISTS t_a_idx ON s.t USING hnsw (a halfvec_ip_ops) WITH (m = 24, ef_construction = 150)",
+                "CREATE INDEX IF NOT EXISTS t_b_idx ON s.t USING hnsw (b vector_l1_ops) WITH (m = 24, ef_construction = 150)",
+                "CREATE INDEX IF NOT EXISTS t_bm25_idx ON s.t USING hnsw (bm25 sparsevec_ip_ops)",
+                "CREATE INDEX IF NOT EXISTS t_payload_body_idx ON s.t USING gin ((to_tsvector('simple', (payload->>'body'))))",
+                "CREATE INDEX IF NOT EXISTS t_payload_n_idx ON s.t USING btree (((CASE WHEN jsonb_typeof(payload->'n') = 'number' THEN (payload->>'n')::numeric END)))",
+            ]
+        );
+        assert!(plan.skipped.is_empty());
+    }
+
+    #[test]
+    fn long_names_stay_within_63_bytes_and_unique() {
+        let a = index_name(&"x".repeat(60), "vector_one");
+        let b = index_name(&"x".repeat(60), "vector_two");
+        assert!(a.len() <= MAX_IDENT && b.len() <= MAX_IDENT);
+        assert_ne!(a, b);
+    }
+}

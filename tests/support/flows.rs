@@ -1,0 +1,49 @@
+//! Multi-step set-ups several test areas share: a Qdrant server holding the real fixtures, and
+//! a fixture collection moved into PostgreSQL by export + import.
+
+use std::path::{Path, PathBuf};
+
+use super::cli::{assert_ok, qdrant2pg};
+use super::pg::TestDb;
+use super::qdrant::QdrantServer;
+
+/// The three collections made by a genuine Qdrant 1.18.3 (see tests/fixtures).
+pub const FIXTURES: [&str; 3] = ["fx_single", "fx_rich", "fx_sharded"];
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
+}
+
+/// A test Qdrant server with every fixture snapshot loaded.
+pub fn fixture_server() -> QdrantServer {
+    let server = QdrantServer::start();
+    for name in FIXTURES {
+        server.load_snapshot(name, &fixtures_dir().join(format!("{name}.snapshot.gz")));
+    }
+    server
+}
+
+/// export → import of every collection of `server` with `dialect`.
+pub fn export_import(server: &QdrantServer, db: &TestDb, out: &Path, dialect: &str) {
+    let out = out.to_str().expect("utf-8");
+    assert_ok(&qdrant2pg(&[
+        "export",
+        "--url",
+        &server.url(),
+        "--output",
+        out,
+        "--dialect",
+        dialect,
+        "--quiet",
+    ]));
+    assert_ok(&qdrant2pg(&[
+        "import",
+        "--dsn",
+        &db.dsn(),
+        "--data",
+        out,
+        "--dialect",
+        dialect,
+        "--quiet",
+    ]));
+}
