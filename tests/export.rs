@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 use crate::support::cli::{assert_ok, qdrant2pg};
 use crate::support::qdrant::QdrantServer;
 
-fn fixtures() -> PathBuf {
+pub(crate) fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
 }
 
@@ -178,7 +178,13 @@ fn check_fixture(name: &str, max_lines: usize) {
         "--quiet",
     ]);
     assert_ok(&out);
-    let rows = read_export(&out_dir.path().join(name), max_lines);
+    check_against_truth(name, &out_dir.path().join(name), max_lines);
+}
+
+/// Compares the export of fixture `name` in `dir` with the real server's own scroll: every
+/// point, every vector bit, every payload value; and the manifest's files (see `read_export`).
+pub(crate) fn check_against_truth(name: &str, dir: &Path, max_lines: usize) {
+    let rows = read_export(dir, max_lines);
     let truth = BufReader::new(flate2::read::GzDecoder::new(
         std::fs::File::open(fixtures().join(format!("{name}.points.jsonl.gz"))).expect("fixture"),
     ));
@@ -248,7 +254,7 @@ fn check_fixture(name: &str, max_lines: usize) {
         rows.len(),
         "{name}: exported points the server does not have"
     );
-    assert!(out_dir.path().join(name).join("create_table.sql").exists());
+    assert!(dir.join("create_table.sql").exists());
 }
 
 #[test]

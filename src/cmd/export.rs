@@ -1,9 +1,10 @@
 //! `qdrant2pg export`: the guide's step 1, in parallel and resumable.
 //!
-//! Plan: resolve the guide's `qdrant2csv.yaml` and flags, describe and count each collection,
-//! probe its id span and cut it into ranges, minus what a previous run already wrote. Spawn:
-//! cursors (one gRPC connection each) → bounded page queue → encoder threads → per-collection
-//! rotating files. Join, then finish each collection: `create_table.sql` (its column types
+//! Plan: resolve the guide's `qdrant2csv.yaml` and flags, open the source (a server, or
+//! snapshot files with `--snapshot`), describe and count each collection, probe its id span and
+//! cut it into ranges, minus what a previous run already wrote. Spawn: cursors (one gRPC
+//! connection each, or handles on the snapshot's shards) → bounded page queue → encoder threads
+//! → per-collection rotating files. Join, then finish each collection: `create_table.sql` (its column types
 //! depend on the ids and sparse indices seen), manifest marked complete, counts checked.
 
 use std::fs;
@@ -14,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 
-use crate::config::qdrant::{Connection, QdrantArgs, ReadTuning, SourceFile};
+use crate::config::qdrant::{QdrantArgs, QdrantSection, ReadTuning, SourceFile};
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
@@ -23,11 +24,12 @@ use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
     MANIFEST_FILE, Manifest, VectorSyntax, temporary_name, write_atomically,
 };
+use crate::source::Source;
 use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
-use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
+use crate::source::snapshot::SnapshotArgs;
 use crate::target::ddl::{Dialect, create_table_sql};
 
 /// The guide's default for `max_line_in_file`.
@@ -44,6 +46,8 @@ pub struct ExportArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub qdrant: QdrantArgs,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     /// A collection to export (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -70,7 +74,7 @@ pub struct ExportArgs {
 
 /// Everything export needs, checked.
 struct ExportPlan {
-    connection: Connection,
+    qdrant: QdrantSection,
     collections: Vec<String>,
     output: PathBuf,
     max_lines: u64,
@@ -88,7 +92,6 @@ impl ExportPlan {
             }
             None => SourceFile::default(),
         };
-        let connection = Connection::resolve(&args.qdrant, &file.qdrant, args.config.as_deref())?;
         let collections = if args.collections.is_empty() {
             file.export.collections.unwrap_or_default()
         } else {
@@ -107,7 +110,7 @@ impl ExportPlan {
             bail!("max_line_in_file must be at least 1");
         }
         Ok(ExportPlan {
-            connection,
+            qdrant: file.qdrant,
             collections,
             output,
             max_lines,
@@ -135,20 +138,26 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     } else {
         VectorSyntax::Array
     };
-    let reader = QdrantReader::connect(&plan.connection)?;
+    fs::create_dir_all(&plan.output)
+        .with_context(|| format!("cannot create output directory {}", plan.output.display()))?;
+    let source = Source::open(
+        &args.qdrant,
+        &plan.qdrant,
+        args.config.as_deref(),
+        &args.snapshots,
+        &plan.collections,
+    )?;
     let names = if plan.collections.is_empty() {
-        reader.list_collections()?
+        source.list_collections()?
     } else {
         plan.collections.clone()
     };
-    fs::create_dir_all(&plan.output)
-        .with_context(|| format!("cannot create output directory {}", plan.output.display()))?;
 
     let mut jobs = Vec::new();
     let mut work = Vec::new();
     let mut spans = Vec::new();
     for name in &names {
-        let info = reader.collection_info(name)?;
+        let info = source.collection_info(name)?;
         let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
         let dir = plan.output.join(name);
         let Some(manifest) = prepare_directory(&dir, &schema, syntax, args.restart)? else {
@@ -158,8 +167,8 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             ));
             continue;
         };
-        let count = reader.count_exact(name)?;
-        let span = IdSpan::probe(|key| reader.first_at_or_after(name, key))
+        let count = source.count_exact(name)?;
+        let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
             .with_context(|| format!("probing the ids of collection {name:?}"))?;
         let pieces = range_count(count, plan.max_lines, &args.tuning);
         let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
@@ -187,7 +196,6 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             row_bytes: AtomicUsize::new(0),
         });
     }
-    drop(reader);
 
     // Interleave the collections' ranges, largest collection first, so every cursor has work
     // from the start and the big ones are not left for last.
@@ -195,7 +203,7 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let work = interleave(work, jobs.len());
     let scheduler = Scheduler::new(work, spans, u64::from(args.tuning.page_size) * 2);
     let names: Vec<String> = jobs.iter().map(|j| j.schema.name.clone()).collect();
-    read_and_write(&scheduler, &plan.connection, &names, &jobs, &args.tuning)?;
+    read_and_write(&scheduler, &source, &names, &jobs, &args.tuning)?;
 
     let mut mismatches = 0;
     for job in &jobs {
@@ -272,17 +280,14 @@ fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
 /// The pipeline: cursors → bounded page queue → encoders → files.
 fn read_and_write(
     scheduler: &Scheduler,
-    connection: &Connection,
+    source: &Source,
     names: &[String],
     jobs: &[CollectionJob],
     tuning: &ReadTuning,
 ) -> anyhow::Result<()> {
-    let open = || -> anyhow::Result<Box<dyn PageReader>> {
-        Ok(Box::new(QdrantReader::connect(connection)?))
-    };
     let result = read_parallel(
         scheduler,
-        &open,
+        &|| source.open_reader(),
         names,
         tuning.cursors,
         tuning.page_size,

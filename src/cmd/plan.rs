@@ -3,22 +3,26 @@
 //! For each collection: the exact point count, where the ids lie and which id column type
 //! they need, the vectors and the columns they become, the DDL for the chosen dialect, the
 //! range plan the cursors would start from, and the export size estimated from one encoded
-//! page. Everything here comes from cheap requests: count, id-only probes, one page.
+//! page. Everything here comes from cheap requests: count, id-only probes, one page. With
+//! `--snapshot` the same questions go to the snapshot files (unpacked to scratch first).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cmd::export::{DEFAULT_MAX_LINES, range_count};
-use crate::config::qdrant::{Connection, QdrantArgs, ReadTuning, SourceFile};
+use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::encode::text::TextRowEncoder;
 use crate::layout::{DataFacts, PayloadType};
 use crate::point_id::PointKey;
 use crate::progress::OutputArgs;
 use crate::sink::manifest::VectorSyntax;
+use crate::source::Source;
+use crate::source::cursor::PageReader;
 use crate::source::plan::IdSpan;
-use crate::source::qdrant::{Fetch, QdrantReader};
+use crate::source::qdrant::Fetch;
 use crate::source::schema::CollectionSchema;
+use crate::source::snapshot::SnapshotArgs;
 use crate::target::ddl::{Dialect, create_table_sql};
 
 /// Points encoded to estimate the bytes per row.
@@ -32,6 +36,8 @@ pub struct PlanArgs {
     pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub qdrant: QdrantArgs,
+    #[command(flatten)]
+    pub snapshots: SnapshotArgs,
     /// A collection to plan (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -48,14 +54,22 @@ pub fn run(args: PlanArgs, _output: &OutputArgs) -> anyhow::Result<ExitCode> {
         Some(path) => SourceFile::read(path)?.0,
         None => SourceFile::default(),
     };
-    let connection = Connection::resolve(&args.qdrant, &file.qdrant, args.config.as_deref())?;
-    let reader = QdrantReader::connect(&connection)?;
-    let names = if !args.collections.is_empty() {
+    let wanted = if !args.collections.is_empty() {
         args.collections.clone()
-    } else if let Some(names) = file.export.collections.filter(|n| !n.is_empty()) {
-        names
     } else {
+        file.export.collections.clone().unwrap_or_default()
+    };
+    let reader = Source::open(
+        &args.qdrant,
+        &file.qdrant,
+        args.config.as_deref(),
+        &args.snapshots,
+        &wanted,
+    )?;
+    let names = if wanted.is_empty() {
         reader.list_collections()?
+    } else {
+        wanted
     };
     let syntax = if args.dialect == Dialect::Pgvector {
         VectorSyntax::Pgvector

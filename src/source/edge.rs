@@ -14,20 +14,17 @@
 //! - float16 and uint8 vectors are returned as the f32 the engine reconstructs, Cosine vectors
 //!   as stored (normalised).
 //!
-//! Scrolling follows the server's collection layer: every shard scrolls `limit + 1` points from
-//! the (inclusive) offset, the pages are merged by id, `limit` are returned and the `limit + 1`-th
-//! id becomes `next_page_offset`. Shards hold disjoint ids, so the merge is exact.
+//! Scrolling gives the server's collection-layer result: from the (inclusive) offset, the
+//! `limit` smallest ids over all shards, and the `limit + 1`-th id as `next_page_offset`.
+//! Shards hold disjoint ids, so a merge by id is exact. The server has every shard read
+//! `limit + 1` whole points and drops the surplus; here the shards are first scrolled for ids
+//! only, and then each reads in full just the points of its own that made the page. With `n`
+//! shards that reads `limit` points' vectors and payloads instead of `n × (limit + 1)`, and the
+//! result is the same.
 //!
-//! A collection snapshot is a tar (often gzipped) with `config.json`, `payload_index.json` and one
-//! folder per shard. It is streamed once: shard files go straight to the scratch directory, each
-//! shard is restored in place by the engine (which unpacks every segment archive and deletes it
-//! as it goes) and loaded. Nothing is re-tarred, so the disk holds the snapshot about once, plus
-//! one unpacked segment.
+//! The snapshot files themselves (unpacking, checksums, versions) are `source::snapshot`'s.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, BufReader, Read};
-use std::path::{Component, Path, PathBuf};
 
 use qdrant_client::qdrant::{
     self as grpc, point_id::PointIdOptions, value::Kind, vector_output, vectors_config,
@@ -41,12 +38,11 @@ use qdrant_edge::{
     VectorInternal, VectorStorageDatatype, VectorStructInternal, VectorStructPersisted,
     WithPayloadInterface, WithVector,
 };
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::point_id::{PointIdError, PointKey};
 
-/// What went wrong between the engine, a snapshot file and the gRPC types.
+/// What went wrong between the engine and the gRPC types.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error("the Qdrant engine failed to {action}")]
@@ -54,21 +50,6 @@ pub enum EdgeError {
         action: String,
         #[source]
         source: OperationError,
-    },
-    #[error("cannot read snapshot {path}")]
-    SnapshotIo {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("snapshot {path} is not a Qdrant collection snapshot: {reason}")]
-    SnapshotLayout { path: PathBuf, reason: String },
-    #[error("cannot parse {file} in snapshot {path}")]
-    SnapshotConfig {
-        path: PathBuf,
-        file: &'static str,
-        #[source]
-        source: serde_json::Error,
     },
     #[error("point {id}: {reason}")]
     BadPoint { id: String, reason: String },
@@ -362,8 +343,90 @@ pub struct ScrollPage {
     pub next_offset: Option<PointKey>,
 }
 
-/// Scroll a collection made of `shards` exactly as the server's collection layer does.
+/// Scroll a collection made of `shards` as the server's collection layer does.
 pub fn scroll_shards(
+    shards: &[EdgeShard],
+    offset: Option<PointKey>,
+    limit: usize,
+    with_payload: &WithPayloadInterface,
+    with_vector: &WithVector,
+) -> Result<ScrollPage, EdgeError> {
+    let ids_only = matches!(with_payload, WithPayloadInterface::Bool(false))
+        && matches!(with_vector, WithVector::Bool(false));
+    if shards.len() == 1 || ids_only {
+        return merged_page(shards, offset, limit, with_payload, with_vector);
+    }
+    // Which shard's points make the page, from ids alone; then each shard reads its share,
+    // which is exactly its first points from `offset`.
+    let fetch = limit.saturating_add(1);
+    let no_payload = WithPayloadInterface::Bool(false);
+    let mut ids = Vec::new();
+    for (shard_id, shard) in shards.iter().enumerate() {
+        let page = scroll_shard(
+            shard_id,
+            shard,
+            offset,
+            fetch,
+            &no_payload,
+            &WithVector::Bool(false),
+        )?;
+        ids.extend(page.into_iter().map(|r| (r.id, shard_id)));
+    }
+    ids.sort_unstable();
+    ids.dedup_by_key(|(id, _)| *id);
+    ids.truncate(fetch);
+    let next_offset = if ids.len() > limit {
+        ids.pop().map(|(id, _)| key_from_edge(id))
+    } else {
+        None
+    };
+    let mut records = Vec::with_capacity(ids.len());
+    for (shard_id, shard) in shards.iter().enumerate() {
+        let share = ids.iter().filter(|(_, s)| *s == shard_id).count();
+        if share > 0 {
+            records.extend(scroll_shard(
+                shard_id,
+                shard,
+                offset,
+                share,
+                with_payload,
+                with_vector,
+            )?);
+        }
+    }
+    records.sort_unstable_by_key(|r| r.id);
+    Ok(ScrollPage {
+        records,
+        next_offset,
+    })
+}
+
+/// One shard's first `limit` points from `offset`, in id order.
+fn scroll_shard(
+    shard_id: usize,
+    shard: &EdgeShard,
+    offset: Option<PointKey>,
+    limit: usize,
+    with_payload: &WithPayloadInterface,
+    with_vector: &WithVector,
+) -> Result<Vec<Record>, EdgeError> {
+    let request = ScrollRequest {
+        offset: offset.map(key_to_edge),
+        limit: Some(limit),
+        filter: None,
+        with_payload: Some(with_payload.clone()),
+        with_vector: with_vector.clone(),
+        order_by: None,
+    };
+    let (page, _) = shard.scroll(request).map_err(|source| EdgeError::Engine {
+        action: format!("scroll shard {shard_id} from {offset:?}"),
+        source,
+    })?;
+    Ok(page)
+}
+
+/// The shards' first `limit + 1` points from `offset`, merged by id.
+fn merged_page(
     shards: &[EdgeShard],
     offset: Option<PointKey>,
     limit: usize,
@@ -373,19 +436,14 @@ pub fn scroll_shards(
     let fetch = limit.saturating_add(1);
     let mut records = Vec::new();
     for (shard_id, shard) in shards.iter().enumerate() {
-        let request = ScrollRequest {
-            offset: offset.map(key_to_edge),
-            limit: Some(fetch),
-            filter: None,
-            with_payload: Some(with_payload.clone()),
-            with_vector: with_vector.clone(),
-            order_by: None,
-        };
-        let (page, _) = shard.scroll(request).map_err(|source| EdgeError::Engine {
-            action: format!("scroll shard {shard_id} from {offset:?}"),
-            source,
-        })?;
-        records.extend(page);
+        records.extend(scroll_shard(
+            shard_id,
+            shard,
+            offset,
+            fetch,
+            with_payload,
+            with_vector,
+        )?);
     }
     records.sort_unstable_by_key(|r| r.id);
     records.dedup_by_key(|r| r.id);
@@ -729,148 +787,6 @@ pub fn collection_info(
     info
 }
 
-// ---------------------------------------------------------------------------------------------
-// Collection snapshots
-
-/// A collection snapshot opened with the engine: its configuration and one shard per folder.
-#[derive(Debug)]
-pub struct CollectionSnapshot {
-    pub config: CollectionConfigFile,
-    /// `version.info`, when present: the version of Qdrant's *collection crate* storage
-    /// format (`0.4.2` for Qdrant 1.18.3), not the Qdrant release that wrote the snapshot.
-    pub storage_version: Option<String>,
-    /// Shards in shard-id order.
-    pub shards: Vec<EdgeShard>,
-}
-
-/// The first path component of a tar entry, `.` segments skipped.
-fn top_component(path: &Path) -> Option<&str> {
-    path.components().find_map(|c| match c {
-        Component::Normal(name) => name.to_str(),
-        _ => None,
-    })
-}
-
-impl CollectionSnapshot {
-    /// Stream `snapshot` (a `.snapshot` tar, gzipped or not) into `scratch`, restore and load
-    /// every shard. `scratch` must be empty or absent; the shards live there afterwards.
-    pub fn open(snapshot: &Path, scratch: &Path) -> Result<Self, EdgeError> {
-        let io_err = |source: io::Error| EdgeError::SnapshotIo {
-            path: snapshot.into(),
-            source,
-        };
-        let mut file = BufReader::new(File::open(snapshot).map_err(io_err)?);
-        let gzipped = {
-            let head = io::BufRead::fill_buf(&mut file).map_err(io_err)?;
-            head.starts_with(&[0x1f, 0x8b])
-        };
-        let reader: Box<dyn Read> = if gzipped {
-            Box::new(flate2::read::GzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
-        std::fs::create_dir_all(scratch).map_err(io_err)?;
-
-        let mut config_json = None;
-        let mut version = None;
-        let mut shard_ids = Vec::new();
-        let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(io_err)? {
-            let mut entry = entry.map_err(io_err)?;
-            let path = entry.path().map_err(io_err)?.into_owned();
-            let Some(top) = top_component(&path) else {
-                continue;
-            };
-            match top {
-                "config.json" => {
-                    let mut text = String::new();
-                    entry.read_to_string(&mut text).map_err(io_err)?;
-                    config_json = Some(text);
-                }
-                "version.info" => {
-                    let mut text = String::new();
-                    entry.read_to_string(&mut text).map_err(io_err)?;
-                    version = Some(text.trim().to_owned());
-                }
-                shard if shard.parse::<u32>().is_ok() => {
-                    if !matches!(
-                        entry.header().entry_type(),
-                        tar::EntryType::Regular
-                            | tar::EntryType::Directory
-                            | tar::EntryType::GNUSparse
-                    ) {
-                        return Err(EdgeError::SnapshotLayout {
-                            path: snapshot.into(),
-                            reason: format!("{} is not a plain file or folder", path.display()),
-                        });
-                    }
-                    if let Ok(id) = shard.parse::<u32>()
-                        && !shard_ids.contains(&id)
-                    {
-                        shard_ids.push(id);
-                    }
-                    entry.unpack_in(scratch).map_err(io_err)?;
-                }
-                // payload_index.json, shard_key_mapping.json: the payload indexes are read from
-                // the segments themselves, and custom shard keys do not change the points.
-                _ => {}
-            }
-        }
-
-        let config_json = config_json.ok_or_else(|| EdgeError::SnapshotLayout {
-            path: snapshot.into(),
-            reason: "config.json is missing".into(),
-        })?;
-        let config: CollectionConfigFile =
-            serde_json::from_str(&config_json).map_err(|source| EdgeError::SnapshotConfig {
-                path: snapshot.into(),
-                file: "config.json",
-                source,
-            })?;
-        if shard_ids.is_empty() {
-            return Err(EdgeError::SnapshotLayout {
-                path: snapshot.into(),
-                reason: "it holds no shard folder".into(),
-            });
-        }
-        shard_ids.sort_unstable();
-
-        let shards = shard_ids
-            .par_iter()
-            .map(|id| restore_shard(snapshot, scratch, *id))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(CollectionSnapshot {
-            config,
-            storage_version: version,
-            shards,
-        })
-    }
-}
-
-/// Restore one streamed shard folder in place and load it. The engine's restore untars an
-/// archive and then unpacks every segment archive it finds; the folder is already untarred, so it
-/// is handed an empty archive.
-fn restore_shard(snapshot: &Path, scratch: &Path, id: u32) -> Result<EdgeShard, EdgeError> {
-    let dir = scratch.join(id.to_string());
-    let empty = scratch.join(format!(".{id}.empty.tar"));
-    let io_err = |source: io::Error| EdgeError::SnapshotIo {
-        path: snapshot.into(),
-        source,
-    };
-    tar::Builder::new(File::create(&empty).map_err(io_err)?)
-        .into_inner()
-        .map_err(io_err)?;
-    EdgeShard::unpack_snapshot(&empty, &dir).map_err(|source| EdgeError::Engine {
-        action: format!("restore shard {id} of {}", snapshot.display()),
-        source,
-    })?;
-    std::fs::remove_file(&empty).map_err(io_err)?;
-    EdgeShard::load(&dir, None).map_err(|source| EdgeError::Engine {
-        action: format!("load shard {id} of {}", snapshot.display()),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,85 +902,6 @@ mod tests {
             input_vector(&id, sparse).unwrap().0,
             VectorInternal::Sparse(_)
         ));
-    }
-
-    fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/qdrant-1.18.3")
-            .join(name)
-    }
-
-    #[test]
-    fn a_real_sharded_snapshot_opens_shard_by_shard() {
-        let scratch = tempfile::tempdir().unwrap();
-        let snapshot =
-            CollectionSnapshot::open(&fixture("fx_sharded.snapshot.gz"), scratch.path()).unwrap();
-        assert_eq!(snapshot.storage_version.as_deref(), Some("0.4.2"));
-        assert_eq!(snapshot.config.params.shard_number, 3);
-        let counts: Vec<u64> = snapshot
-            .shards
-            .iter()
-            .map(|s| count_shards(std::slice::from_ref(s)).unwrap())
-            .collect();
-        // The split the README of the fixtures records for the real server's three shards.
-        assert_eq!(counts, vec![192, 214, 194]);
-        // No segment archive is left behind once the shards are restored.
-        let leftovers: Vec<_> = std::fs::read_dir(scratch.path().join("0/segments"))
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "tar"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-
-        // Merged pages walk the shards in one id order, with no point twice.
-        let mut seen = Vec::new();
-        let mut offset = None;
-        loop {
-            let page = scroll_shards(
-                &snapshot.shards,
-                offset,
-                50,
-                &WithPayloadInterface::Bool(false),
-                &WithVector::Bool(false),
-            )
-            .unwrap();
-            seen.extend(page.records.iter().map(|r| key_from_edge(r.id)));
-            match page.next_offset {
-                Some(next) => offset = Some(next),
-                None => break,
-            }
-        }
-        assert_eq!(seen.len(), 600);
-        assert!(seen.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn what_is_not_a_collection_snapshot_is_refused_with_its_reason() {
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("plain.snapshot");
-        std::fs::write(
-            &plain,
-            b"not a tar at all, just some bytes that are long enough",
-        )
-        .unwrap();
-        let err = CollectionSnapshot::open(&plain, &dir.path().join("a")).unwrap_err();
-        assert!(matches!(err, EdgeError::SnapshotIo { .. }), "{err:?}");
-
-        // A tar with a shard folder but no config.json.
-        let no_config = dir.path().join("no_config.snapshot");
-        let mut tar = tar::Builder::new(File::create(&no_config).unwrap());
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_size(0);
-        header.set_mode(0o755);
-        tar.append_data(&mut header, "0/segments/", io::empty())
-            .unwrap();
-        tar.into_inner().unwrap();
-        let err = CollectionSnapshot::open(&no_config, &dir.path().join("b")).unwrap_err();
-        assert!(
-            matches!(&err, EdgeError::SnapshotLayout { reason, .. } if reason.contains("config.json")),
-            "{err:?}"
-        );
     }
 
     #[test]

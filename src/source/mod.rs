@@ -1,10 +1,124 @@
 //! Sources: where points come from — Qdrant over gRPC, or a snapshot on disk — and the
 //! machinery that reads them in parallel: the id-range planner and the cursors.
+//!
+//! [`Source`] is what the commands hold: the same calls answered by a server or by snapshot
+//! files, and one [`PageReader`] per cursor thread (a gRPC connection each, or a handle on the
+//! shards every cursor shares).
 
 pub mod cursor;
 pub mod edge;
-pub mod parallel;
 pub mod export_dir;
+pub mod parallel;
 pub mod plan;
 pub mod qdrant;
 pub mod schema;
+pub mod snapshot;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
+
+use crate::config::qdrant::{Connection, QdrantArgs, QdrantSection};
+use crate::point_id::PointKey;
+use crate::source::cursor::PageReader;
+use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+use crate::source::snapshot::{SnapshotArgs, SnapshotReader, SnapshotSet};
+
+/// A Qdrant server, or collection snapshots read without one.
+pub enum Source {
+    Qdrant {
+        connection: Connection,
+        /// For the command's own calls; cursors open their own.
+        reader: QdrantReader,
+    },
+    Snapshots(Arc<SnapshotSet>),
+}
+
+impl Source {
+    /// Snapshots when `--snapshot` is given (keeping the `wanted` collections, all if empty),
+    /// else the server the flags and the YAML's `qdrant:` section point at.
+    pub fn open(
+        qdrant: &QdrantArgs,
+        section: &QdrantSection,
+        config_file: Option<&Path>,
+        snapshots: &SnapshotArgs,
+        wanted: &[String],
+    ) -> anyhow::Result<Source> {
+        if snapshots.given() {
+            let set = SnapshotSet::open(snapshots, wanted)?;
+            return Ok(Source::Snapshots(Arc::new(set)));
+        }
+        let connection = Connection::resolve(qdrant, section, config_file)?;
+        let reader = QdrantReader::connect(&connection)?;
+        Ok(Source::Qdrant { connection, reader })
+    }
+
+    /// Every collection's name, sorted.
+    pub fn list_collections(&self) -> Result<Vec<String>, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.list_collections(),
+            Source::Snapshots(set) => Ok(set.names()),
+        }
+    }
+
+    pub fn collection_info(&self, collection: &str) -> Result<CollectionInfo, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.collection_info(collection),
+            Source::Snapshots(set) => Ok(set.collection_info(collection)?),
+        }
+    }
+
+    pub fn count_exact(&self, collection: &str) -> Result<u64, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.count_exact(collection),
+            Source::Snapshots(set) => Ok(set.count_exact(collection)?),
+        }
+    }
+
+    /// The points with these ids; missing ids are left out.
+    pub fn get_points(
+        &self,
+        collection: &str,
+        ids: &[PointKey],
+    ) -> Result<Vec<RetrievedPoint>, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.get_points(collection, ids),
+            Source::Snapshots(set) => Ok(set.get_points(collection, ids)?),
+        }
+    }
+
+    /// A reader for one more thread: its own connection, or the shared shards.
+    pub fn open_reader(&self) -> anyhow::Result<Box<dyn PageReader>> {
+        Ok(match self {
+            Source::Qdrant { connection, .. } => Box::new(QdrantReader::connect(connection)?),
+            Source::Snapshots(set) => Box::new(SnapshotReader(Arc::clone(set))),
+        })
+    }
+}
+
+impl PageReader for Source {
+    fn scroll(
+        &self,
+        collection: &str,
+        offset: PointKey,
+        limit: u32,
+        fetch: Fetch,
+    ) -> Result<ScrollPage, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.scroll(collection, offset, limit, fetch),
+            Source::Snapshots(set) => Ok(set.scroll(collection, offset, limit, fetch)?),
+        }
+    }
+
+    fn first_at_or_after(
+        &self,
+        collection: &str,
+        key: PointKey,
+    ) -> Result<Option<PointKey>, SourceError> {
+        match self {
+            Source::Qdrant { reader, .. } => reader.first_at_or_after(collection, key),
+            Source::Snapshots(set) => Ok(set.first_at_or_after(collection, key)?),
+        }
+    }
+}

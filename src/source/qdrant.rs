@@ -64,6 +64,8 @@ pub enum SourceError {
     },
     #[error("collection {collection:?}: the server broke the scroll protocol: {detail}")]
     Protocol { collection: String, detail: String },
+    #[error(transparent)]
+    Snapshot(#[from] Box<crate::source::snapshot::SnapshotError>),
     #[error("cannot start the gRPC runtime")]
     Runtime(#[source] std::io::Error),
 }

@@ -36,10 +36,10 @@ use qdrant_edge::{
 };
 use qdrant2pg::point_id::PointKey;
 use qdrant2pg::source::edge::{
-    self, CollectionConfigFile, CollectionParamsFile, CollectionSnapshot, HnswDiffFile,
-    OptimizerConfigFile, SparseIndexFile, SparseVectorParamsFile, VectorParamsFile,
-    VectorsConfigFile, WalConfigFile,
+    self, CollectionConfigFile, CollectionParamsFile, HnswDiffFile, OptimizerConfigFile,
+    SparseIndexFile, SparseVectorParamsFile, VectorParamsFile, VectorsConfigFile, WalConfigFile,
 };
+use qdrant2pg::source::snapshot::CollectionSnapshot;
 use tokio::sync::oneshot;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Interceptor;
