@@ -31,6 +31,7 @@ use super::vectors::{
 use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
 use crate::sink::manifest::VectorSyntax;
+use crate::target::ddl::Halfvec;
 
 /// PostgreSQL's limit on one field (`MaxAllocSize`, 1 GB − 1).
 const MAX_FIELD: usize = (1 << 30) - 1;
@@ -122,6 +123,21 @@ impl BinaryRowEncoder {
             vectors,
             jsonb: layout.payload == PayloadType::Jsonb,
         }
+    }
+
+    /// Chooses `halfvec` or `vector` for the dense pgvector columns as the DDL's `halfvec`
+    /// policy does (`new` assumes [`Halfvec::Float16`]).
+    pub fn with_halfvec(mut self, halfvec: Halfvec) -> Self {
+        for column in &mut self.vectors {
+            if matches!(column.form, Form::Vector | Form::Halfvec) {
+                column.form = if halfvec.applies_to(column.spec.datatype) {
+                    Form::Halfvec
+                } else {
+                    Form::Vector
+                };
+            }
+        }
+        self
     }
 
     /// Appends the stream header: signature, flags 0, no header extension.

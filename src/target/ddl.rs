@@ -53,6 +53,17 @@ pub enum Halfvec {
     Always,
 }
 
+impl Halfvec {
+    /// Whether a dense vector of `datatype` becomes `halfvec` under this policy.
+    pub fn applies_to(self, datatype: Datatype) -> bool {
+        match self {
+            Halfvec::Never => false,
+            Halfvec::Float16 => datatype == Datatype::Float16,
+            Halfvec::Always => true,
+        }
+    }
+}
+
 /// Everything that shapes the DDL beyond the collection itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DdlOptions {
@@ -98,11 +109,7 @@ pub fn columns(layout: &Layout, facts: &DataFacts, options: DdlOptions) -> Vec<C
         let name = v.column();
         match (v.shape, options.dialect) {
             (VectorShape::Dense, Dialect::Pgvector) => {
-                let half = match options.halfvec {
-                    Halfvec::Never => false,
-                    Halfvec::Float16 => v.datatype == Datatype::Float16,
-                    Halfvec::Always => true,
-                };
+                let half = options.halfvec.applies_to(v.datatype);
                 let base = if half { "halfvec" } else { "vector" };
                 let sql_type = match v.dim {
                     Some(dim) => format!("{base}({dim})"),
