@@ -43,8 +43,9 @@ use postgres::NoTls;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Set, this keeps each cluster's directory (data and `server.log`) after the server stops, for
-/// a post-mortem; the next test process without it sweeps them.
+/// a post-mortem. A kept directory holds [`KEPT`], and sweeps leave it alone.
 const KEEP_VAR: &str = "QDRANT2PG_KEEP_PG";
+const KEPT: &str = "KEPT";
 
 /// Starting on a port that another process grabbed between our probe and the server's bind fails;
 /// we then try another port, this many times in all.
@@ -203,9 +204,9 @@ impl PgCluster {
         if let Some(mut child) = self.lock().take() {
             stop_postmaster(&mut child, libc::SIGQUIT);
         }
-        if std::env::var_os(KEEP_VAR).is_some() {
+        if std::env::var_os(KEEP_VAR).is_some() && fs::write(self.root.join(KEPT), b"").is_ok() {
             eprintln!(
-                "{KEEP_VAR}: kept the {:?} cluster in {}",
+                "{KEEP_VAR}: kept the {:?} cluster in {} (not swept: delete it when done)",
                 self.version,
                 self.root.display()
             );
@@ -409,7 +410,7 @@ fn sweep_dead(base: &Path) {
             let status = unsafe { libc::kill(pid, 0) };
             status == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
         });
-        if dead {
+        if dead && !entry.path().join(KEPT).exists() {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
