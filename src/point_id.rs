@@ -21,13 +21,15 @@ pub enum PointKey {
     Uuid(u128),
 }
 
-/// Why a proto `PointId` could not become a [`PointKey`].
+/// Why a proto `PointId` or a text could not become a [`PointKey`].
 #[derive(Debug, thiserror::Error)]
 pub enum PointIdError {
     #[error("point without an id")]
     Missing,
     #[error("point id {0:?} is not a UUID")]
     BadUuid(String),
+    #[error("{0:?} is neither an unsigned integer nor a UUID")]
+    BadText(String),
 }
 
 impl PointKey {
@@ -72,6 +74,24 @@ impl fmt::Display for PointKey {
             PointKey::Num(n) => write!(f, "{n}"),
             PointKey::Uuid(u) => write!(f, "{}", uuid::Uuid::from_u128(*u).hyphenated()),
         }
+    }
+}
+
+/// Reads what [`fmt::Display`] writes: decimal digits are an integer id, anything else must be
+/// a UUID (migrate's ledger stores range bounds this way).
+impl std::str::FromStr for PointKey {
+    type Err = PointIdError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            return text
+                .parse()
+                .map(PointKey::Num)
+                .map_err(|_| PointIdError::BadText(text.to_owned()));
+        }
+        uuid::Uuid::parse_str(text)
+            .map(|u| PointKey::Uuid(u.as_u128()))
+            .map_err(|_| PointIdError::BadText(text.to_owned()))
     }
 }
 
@@ -184,6 +204,22 @@ mod tests {
             Some(PointKey::FIRST_UUID)
         );
         assert_eq!(PointKey::Uuid(u128::MAX).successor(), None);
+    }
+
+    #[test]
+    fn text_parses_back_to_the_same_key() {
+        for key in [
+            PointKey::Num(0),
+            PointKey::Num(u64::MAX),
+            PointKey::Uuid(0),
+            PointKey::Uuid(u128::MAX),
+            PointKey::Uuid(0x5c56_c793_69f3_4fbf_87e6_c4bf_54c2_8c26),
+        ] {
+            assert_eq!(key.to_string().parse::<PointKey>().unwrap(), key);
+        }
+        for bad in ["", "-1", "18446744073709551616", "1.5", "5c56c793", " 7"] {
+            assert!(bad.parse::<PointKey>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

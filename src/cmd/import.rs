@@ -6,30 +6,27 @@
 //! to a table that is already there; a table the ledger shows this tool was loading is always
 //! resumed). Spawn: one planner thread scans files largest first (checksum and rows against the
 //! manifest, cut points) and feeds batches into one bounded queue; N workers, one connection
-//! each, COPY a batch and write its ledger row in one transaction. Join, report.
-//!
-//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY);
-//! `synchronous_commit = off` only with `--synchronous-commit-off` — safe for exactly-once,
-//! because a server crash loses a batch's rows and its ledger row together and the re-run loads
-//! it again, but a crash then forgets commits that were reported done.
+//! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
+//! sessions and retries are `target::table`'s and `sink::copy`'s, shared with migrate.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::progress::{OutputArgs, Task, Ui};
-use crate::sink::copy::{CopyError, CopyTarget, copy_unit, file_span, is_transient};
+use crate::sink::copy::{
+    CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, file_span,
+};
 use crate::sink::manifest::VectorSyntax;
 use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
 use crate::target::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
-use crate::target::ident::{qualified, quote_ident};
-use crate::target::ledger::{CREATED, Ledger, LedgerEntry};
+use crate::target::ledger::{Ledger, LedgerEntry};
+use crate::target::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
 /// each into ~10 batches, so the last file never leaves a connection idle, while one commit
@@ -39,27 +36,6 @@ const DEFAULT_BATCH_BYTES: u64 = 32 << 20;
 /// data, so the bound is not about memory: it keeps the planner's scan (which reads each
 /// file once to verify it) just ahead of the loaders, so a bad file stops a run early.
 const QUEUED_PER_CONNECTION: usize = 2;
-/// First backoff after a lost connection; doubled per attempt up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
-
-/// What to do with a table that already exists (and that this tool was not part-way through
-/// loading — such a table is always resumed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum IfExists {
-    /// Leave it alone, as the guide does.
-    #[default]
-    Skip,
-    /// Load the files into it (the ledger still never loads a batch twice).
-    Append,
-    /// Empty it, then load.
-    Truncate,
-    /// Drop it, create it anew, load.
-    Replace,
-    /// Stop with an error.
-    Fail,
-}
-
 /// What to do when the server rejects a file's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnError {
@@ -219,7 +195,14 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     for collection in collections {
         let total = collection.manifest.as_ref().map(|m| m.rows());
         let task = ui.task(&collection.name, total);
-        let entries = match prepare_table(&mut admin, &shared, &collection, &ui)? {
+        let ddl = table_ddl(&shared, &collection, &ui)?;
+        let spec = TableSpec {
+            schema: &shared.target.schema,
+            table: &collection.name,
+            ddl: &ddl,
+            if_exists: shared.args.if_exists,
+        };
+        let entries = match prepare_table(&mut admin, &shared.ledger, &spec, &ui)? {
             Some(entries) => entries,
             None => {
                 task.finish("skipped");
@@ -319,95 +302,6 @@ fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<Exported
     Ok(collections)
 }
 
-fn prepare_schema(
-    admin: &mut postgres::Client,
-    schema: &str,
-    ledger: &Ledger,
-    dialect: Dialect,
-) -> anyhow::Result<()> {
-    admin
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            quote_ident(schema)
-        ))
-        .with_context(|| format!("creating schema {schema}"))?;
-    if dialect == Dialect::Pgvector {
-        admin
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS vector")
-            .context(
-                "creating the pgvector extension (CREATE EXTENSION vector needs a privileged \
-             role once per database)",
-            )?;
-    }
-    ledger.ensure(admin, dialect)?;
-    Ok(())
-}
-
-/// Applies `--if-exists` and creates the table; returns the ledger entries to resume from, or
-/// `None` to skip the table.
-fn prepare_table(
-    admin: &mut postgres::Client,
-    shared: &Shared,
-    collection: &ExportedCollection,
-    ui: &Ui,
-) -> anyhow::Result<Option<Vec<LedgerEntry>>> {
-    let schema = &shared.target.schema;
-    let table = &collection.name;
-    let name = qualified(Some(schema), table);
-    let ddl = table_ddl(shared, collection, ui)?;
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
-            &[schema, table],
-        )
-        .with_context(|| format!("looking for table {name}"))?
-        .is_some();
-    let entries = shared.ledger.entries(admin, table)?;
-    let mut tx = admin.transaction()?;
-    let outcome = match (exists, entries.is_empty(), shared.args.if_exists) {
-        (true, false, IfExists::Skip | IfExists::Append | IfExists::Fail) => {
-            let batches = entries.iter().filter(|e| e.source != CREATED).count();
-            ui.info(&format!(
-                "{name}: resuming ({batches} batches already loaded)"
-            ));
-            Some(entries)
-        }
-        (true, true, IfExists::Skip) => {
-            ui.info(&format!("{name} already exists: skipped (see --if-exists)"));
-            None
-        }
-        (true, true, IfExists::Fail) => {
-            bail!("table {name} already exists (--if-exists fail)")
-        }
-        (true, true, IfExists::Append) => Some(entries),
-        (true, _, IfExists::Truncate) => {
-            tx.batch_execute(&format!("TRUNCATE {name}"))
-                .with_context(|| format!("truncating {name}"))?;
-            shared.ledger.forget(&mut tx, table)?;
-            shared.ledger.record_created(&mut tx, table)?;
-            Some(Vec::new())
-        }
-        (true, _, IfExists::Replace) => {
-            tx.batch_execute(&format!("DROP TABLE {name}"))
-                .with_context(|| format!("dropping {name}"))?;
-            shared.ledger.forget(&mut tx, table)?;
-            create_table(&mut tx, schema, &ddl, &name)?;
-            shared.ledger.record_created(&mut tx, table)?;
-            Some(Vec::new())
-        }
-        (false, _, _) => {
-            // Ledger rows of a table that was dropped by hand describe nothing any more.
-            shared.ledger.forget(&mut tx, table)?;
-            create_table(&mut tx, schema, &ddl, &name)?;
-            shared.ledger.record_created(&mut tx, table)?;
-            Some(Vec::new())
-        }
-    };
-    tx.commit()
-        .with_context(|| format!("preparing table {name}"))?;
-    Ok(outcome)
-}
-
 /// The table's DDL: written from the manifest for the chosen dialect, or the guide's
 /// `create_table.sql` as it is.
 fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyhow::Result<String> {
@@ -453,22 +347,6 @@ fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyho
             Ok(collection.create_table_sql()?)
         }
     }
-}
-
-/// Runs DDL with the target schema first on the search path, so the guide's unqualified
-/// `CREATE TABLE name (…)` lands in the target schema, as its import.py arranges.
-fn create_table(
-    tx: &mut postgres::Transaction<'_>,
-    schema: &str,
-    ddl: &str,
-    name: &str,
-) -> anyhow::Result<()> {
-    tx.batch_execute(&format!(
-        "SET LOCAL search_path TO {}, public",
-        quote_ident(schema)
-    ))?;
-    tx.batch_execute(ddl)
-        .with_context(|| format!("creating table {name}"))
 }
 
 /// A file to scan, with the byte ranges the ledger already holds.
@@ -562,6 +440,7 @@ fn plan(
                 schema: shared.target.schema.clone(),
                 table: table.collection.name.clone(),
                 columns: scanned.columns,
+                format: CopyFormat::Text,
             },
             table,
             file,
@@ -584,21 +463,27 @@ fn plan(
 
 /// One loader: one connection, one batch at a time.
 fn worker(shared: &Shared, rx: &Receiver<Batch>) {
-    let mut client: Option<postgres::Client> = None;
+    let mut loader = Loader::new(
+        &shared.target,
+        LoadSettings {
+            retries: shared.args.retries,
+            synchronous_commit_off: shared.args.synchronous_commit_off,
+        },
+    );
     let mut buf = Vec::new();
     for batch in rx {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
         if !batch.file.failed.load(Ordering::Acquire) {
-            load(shared, &batch, &mut client, &mut buf);
+            load(shared, &batch, &mut loader, &mut buf);
         }
         batch.file.batch_done();
     }
 }
 
 /// Loads one batch, retrying on a fresh connection while the failure is a lost connection.
-fn load(shared: &Shared, batch: &Batch, client: &mut Option<postgres::Client>, buf: &mut Vec<u8>) {
+fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u8>) {
     let file = &batch.file;
     let span = batch.span;
     let entry = LedgerEntry {
@@ -609,91 +494,49 @@ fn load(shared: &Shared, batch: &Batch, client: &mut Option<postgres::Client>, b
         rows: span.rows,
         checksum: String::new(),
     };
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempt = 1;
-    loop {
-        let result = session(shared, client)
-            .map_err(Failure::Connect)
-            .and_then(|c| {
-                let source = std::fs::File::open(&file.file.path)
-                    .and_then(|f| file_span(f, span.lo, span.hi))
-                    .map_err(|e| Failure::Copy(CopyError::Source(e)))?;
-                let mut source = source;
-                copy_unit(c, &file.copy, &shared.ledger, &entry, &mut source, buf)
-                    .map_err(Failure::Copy)
-            });
-        let failure = match result {
-            Ok(rows) => {
-                file.table.task.add(rows, span.hi - span.lo);
-                return;
-            }
-            Err(Failure::Copy(CopyError::AlreadyLoaded)) => {
-                file.table.task.add_done_before(span.rows);
-                return;
-            }
-            Err(failure) => failure,
-        };
-        let transient = match &failure {
-            Failure::Connect(e) => e.chain().any(|c| {
-                c.downcast_ref::<postgres::Error>()
-                    .is_some_and(is_transient)
-            }),
-            Failure::Copy(e) => e.is_transient(),
-        };
-        *client = None;
-        if transient && attempt < shared.args.retries {
+    let result = loader.run(
+        |client| {
+            let mut source = std::fs::File::open(&file.file.path)
+                .and_then(|f| file_span(f, span.lo, span.hi))
+                .map_err(CopyError::Source)?;
+            copy_unit(client, &file.copy, &shared.ledger, &entry, &mut source, buf)
+        },
+        |failure, backoff, attempt, attempts| {
             shared.ui.warn(&format!(
-                "{}: connection lost, retrying on a fresh one in {backoff:?} (attempt {}/{})",
-                describe_failure(file, span, &failure),
-                attempt + 1,
-                shared.args.retries
+                "{}: connection lost, retrying on a fresh one in {backoff:?} (attempt \
+                 {attempt}/{attempts})",
+                describe_failure(file, span, failure),
             ));
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-            attempt += 1;
-            continue;
+        },
+    );
+    let failure = match result {
+        Ok(rows) => {
+            file.table.task.add(rows, span.hi - span.lo);
+            return;
         }
-        shared.fail(describe_failure(file, span, &failure));
-        file.failed.store(true, Ordering::Release);
-        file.table.failed.store(true, Ordering::Release);
-        let data_error = matches!(
-            failure,
-            Failure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
-        );
-        if shared.args.on_error == OnError::Stop || !data_error {
-            shared.stop.store(true, Ordering::Release);
+        Err(UnitFailure::Copy(CopyError::AlreadyLoaded)) => {
+            file.table.task.add_done_before(span.rows);
+            return;
         }
-        return;
+        Err(failure) => failure,
+    };
+    shared.fail(describe_failure(file, span, &failure));
+    file.failed.store(true, Ordering::Release);
+    file.table.failed.store(true, Ordering::Release);
+    let data_error = matches!(
+        failure,
+        UnitFailure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
+    );
+    if shared.args.on_error == OnError::Stop || !data_error {
+        shared.stop.store(true, Ordering::Release);
     }
-}
-
-enum Failure {
-    Connect(anyhow::Error),
-    Copy(CopyError),
-}
-
-/// The worker's connection, opened (with the bulk-load settings) when missing.
-fn session<'a>(
-    shared: &Shared,
-    client: &'a mut Option<postgres::Client>,
-) -> anyhow::Result<&'a mut postgres::Client> {
-    if client.is_none() {
-        let mut fresh = shared.target.connect()?;
-        let mut settings = "SET statement_timeout = 0".to_owned();
-        if shared.args.synchronous_commit_off {
-            settings.push_str("; SET synchronous_commit = off");
-        }
-        fresh.batch_execute(&settings)?;
-        *client = Some(fresh);
-    }
-    client.as_mut().context("no connection")
 }
 
 /// `file:line: column c: message`, from the server's error and the batch's first line.
-fn describe_failure(file: &FileJob, span: Span, failure: &Failure) -> String {
+fn describe_failure(file: &FileJob, span: Span, failure: &UnitFailure) -> String {
     let path = file.file.path.display();
     match failure {
-        Failure::Copy(CopyError::Data { position, source }) => {
+        UnitFailure::Copy(CopyError::Data { position, source }) => {
             let line = position.line.map(|l| span.first_line + l - 1);
             let mut out = match line {
                 Some(line) => format!("{path}:{line}"),
@@ -705,7 +548,7 @@ fn describe_failure(file: &FileJob, span: Span, failure: &Failure) -> String {
             out.push_str(&format!(": {}", server_message(source)));
             out
         }
-        Failure::Copy(CopyError::Db(e)) => {
+        UnitFailure::Copy(CopyError::Db(e)) => {
             format!(
                 "{path} bytes {}..{}: {}",
                 span.lo,
@@ -713,8 +556,8 @@ fn describe_failure(file: &FileJob, span: Span, failure: &Failure) -> String {
                 server_message(e)
             )
         }
-        Failure::Copy(e) => format!("{path} bytes {}..{}: {}", span.lo, span.hi, chain(e)),
-        Failure::Connect(e) => format!("{path} bytes {}..{}: {e:#}", span.lo, span.hi),
+        UnitFailure::Copy(e) => format!("{path} bytes {}..{}: {}", span.lo, span.hi, chain(e)),
+        UnitFailure::Connect(e) => format!("{path} bytes {}..{}: {e:#}", span.lo, span.hi),
     }
 }
 

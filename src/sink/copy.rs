@@ -11,14 +11,24 @@
 //! whether a fresh connection may succeed (SQLSTATE class 08 connection exception, 57P01-03
 //! server shutting down or starting, 40001/40P01, 53300 too many connections, or a socket
 //! error), never by matching message text. Data errors carry the server's `CONTEXT` line number
-//! and column so the caller can name `file:line`.
+//! and column so the caller can name `file:line`. [`Loader`] is one loading connection with
+//! that retry loop around it: a unit that failed transiently is sent again, whole, on a fresh
+//! connection after an exponential backoff.
+//!
+//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY);
+//! `synchronous_commit = off` only when asked — safe for exactly-once, because a server crash
+//! loses a unit's rows and its ledger row together and the re-run loads it again, but a crash
+//! then forgets commits that were reported done.
 
 use std::io::{Read, Write};
+use std::time::Duration;
 
+use anyhow::Context;
 use postgres::Client;
 use postgres::error::SqlState;
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::config::postgres::Target;
 use crate::target::ident::{qualified, quote_ident};
 use crate::target::ledger::{Ledger, LedgerEntry};
 
@@ -27,6 +37,18 @@ use crate::target::ledger::{Ledger, LedgerEntry};
 /// runtime wake-ups; 1 MiB keeps per-message overhead negligible while bounding the buffer each
 /// connection holds.
 const CHUNK: usize = 1 << 20;
+/// First backoff after a lost connection; doubled per attempt up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+
+/// The COPY stream's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyFormat {
+    /// `|`-delimited text, as the guide's files hold it.
+    Text,
+    /// PostgreSQL's binary format (`crate::encode::binary`).
+    Binary,
+}
 
 /// The table and column list one COPY statement loads.
 #[derive(Clone, Debug)]
@@ -36,12 +58,14 @@ pub struct CopyTarget {
     pub table: String,
     /// Bare column names in stream order; quoted when the statement is built.
     pub columns: Vec<String>,
+    pub format: CopyFormat,
 }
 
 impl CopyTarget {
-    /// `COPY t (cols) FROM STDIN DELIMITER '|'`: text format without `HEADER`, the one spelling
-    /// every PostgreSQL since 9.0 and Greenplum / AnalyticDB accept.
-    pub fn text_statement(&self) -> String {
+    /// Text: `COPY t (cols) FROM STDIN DELIMITER '|'`, without `HEADER`, the one spelling every
+    /// PostgreSQL since 9.0 and Greenplum / AnalyticDB accept. Binary: `… FROM STDIN (FORMAT
+    /// binary)`.
+    pub fn statement(&self) -> String {
         let columns = self
             .columns
             .iter()
@@ -49,7 +73,11 @@ impl CopyTarget {
             .collect::<Vec<_>>()
             .join(", ");
         let table = qualified(Some(&self.schema), &self.table);
-        format!("COPY {table} ({columns}) FROM STDIN DELIMITER '|'")
+        let options = match self.format {
+            CopyFormat::Text => "DELIMITER '|'",
+            CopyFormat::Binary => "(FORMAT binary)",
+        };
+        format!("COPY {table} ({columns}) FROM STDIN {options}")
     }
 
     /// Reads the line and column out of the server's `CONTEXT` for a COPY into this table:
@@ -172,7 +200,7 @@ pub fn copy_unit(
     let mut hasher = Xxh3::new();
     let rows = {
         let mut writer = tx
-            .copy_in(&target.text_statement())
+            .copy_in(&target.statement())
             .map_err(|e| data_error(target, e))?;
         buf.resize(CHUNK, 0);
         loop {
@@ -205,6 +233,97 @@ pub fn copy_unit(
     })?;
     tx.commit().map_err(CopyError::Db)?;
     Ok(rows)
+}
+
+/// A unit that could not be loaded, even after the retries.
+#[derive(Debug)]
+pub enum UnitFailure {
+    /// No connection (or its session settings failed).
+    Connect(anyhow::Error),
+    Copy(CopyError),
+}
+
+impl UnitFailure {
+    /// Whether a fresh connection may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UnitFailure::Connect(e) => e.chain().any(|c| {
+                c.downcast_ref::<postgres::Error>()
+                    .is_some_and(is_transient)
+            }),
+            UnitFailure::Copy(e) => e.is_transient(),
+        }
+    }
+}
+
+/// How a [`Loader`] connects and retries.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadSettings {
+    /// Attempts per unit while the failure is transient.
+    pub retries: u32,
+    pub synchronous_commit_off: bool,
+}
+
+/// One loading connection, opened when first needed and replaced after any failure.
+pub struct Loader<'a> {
+    target: &'a Target,
+    settings: LoadSettings,
+    client: Option<Client>,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(target: &'a Target, settings: LoadSettings) -> Self {
+        Loader {
+            target,
+            settings,
+            client: None,
+        }
+    }
+
+    /// Runs `unit` (one transaction) until it succeeds, fails for good, or runs out of
+    /// attempts; `on_retry(failure, backoff, next_attempt, attempts)` hears of each retry.
+    pub fn run<T>(
+        &mut self,
+        mut unit: impl FnMut(&mut Client) -> Result<T, CopyError>,
+        mut on_retry: impl FnMut(&UnitFailure, Duration, u32, u32),
+    ) -> Result<T, UnitFailure> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .session()
+                .map_err(UnitFailure::Connect)
+                .and_then(|c| unit(c).map_err(UnitFailure::Copy));
+            let failure = match result {
+                Ok(done) => return Ok(done),
+                Err(failure) => failure,
+            };
+            self.client = None;
+            if !failure.is_transient() || attempt >= self.settings.retries {
+                return Err(failure);
+            }
+            attempt += 1;
+            on_retry(&failure, backoff, attempt, self.settings.retries);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// The connection, opened (with the bulk-load settings) when missing.
+    fn session(&mut self) -> anyhow::Result<&mut Client> {
+        if self.client.is_none() {
+            let mut fresh = self.target.connect()?;
+            let mut settings = "SET statement_timeout = 0".to_owned();
+            if self.settings.synchronous_commit_off {
+                settings.push_str("; SET synchronous_commit = off");
+            }
+            fresh
+                .batch_execute(&settings)
+                .context("setting up the loading session")?;
+            self.client = Some(fresh);
+        }
+        self.client.as_mut().context("no connection")
+    }
 }
 
 /// A write to the COPY stream failed: rust-postgres wraps the protocol error in an io error.
@@ -255,6 +374,7 @@ mod tests {
                 "payload".into(),
                 "payload: x".into(),
             ],
+            format: CopyFormat::Text,
         }
     }
 
@@ -304,10 +424,15 @@ mod tests {
     #[test]
     fn statement_quotes_columns_and_has_no_header_option() {
         assert_eq!(
-            target().text_statement(),
+            target().statement(),
             "COPY public.\"My-Docs, line 5\" (id, \"Image\", payload, \"payload: x\") FROM STDIN \
              DELIMITER '|'"
         );
+        let binary = CopyTarget {
+            format: CopyFormat::Binary,
+            ..target()
+        };
+        assert!(binary.statement().ends_with(" FROM STDIN (FORMAT binary)"));
     }
 
     #[test]
