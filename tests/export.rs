@@ -338,7 +338,7 @@ fn client(server: &QdrantServer) -> Qdrant {
 }
 
 /// A collection with one unnamed `dim`-d vector and the given ids.
-fn load_ids(server: &QdrantServer, name: &str, dim: u64, ids: &[PointKey]) {
+pub(crate) fn load_ids(server: &QdrantServer, name: &str, dim: u64, ids: &[PointKey]) {
     let rt = runtime();
     let client = client(server);
     rt.block_on(client.create_collection(grpc::CreateCollection {

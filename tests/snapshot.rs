@@ -434,3 +434,63 @@ fn a_segment_format_the_engine_cannot_read_names_both_versions() {
         assert!(err.contains(needle), "lacks {needle:?}: {err}");
     }
 }
+
+/// All data rows of an export, sorted: what two exports cut into different files must share.
+fn sorted_rows(dir: &Path) -> Vec<Vec<u8>> {
+    let mut rows = Vec::new();
+    for (path, bytes) in tree(dir) {
+        if path.extension().is_some_and(|e| e == "csv") {
+            rows.extend(
+                bytes
+                    .split(|b| *b == b'\n')
+                    .skip(1)
+                    .filter(|l| !l.is_empty())
+                    .map(<[u8]>::to_vec),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The same 20,000 × 768-d collection exported over gRPC from the test server and from its
+/// snapshot, same binary, same flags, one after the other. Run with `cargo test --test main
+/// snapshot_rate -- --ignored --nocapture` (add `--release` for release figures).
+#[test]
+#[ignore = "a minute or two on 2 cores; run by hand for the figures"]
+fn snapshot_rate_against_grpc() {
+    const POINTS: u64 = 20_000;
+    let server = crate::support::qdrant::QdrantServer::start();
+    let ids: Vec<qdrant2pg::point_id::PointKey> = (0..POINTS)
+        .map(qdrant2pg::point_id::PointKey::Num)
+        .collect();
+    crate::export::load_ids(&server, "rate", 768, &ids);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshot = dir.path().join("rate-1-2026-11-25-23-50-00.snapshot");
+    server.write_snapshot("rate", &snapshot);
+    let size = std::fs::metadata(&snapshot).expect("snapshot").len();
+    let url = server.url();
+    let run = |source: &[&str], out: &Path| {
+        let mut args = vec!["export"];
+        args.extend_from_slice(source);
+        args.extend(["--output", path_str(out), "--quiet"]);
+        let start = std::time::Instant::now();
+        assert_ok(&qdrant2pg(&args));
+        start.elapsed().as_secs_f64()
+    };
+    let (live, offline) = (dir.path().join("live"), dir.path().join("offline"));
+    let grpc = run(&["--url", &url], &live);
+    let from_snapshot = run(&["--snapshot", path_str(&snapshot)], &offline);
+    assert!(
+        sorted_rows(&live.join("rate")) == sorted_rows(&offline.join("rate")),
+        "same rows"
+    );
+    eprintln!(
+        "{POINTS} x 768: gRPC {grpc:.2} s ({:.0} points/s); snapshot ({:.0} MB, unpacked, loaded \
+         and read) {from_snapshot:.2} s ({:.0} points/s); snapshot/gRPC speed {:.2}x",
+        POINTS as f64 / grpc,
+        size as f64 / 1e6,
+        POINTS as f64 / from_snapshot,
+        grpc / from_snapshot
+    );
+}

@@ -29,8 +29,9 @@ use crate::source::snapshot::{SnapshotArgs, SnapshotReader, SnapshotSet};
 pub enum Source {
     Qdrant {
         connection: Connection,
-        /// For the command's own calls; cursors open their own.
-        reader: QdrantReader,
+        /// For the command's own calls; cursors open their own. Boxed: a client with its
+        /// runtime is far larger than the other variant.
+        reader: Box<QdrantReader>,
     },
     Snapshots(Arc<SnapshotSet>),
 }
@@ -51,7 +52,10 @@ impl Source {
         }
         let connection = Connection::resolve(qdrant, section, config_file)?;
         let reader = QdrantReader::connect(&connection)?;
-        Ok(Source::Qdrant { connection, reader })
+        Ok(Source::Qdrant {
+            connection,
+            reader: Box::new(reader),
+        })
     }
 
     /// Every collection's name, sorted.

@@ -108,7 +108,7 @@ pub enum SnapshotError {
         collection_format: String,
         segment_formats: String,
         #[source]
-        source: OperationError,
+        source: Box<OperationError>,
     },
     #[error("{path} holds no *.snapshot or *.snapshot.gz file")]
     EmptyFolder { path: PathBuf },
@@ -132,7 +132,7 @@ pub enum SnapshotError {
     Read {
         collection: String,
         #[source]
-        source: EdgeError,
+        source: Box<EdgeError>,
     },
 }
 
@@ -532,7 +532,7 @@ fn restore_shard(
         action,
         collection_format: version.unwrap_or("(no version.info)").to_owned(),
         segment_formats: segment_formats(&dir),
-        source,
+        source: Box::new(source),
     };
     EdgeShard::unpack_snapshot(&empty, &dir)
         .map_err(|source| unreadable(format!("restore shard {id}"), source))?;
@@ -654,7 +654,7 @@ impl SnapshotSet {
     fn read_error(name: &str) -> impl FnOnce(EdgeError) -> SnapshotError + '_ {
         move |source| SnapshotError::Read {
             collection: name.to_owned(),
-            source,
+            source: Box::new(source),
         }
     }
 

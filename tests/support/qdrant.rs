@@ -132,6 +132,63 @@ impl QdrantServer {
         collections.insert(collection.to_owned(), Arc::new(loaded));
     }
 
+    /// Write `collection` as a collection snapshot in Qdrant 1.18's layout (what `POST
+    /// /collections/NAME/snapshots` writes): `config.json`, `version.info`, and per shard its
+    /// files with each segment as `segments/<uuid>.tar` holding `snapshot/files/…`. The shards
+    /// are flushed first, so the segments hold every point.
+    pub fn write_snapshot(&self, collection: &str, to: &Path) {
+        let collection = self
+            .store
+            .get(collection)
+            .unwrap_or_else(|e| panic!("test Qdrant: {}", e.message()));
+        let file = std::fs::File::create(to).unwrap_or_else(|e| fail("create", e));
+        let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
+        let config = serde_json::to_vec(&collection.config).expect("config serialises");
+        append_bytes(&mut tar, "config.json", &config);
+        append_bytes(&mut tar, "version.info", b"0.4.2");
+        for (i, shard) in collection.shards.iter().enumerate() {
+            shard.flush();
+            let dir = collection.dir.join(i.to_string());
+            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| fail("read shard", e));
+            for entry in entries {
+                let path = entry.unwrap_or_else(|e| fail("read shard", e)).path();
+                let name = path
+                    .file_name()
+                    .expect("a name")
+                    .to_string_lossy()
+                    .into_owned();
+                if name != "segments" {
+                    let inside = format!("{i}/{name}");
+                    let added = if path.is_dir() {
+                        tar.append_dir_all(&inside, &path)
+                    } else {
+                        tar.append_path_with_name(&path, &inside)
+                    };
+                    added.unwrap_or_else(|e| fail(&inside, e));
+                    continue;
+                }
+                let segments = std::fs::read_dir(&path).unwrap_or_else(|e| fail("segments", e));
+                for segment in segments {
+                    let segment = segment.unwrap_or_else(|e| fail("segments", e)).path();
+                    let id = segment
+                        .file_name()
+                        .expect("a name")
+                        .to_string_lossy()
+                        .into_owned();
+                    let mut inner = tar::Builder::new(Vec::new());
+                    inner
+                        .append_dir_all("snapshot/files", &segment)
+                        .unwrap_or_else(|e| fail(&id, e));
+                    let inner = inner.into_inner().unwrap_or_else(|e| fail(&id, e));
+                    append_bytes(&mut tar, &format!("{i}/segments/{id}.tar"), &inner);
+                }
+            }
+        }
+        tar.into_inner()
+            .and_then(|mut w| std::io::Write::flush(&mut w))
+            .unwrap_or_else(|e| fail("finish", e));
+    }
+
     /// Stop serving: every connection is dropped, as when a server is killed. Data is kept.
     pub fn stop(&mut self) {
         if let Some(running) = self.running.take() {
@@ -231,6 +288,18 @@ impl Drop for QdrantServer {
         self.stop();
         // `store` (and with it every shard) drops before `storage` removes the directory.
     }
+}
+
+fn fail(what: &str, e: std::io::Error) -> ! {
+    panic!("test Qdrant: snapshot {what}: {e}")
+}
+
+fn append_bytes<W: std::io::Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(bytes.len() as u64);
+    tar.append_data(&mut header, name, bytes)
+        .unwrap_or_else(|e| fail(name, e));
 }
 
 /// Listen on `addr` with `SO_REUSEADDR`, so a restart gets its port back even while the
