@@ -33,7 +33,7 @@ use qdrant2pg::encode::vectors::SPARSEVEC_MAX_DIM;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use qdrant2pg::point_id::PointKey;
 use qdrant2pg::sink::manifest::VectorSyntax;
-use qdrant2pg::target::ddl::{self, Dialect};
+use qdrant2pg::target::ddl::{self, DdlOptions, Dialect, Halfvec};
 use qdrant2pg::target::ident::quote_ident;
 
 use crate::support::pg::PgCluster;
@@ -116,6 +116,8 @@ fn run_rounds(target: Target) {
 /// One generated table: a layout and points for it, with what each should read back as.
 struct Case {
     target: Target,
+    /// Which dense pgvector columns are `halfvec` (always `Never` for arrays).
+    halfvec: Halfvec,
     /// Load the text with the guide's own COPY statement.
     guide_copy: bool,
     layout: Layout,
@@ -155,7 +157,8 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
         }
     }
 
-    let binary_encoder = BinaryRowEncoder::new(&case.layout, &facts, syntax);
+    let binary_encoder =
+        BinaryRowEncoder::new(&case.layout, &facts, syntax).with_halfvec(case.halfvec);
     let mut binary = Vec::new();
     BinaryRowEncoder::header(&mut binary);
     let mut binary_facts = DataFacts::for_layout(&case.layout);
@@ -179,7 +182,7 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
 
     let (text_table, binary_table) = (format!("{name}_text"), format!("{name}_binary"));
     for table in [&text_table, &binary_table] {
-        let ddl = ddl::create_table_sql(None, table, &case.layout, &facts, case.target.dialect());
+        let ddl = ddl::create_table_sql_with(None, table, &case.layout, &facts, case.ddl_options());
         client
             .batch_execute(&ddl)
             .map_err(|e| format!("{ddl}: {}", db_error(&e)))?;
@@ -244,7 +247,7 @@ fn check_table(
         .zip(ddl::columns(
             &case.layout,
             &DataFacts::default(),
-            case.target.dialect().into(),
+            case.ddl_options(),
         ))
         .map(|(name, column)| {
             let name = quote_ident(name);
@@ -574,7 +577,7 @@ fn compare_with_server_binary(
         .map_err(|e| db_error(&e))?
         .read_to_end(&mut theirs)
         .map_err(|e| e.to_string())?;
-    let columns = ddl::columns(&case.layout, facts, case.target.dialect().into());
+    let columns = ddl::columns(&case.layout, facts, case.ddl_options());
     let (ours, theirs) = (parse_copy_binary(ours)?, parse_copy_binary(&theirs)?);
     if ours.len() != theirs.len() {
         return Err(format!(
@@ -747,7 +750,18 @@ const PIECES: &[&str] = &[
 ];
 
 impl Case {
+    fn ddl_options(&self) -> DdlOptions {
+        DdlOptions {
+            dialect: self.target.dialect(),
+            halfvec: self.halfvec,
+        }
+    }
+
     fn generate(rng: &mut Rng, target: Target) -> Case {
+        let halfvec = match target {
+            Target::Arrays => Halfvec::Never,
+            Target::Pgvector => *rng.pick(&[Halfvec::Never, Halfvec::Float16, Halfvec::Always]),
+        };
         let layout = loop {
             let layout = generate_layout(rng, target);
             if layout.duplicate_column().is_none() {
@@ -762,11 +776,12 @@ impl Case {
             .filter_map(|_| {
                 let key = generate_key(rng, id_plan);
                 keys.insert(key)
-                    .then(|| generate_point(rng, &layout, key, target, jsonb))
+                    .then(|| generate_point(rng, &layout, key, target, halfvec, jsonb))
             })
             .collect();
         Case {
             target,
+            halfvec,
             guide_copy: rng.one_in(2),
             layout,
             points,
@@ -844,6 +859,7 @@ fn generate_point(
     layout: &Layout,
     key: PointKey,
     target: Target,
+    halfvec: Halfvec,
     jsonb: bool,
 ) -> Generated {
     let vectors: Vec<Option<VectorValue>> = layout
@@ -851,7 +867,8 @@ fn generate_point(
         .iter()
         .map(|spec| {
             // The unnamed vector is always there; named ones may be missing from a point.
-            (spec.name.is_empty() || !rng.one_in(5)).then(|| generate_vector(rng, spec, target))
+            (spec.name.is_empty() || !rng.one_in(5))
+                .then(|| generate_vector(rng, spec, target, halfvec))
         })
         .collect();
     let outputs: Vec<(String, VectorOutput)> = layout
@@ -890,11 +907,22 @@ fn generate_point(
     }
 }
 
-fn generate_vector(rng: &mut Rng, spec: &VectorSpec, target: Target) -> VectorValue {
+fn generate_vector(
+    rng: &mut Rng,
+    spec: &VectorSpec,
+    target: Target,
+    halfvec: Halfvec,
+) -> VectorValue {
     let dim = spec.dim.unwrap_or(0) as usize;
+    let pgvector = target == Target::Pgvector;
+    // A float16 vector holds half values whatever its column; a `halfvec` column holds only
+    // those exactly.
+    let half = pgvector
+        && spec.shape == VectorShape::Dense
+        && (spec.datatype == Datatype::Float16 || halfvec.applies_to(spec.datatype));
     let values = |rng: &mut Rng, n: usize| -> Vec<f32> {
         (0..n)
-            .map(|_| generate_f32(rng, spec.datatype, target, spec.shape))
+            .map(|_| generate_f32(rng, spec.datatype, pgvector, half))
             .collect()
     };
     match spec.shape {
@@ -928,9 +956,9 @@ fn generate_vector(rng: &mut Rng, spec: &VectorSpec, target: Target) -> VectorVa
     }
 }
 
-/// A value of the vector's datatype: every f32 hazard for arrays; for pgvector finite values,
-/// exactly representable in half precision when the column becomes `halfvec`.
-fn generate_f32(rng: &mut Rng, datatype: Datatype, target: Target, shape: VectorShape) -> f32 {
+/// A value of the vector's datatype: every f32 hazard, or only finite values (pgvector), or
+/// only values exactly representable in half precision.
+fn generate_f32(rng: &mut Rng, datatype: Datatype, finite: bool, half: bool) -> f32 {
     const SPECIAL: &[u32] = &[
         0x7fc0_0000, // NaN
         0xffc0_0000, // -NaN
@@ -951,14 +979,12 @@ fn generate_f32(rng: &mut Rng, datatype: Datatype, target: Target, shape: Vector
     loop {
         let v = match (datatype, rng.below(4)) {
             (Datatype::Uint8, _) => rng.below(256) as f32,
-            (Datatype::Float16, _) if target == Target::Pgvector && shape == VectorShape::Dense => {
-                half::f16::from_bits(rng.next() as u16).to_f32()
-            }
+            _ if half => half::f16::from_bits(rng.next() as u16).to_f32(),
             (_, 0) => f32::from_bits(*rng.pick(SPECIAL)),
             (_, 1) => f32::from_bits(rng.next() as u32),
             _ => (rng.next() as i32 as f32) / i32::MAX as f32,
         };
-        if target == Target::Arrays || v.is_finite() {
+        if !finite || v.is_finite() {
             return v;
         }
     }
