@@ -318,7 +318,10 @@ fn what_is_not_a_snapshot_gets_one_clear_error() {
     let result = export_snapshot(&junk, out.path());
     assert!(!result.status.success());
     assert!(
-        stderr(&result).contains(&format!("cannot read snapshot {}", junk.display())),
+        stderr(&result).contains(&format!(
+            "snapshot {} is not a Qdrant collection snapshot: it is not a tar archive",
+            junk.display()
+        )),
         "{}",
         describe(&result)
     );

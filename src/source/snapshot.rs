@@ -470,8 +470,19 @@ fn stream_entries<R: Read>(
 ) -> Result<Streamed, SnapshotError> {
     let io_err = |source: io::Error| unpack_error(snapshot, scratch, source);
     let mut streamed = Streamed::default();
+    let mut first = true;
     for entry in archive.entries().map_err(io_err)? {
-        let mut entry = entry.map_err(io_err)?;
+        // A first record that does not parse: not a tar at all, rather than a damaged one.
+        let mut entry = match entry {
+            Err(_) if first => {
+                return Err(SnapshotError::Layout {
+                    path: snapshot.into(),
+                    reason: "it is not a tar archive (gzipped or not)".into(),
+                });
+            }
+            entry => entry.map_err(io_err)?,
+        };
+        first = false;
         let path = entry.path().map_err(io_err)?.into_owned();
         let Some(top) = top_component(&path) else {
             continue;
@@ -893,7 +904,10 @@ mod tests {
         )
         .unwrap();
         let err = CollectionSnapshot::open(&plain, &dir.path().join("a")).unwrap_err();
-        assert!(matches!(err, SnapshotError::Io { .. }), "{err:?}");
+        assert!(
+            matches!(&err, SnapshotError::Layout { reason, .. } if reason.contains("not a tar")),
+            "{err:?}"
+        );
 
         // A tar with a shard folder but no config.json.
         let no_config = dir.path().join("no_config.snapshot");
