@@ -24,6 +24,8 @@ pub enum Command {
     Export(cmd::export::ExportArgs),
     /// Load export directories into PostgreSQL over N connections, exactly once (guide step 2).
     Import(cmd::import::ImportArgs),
+    /// Stream collections straight into PostgreSQL (COPY BINARY, no files), exactly once.
+    Migrate(cmd::migrate::MigrateArgs),
     /// Show what a migration would do — counts, id kinds, columns, DDL, ranges — moving no data.
     Plan(cmd::plan::PlanArgs),
     /// Compare Qdrant with the tables: exact counts, then every vector bit and payload value.

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Export(args) => cmd::export::run(args, &cli.output),
         Command::Import(args) => cmd::import::run(args, &cli.output),
+        Command::Migrate(args) => cmd::migrate::run(args, &cli.output),
         Command::Plan(args) => cmd::plan::run(args, &cli.output),
         Command::Verify(args) => cmd::verify::run(args, &cli.output),
         Command::Index(args) => cmd::index::run(args, &cli.output),

@@ -7,6 +7,7 @@ mod plan;
 mod verify;
 mod import;
 mod index;
+mod migrate;
 mod pg_harness;
 mod qdrant_server;
 mod roundtrip;

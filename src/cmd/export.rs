@@ -251,7 +251,7 @@ pub(crate) fn range_count(points: u64, max_lines: u64, tuning: &ReadTuning) -> u
 }
 
 /// Round-robin over collections, keeping each collection's own order.
-fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
+pub(crate) fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
     let mut per: Vec<Vec<Work>> = vec![Vec::new(); collections];
     let mut order = Vec::new();
     for w in work {

@@ -20,12 +20,14 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
-    CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, file_span,
+    CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
+    file_span,
 };
 use crate::sink::manifest::VectorSyntax;
 use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
 use crate::target::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
-use crate::target::ledger::{Ledger, LedgerEntry};
+use crate::target::ident::qualified;
+use crate::target::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::target::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
@@ -203,6 +205,11 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             if_exists: shared.args.if_exists,
         };
         let entries = match prepare_table(&mut admin, &shared.ledger, &spec, &ui)? {
+            Some(entries) if entries.iter().any(|e| e.source == MIGRATE_SOURCE) => bail!(
+                "{} is being loaded by `qdrant2pg migrate` (its ledger holds id ranges, not \
+                 files); finish that migrate, or start over with --if-exists replace",
+                qualified(Some(&shared.target.schema), &collection.name)
+            ),
             Some(entries) => entries,
             None => {
                 task.finish("skipped");
@@ -556,21 +563,11 @@ fn describe_failure(file: &FileJob, span: Span, failure: &UnitFailure) -> String
                 server_message(e)
             )
         }
-        UnitFailure::Copy(e) => format!("{path} bytes {}..{}: {}", span.lo, span.hi, chain(e)),
+        UnitFailure::Copy(e) => {
+            format!("{path} bytes {}..{}: {}", span.lo, span.hi, error_chain(e))
+        }
         UnitFailure::Connect(e) => format!("{path} bytes {}..{}: {e:#}", span.lo, span.hi),
     }
-}
-
-/// An error and its causes, `: `-separated (what `{:#}` prints for anyhow errors).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cause = e.source();
-    }
-    out
 }
 
 /// The server's primary message and SQLSTATE, without its DETAIL and CONTEXT, which quote
@@ -578,6 +575,6 @@ fn chain(err: &dyn std::error::Error) -> String {
 fn server_message(err: &postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-        None => chain(err),
+        None => error_chain(err),
     }
 }

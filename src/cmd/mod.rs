@@ -3,5 +3,6 @@
 pub mod export;
 pub mod import;
 pub mod index;
+pub mod migrate;
 pub mod plan;
 pub mod verify;

@@ -326,6 +326,18 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// An error and its causes, `: `-separated (what `{:#}` prints for anyhow errors).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
+}
+
 /// A write to the COPY stream failed: rust-postgres wraps the protocol error in an io error.
 fn write_error(target: &CopyTarget, err: std::io::Error) -> CopyError {
     match err

@@ -21,6 +21,10 @@ use crate::target::ddl::Dialect;
 /// batch committed (without the mark it would look like someone else's table and be skipped).
 pub const CREATED: &str = "";
 
+/// The `source` of migrate's rows: their span is an id range `[lo, hi)` of the collection the
+/// table is named after, as `PointKey` text (`hi` empty for +∞).
+pub const MIGRATE_SOURCE: &str = "qdrant";
+
 /// The ledger table's name in the target schema.
 pub const LEDGER_TABLE: &str = "qdrant2pg_ledger";
 

@@ -1,0 +1,232 @@
+//! `qdrant2pg migrate` on real servers: the real fixtures into PostgreSQL 15 (arrays) and 18
+//! (pgvector) verify bit-exact, the guide's two YAMLs drive it unchanged, a kill -9 mid-run
+//! then a re-run leaves every point exactly once, and `--if-exists` acts as it does for import.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use qdrant2pg::point_id::PointKey;
+
+use crate::export::load_ids;
+use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::flows::fixture_server;
+use crate::support::pg::{PgCluster, TestDb};
+use crate::support::qdrant::QdrantServer;
+
+fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
+    let (url, dsn) = (server.url(), db.dsn());
+    let mut args = vec!["migrate", "--url", &url, "--dsn", &dsn, "--quiet"];
+    args.extend_from_slice(extra);
+    qdrant2pg(&args)
+}
+
+/// `verify --full` says every collection is identical.
+fn assert_verifies(server: &QdrantServer, db: &TestDb, collections: usize) {
+    let (url, dsn) = (server.url(), db.dsn());
+    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("identical")
+            .count(),
+        collections,
+        "{}",
+        describe(&out)
+    );
+}
+
+/// Rows, distinct ids, and ledger rows of `table`.
+fn counts(db: &TestDb, table: &str) -> (i64, i64) {
+    let row = db
+        .client()
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT id) FROM {table}"),
+            &[],
+        )
+        .expect("count");
+    (row.get(0), row.get(1))
+}
+
+#[test]
+fn fixtures_migrate_into_postgres_15_bit_exact_and_a_rerun_adds_nothing() {
+    let server = fixture_server();
+    let db = PgCluster::pg15().create_database();
+    // Small pages: many units, several per range, over two connections.
+    let out = migrate(&server, &db, &["--page-size", "64", "-j", "2"]);
+    assert_ok(&out);
+    assert_verifies(&server, &db, 3);
+    let before = counts(&db, "fx_rich");
+    // A finished table is resumed with nothing left to read.
+    assert_ok(&migrate(&server, &db, &[]));
+    assert_eq!(counts(&db, "fx_rich"), before);
+    assert_verifies(&server, &db, 3);
+}
+
+#[test]
+fn fixtures_migrate_into_pgvector_bit_exact() {
+    let server = fixture_server();
+    let db = PgCluster::pg18_vector().create_database();
+    assert_ok(&migrate(&server, &db, &["--dialect", "pgvector"]));
+    assert_verifies(&server, &db, 3);
+    let kind: String = db
+        .client()
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'fx_single'::regclass AND attname = 'vector'",
+            &[],
+        )
+        .expect("column type")
+        .get(0);
+    assert!(kind.starts_with("vector("), "{kind}");
+}
+
+#[test]
+fn the_guides_two_yamls_drive_it_unchanged() {
+    let server = QdrantServer::start();
+    let ids: Vec<PointKey> = (0..250).map(PointKey::Num).collect();
+    load_ids(&server, "test_collection", 3, &ids);
+    let db = PgCluster::pg15().create_database();
+    let work = tempfile::tempdir().expect("tempdir");
+    let port = server.url().rsplit(':').next().expect("port").to_owned();
+    let source = work.path().join("qdrant2csv.yaml");
+    std::fs::write(
+        &source,
+        format!(
+            "qdrant:\n    host: 'localhost'\n    port: 6333\n    grpc_port: {port}\n    \
+             api_key: ''\n    url: ''\n    location: ''\n\nexport:\n  collections:\n    - \
+             'test_collection'\n  max_line_in_file: 100\n  output_path: './output'\n"
+        ),
+    )
+    .expect("source yaml");
+    let target = work.path().join("csv2adbpg.yaml");
+    std::fs::write(
+        &target,
+        format!(
+            "database:\n    host: \"127.0.0.1\"\n    port: {}\n    name: \"{}\"\n    user: \
+             \"postgres\"\n    password: \"{}\"\n    schema: \"vec\"\n\ndata_path: \"./output\"\n",
+            PgCluster::pg15().port(),
+            db.name,
+            PgCluster::pg15().password().unwrap_or("")
+        ),
+    )
+    .expect("target yaml");
+    let out = qdrant2pg(&[
+        "migrate",
+        "--source-config",
+        source.to_str().expect("utf-8"),
+        "--target-config",
+        target.to_str().expect("utf-8"),
+        "--page-size",
+        "40",
+    ]);
+    assert_ok(&out);
+    assert_eq!(counts(&db, "vec.test_collection"), (250, 250));
+    assert!(
+        !work.path().join("output").exists(),
+        "migrate writes no files"
+    );
+}
+
+#[test]
+fn kill_9_mid_migrate_then_rerun_has_every_point_exactly_once() {
+    let server = QdrantServer::start();
+    let total = 40_000u64;
+    let ids: Vec<PointKey> = (0..total).map(|i| PointKey::Num(i * 3 + 1)).collect();
+    load_ids(&server, "big", 64, &ids);
+    let db = PgCluster::pg15().create_database();
+    let (url, dsn) = (server.url(), db.dsn());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
+        .args(["migrate", "--url", &url, "--dsn", &dsn, "--quiet"])
+        .args(["--page-size", "50", "-j", "2", "--cursors", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    let mut client = db.client();
+    loop {
+        let units: Option<i64> = client
+            .query_opt(
+                "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source = 'qdrant'",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        if units.is_some_and(|n| n >= 5) {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "migrate finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no progress in the ledger"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().expect("kill"); // SIGKILL
+    child.wait().expect("reap");
+    let (partial, _) = counts(&db, "public.big");
+    assert!(
+        partial > 0 && partial < total as i64,
+        "killed after {partial} rows"
+    );
+    let out = migrate(&server, &db, &["--page-size", "300"]);
+    assert_ok(&out);
+    assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
+    assert_verifies(&server, &db, 1);
+}
+
+#[test]
+fn if_exists_is_shared_with_import() {
+    let server = QdrantServer::start();
+    let ids: Vec<PointKey> = (0..100).map(PointKey::Num).collect();
+    load_ids(&server, "docs", 2, &ids);
+    let db = PgCluster::pg15().create_database();
+    db.client()
+        .batch_execute("CREATE TABLE docs (id bigint, vector real[], payload json)")
+        .expect("foreign table");
+    // A table this tool did not create: skipped by default, refused with fail.
+    let out = migrate(&server, &db, &[]);
+    assert_ok(&out);
+    assert_eq!(counts(&db, "docs"), (0, 0));
+    let out = migrate(&server, &db, &["--if-exists", "fail"]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists (--if-exists fail)"),
+        "{}",
+        describe(&out)
+    );
+    // append loads into it; replace starts over; either way once.
+    assert_ok(&migrate(&server, &db, &["--if-exists", "append"]));
+    assert_eq!(counts(&db, "docs"), (100, 100));
+    assert_ok(&migrate(&server, &db, &["--if-exists", "replace"]));
+    assert_eq!(counts(&db, "docs"), (100, 100));
+    assert_verifies(&server, &db, 1);
+    // import refuses a table migrate is loading: the ledger's spans are not its files.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_dir = dir.path().to_str().expect("utf-8");
+    let url = server.url();
+    assert_ok(&qdrant2pg(&[
+        "export", "--url", &url, "--output", out_dir, "--quiet",
+    ]));
+    let out = qdrant2pg(&[
+        "import",
+        "--dsn",
+        &db.dsn(),
+        "--data",
+        out_dir,
+        "--if-exists",
+        "append",
+        "--quiet",
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("being loaded by `qdrant2pg migrate`"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(counts(&db, "docs"), (100, 100));
+}
