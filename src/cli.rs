@@ -32,4 +32,6 @@ pub enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Rebuild indexes from the collection's config: vector (HNSW / ann) and payload (guide step 4).
     Index(cmd::index::IndexArgs),
+    /// Fill a Qdrant with a synthetic collection (benchmarks, demos): sizes, vector kinds, id layouts.
+    Generate(cmd::generate::GenerateArgs),
 }

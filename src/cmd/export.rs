@@ -70,6 +70,10 @@ pub struct ExportArgs {
     pub dialect: Dialect,
     #[command(flatten)]
     pub tuning: ReadTuning,
+    /// Benchmark the ceiling: scroll and decode every page with the same cursors, then discard
+    /// it — no encoding, no files. Export's speed is reported against this.
+    #[arg(long)]
+    pub scroll_only: bool,
 }
 
 /// Everything export needs, checked.
@@ -203,6 +207,27 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let work = interleave(work, jobs.len());
     let scheduler = Scheduler::new(work, spans, u64::from(args.tuning.page_size) * 2);
     let names: Vec<String> = jobs.iter().map(|j| j.schema.name.clone()).collect();
+    if args.scroll_only {
+        read_parallel(
+            &scheduler,
+            &|| source.open_reader(),
+            &names,
+            args.tuning.cursors,
+            args.tuning.page_size,
+            args.tuning.encoders(),
+            |batch| {
+                jobs[batch.collection]
+                    .task
+                    .add(batch.points.len() as u64, 0);
+                Ok(())
+            },
+        )?;
+        for job in &jobs {
+            job.task.finish("scrolled");
+        }
+        ui.finish("export --scroll-only", output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     read_and_write(&scheduler, &source, &names, &jobs, &args.tuning)?;
 
     let mut mismatches = 0;

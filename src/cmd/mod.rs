@@ -1,6 +1,7 @@
 //! Commands: each one only coordinates — plan, spawn the stages, join, report.
 
 pub mod export;
+pub mod generate;
 pub mod import;
 pub mod index;
 pub mod migrate;

@@ -15,9 +15,10 @@ use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
-    CollectionInfo, CountPoints, GetCollectionInfoRequest, GetPoints, HealthCheckRequest,
-    ListCollectionsRequest, RetrievedPoint, ScrollPoints, WithPayloadSelector, WithVectorsSelector,
-    with_payload_selector, with_vectors_selector,
+    CollectionInfo, CountPoints, CreateCollection, GetCollectionInfoRequest, GetPoints,
+    HealthCheckRequest, ListCollectionsRequest, PointStruct, RetrievedPoint, ScrollPoints,
+    UpsertPoints, WithPayloadSelector, WithVectorsSelector, with_payload_selector,
+    with_vectors_selector,
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -283,6 +284,31 @@ impl QdrantReader {
             async move { client.get(request).await }
         })?;
         Ok(response.result)
+    }
+
+    /// Creates a collection (the load generator's, and tests').
+    pub fn create_collection(&self, request: CreateCollection) -> Result<(), SourceError> {
+        let name = request.collection_name.clone();
+        self.with_retries(&name, "creating", || {
+            let (mut client, request) = (self.collections.clone(), request.clone());
+            async move { client.create(request).await }
+        })?;
+        Ok(())
+    }
+
+    /// Upserts points and waits until they are applied.
+    pub fn upsert(&self, collection: &str, points: Vec<PointStruct>) -> Result<(), SourceError> {
+        let request = UpsertPoints {
+            collection_name: collection.to_owned(),
+            wait: Some(true),
+            points,
+            ..Default::default()
+        };
+        self.with_retries(collection, "upserting", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.upsert(request).await }
+        })?;
+        Ok(())
     }
 
     /// The first id at or after `key`, or `None` if there is none: a cheap probe (ids only).
