@@ -29,6 +29,7 @@ use anyhow::{Context, bail};
 use crate::cmd::export::{interleave, range_count};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
+use crate::config::read_or_default;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
 use crate::encode::text::{TextRowEncoder, column_names};
@@ -138,8 +139,8 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let source_file = read_config(args.source_config.as_ref(), SourceFile::read, &ui)?;
-    let target_file = read_config(args.target_config.as_ref(), TargetFile::read, &ui)?;
+    let source_file: SourceFile = read_or_default(args.source_config.as_deref(), &|w| ui.warn(w))?;
+    let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &|w| ui.warn(w))?;
     let wanted = if args.collections.is_empty() {
         source_file.export.collections.clone().unwrap_or_default()
     } else {
@@ -264,22 +265,6 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     })?;
     checked?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads one of the guide's YAML files, warning about keys it does not know.
-fn read_config<T: Default, E: std::error::Error + Send + Sync + 'static>(
-    path: Option<&PathBuf>,
-    read: fn(&std::path::Path) -> Result<(T, Vec<String>), E>,
-    ui: &Ui,
-) -> anyhow::Result<T> {
-    let Some(path) = path else {
-        return Ok(T::default());
-    };
-    let (file, unknown) = read(path)?;
-    for key in unknown {
-        ui.warn(&format!("{}: unknown key `{key}` ignored", path.display()));
-    }
-    Ok(file)
 }
 
 /// What the DDL and the binary encoder must know before any row is read: which id kinds exist
