@@ -230,3 +230,66 @@ fn if_exists_is_shared_with_import() {
     );
     assert_eq!(counts(&db, "docs"), (100, 100));
 }
+
+/// Rows/s of migrate against export + import on the same generated collection (768-d floats by
+/// default; `BENCH_POINTS` sets the size). Timings are printed, never asserted. Run with
+/// `cargo test --release --test main migrate::bench -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: minutes of work, prints timings"]
+fn bench_migrate_against_export_and_import() {
+    let points: u64 = std::env::var("BENCH_POINTS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(50_000);
+    let server = QdrantServer::start();
+    let url = server.url();
+    let size = points.to_string();
+    assert_ok(&qdrant2pg(&[
+        "generate",
+        "--url",
+        &url,
+        "--collection",
+        "bench",
+        "--points",
+        &size,
+        "--dim",
+        "768",
+        "--quiet",
+    ]));
+    let files = tempfile::tempdir().expect("tempdir");
+    let out_dir = files.path().to_str().expect("utf-8");
+    let via_files = PgCluster::pg15().create_database();
+    let started = Instant::now();
+    assert_ok(&qdrant2pg(&[
+        "export", "--url", &url, "--output", out_dir, "--quiet",
+    ]));
+    let exported = started.elapsed();
+    assert_ok(&qdrant2pg(&[
+        "import",
+        "--dsn",
+        &via_files.dsn(),
+        "--data",
+        out_dir,
+        "--quiet",
+    ]));
+    let two_steps = started.elapsed();
+    let direct = PgCluster::pg15().create_database();
+    let started = Instant::now();
+    assert_ok(&migrate(&server, &direct, &[]));
+    let migrated = started.elapsed();
+    let expected = (points as i64, points as i64);
+    assert_eq!(counts(&via_files, "bench"), expected);
+    assert_eq!(counts(&direct, "bench"), expected);
+    let rate = |d: Duration| points as f64 / d.as_secs_f64();
+    println!(
+        "{points} points x 768: export {:.2}s + import {:.2}s = {:.2}s ({:.0} rows/s); migrate \
+         {:.2}s ({:.0} rows/s); migrate/two-step = {:.2}x",
+        exported.as_secs_f64(),
+        (two_steps - exported).as_secs_f64(),
+        two_steps.as_secs_f64(),
+        rate(two_steps),
+        migrated.as_secs_f64(),
+        rate(migrated),
+        two_steps.as_secs_f64() / migrated.as_secs_f64()
+    );
+}

@@ -33,7 +33,7 @@ use crate::config::read_or_default;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
 use crate::encode::text::{TextRowEncoder, column_names};
-use crate::layout::{DataFacts, PayloadType};
+use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
@@ -179,7 +179,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         let count = source.count_exact(name)?;
         let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
             .with_context(|| format!("probing the ids of collection {name:?}"))?;
-        let facts = facts_before_loading(&schema, &span, args.sparse_indices);
+        let facts = facts_before_loading(&schema.layout, &span, args.sparse_indices);
         let ddl = create_table_sql_with(
             Some(&target.schema),
             name,
@@ -269,12 +269,8 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
 
 /// What the DDL and the binary encoder must know before any row is read: which id kinds exist
 /// (from the probed span) and how wide sparse indices may be (from the flag).
-fn facts_before_loading(
-    schema: &CollectionSchema,
-    span: &IdSpan,
-    sparse: SparseIndices,
-) -> DataFacts {
-    let mut facts = DataFacts::for_layout(&schema.layout);
+fn facts_before_loading(layout: &Layout, span: &IdSpan, sparse: SparseIndices) -> DataFacts {
+    let mut facts = DataFacts::for_layout(layout);
     if let Some((lo, hi)) = span.ints {
         facts.note_id(PointKey::Num(lo));
         facts.note_id(PointKey::Num(hi));
@@ -475,4 +471,74 @@ fn check_counts(target: &Target, ledger: &Ledger, jobs: &[TableJob]) -> anyhow::
         bail!("{}", wrong.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Datatype, IdKind, VectorShape, VectorSpec};
+
+    fn sparse_layout() -> Layout {
+        let spec = VectorSpec {
+            name: "bm25".into(),
+            shape: VectorShape::Sparse,
+            dim: None,
+            datatype: Datatype::Float32,
+            distance: None,
+            hnsw: None,
+        };
+        Layout::new(vec![spec], PayloadType::Json)
+    }
+
+    #[test]
+    fn the_probed_span_decides_the_id_column() {
+        let layout = sparse_layout();
+        let kind = |ints, uuids| {
+            facts_before_loading(&layout, &IdSpan { ints, uuids }, SparseIndices::Integer).id_kind()
+        };
+        assert_eq!(kind(None, None), IdKind::Bigint);
+        assert_eq!(kind(Some((0, i64::MAX as u64)), None), IdKind::Bigint);
+        assert_eq!(kind(Some((5, u64::MAX)), None), IdKind::Numeric);
+        assert_eq!(kind(None, Some((1, 9))), IdKind::Uuid);
+        assert_eq!(kind(Some((1, 2)), Some((1, 9))), IdKind::Text);
+        let wide = facts_before_loading(&layout, &IdSpan::default(), SparseIndices::Bigint);
+        assert!(wide.sparse_needs_bigint(0));
+        let narrow = facts_before_loading(&layout, &IdSpan::default(), SparseIndices::Integer);
+        assert!(!narrow.sparse_needs_bigint(0));
+    }
+
+    fn entry(source: &str, lo: &str, hi: &str, rows: u64) -> LedgerEntry {
+        LedgerEntry {
+            table: "t".into(),
+            source: source.into(),
+            lo: lo.into(),
+            hi: hi.into(),
+            rows,
+            checksum: String::new(),
+        }
+    }
+
+    #[test]
+    fn committed_ranges_come_back_from_the_ledger_text() {
+        let uuid = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26";
+        let entries = [
+            entry(CREATED, "", "", 0),
+            entry(MIGRATE_SOURCE, "0", "100", 7),
+            entry(MIGRATE_SOURCE, uuid, "", 3),
+        ];
+        let (ranges, rows) = committed(&entries, "t").unwrap();
+        assert_eq!(rows, 10);
+        assert_eq!(
+            ranges,
+            vec![
+                KeyRange::new(PointKey::Num(0), Some(PointKey::Num(100))),
+                KeyRange::new(uuid.parse().unwrap(), None),
+            ]
+        );
+        let import = [entry("0000000000.csv", "11", "500", 4)];
+        let err = committed(&import, "t").unwrap_err().to_string();
+        assert!(err.contains("qdrant2pg import"), "{err}");
+        let garbled = [entry(MIGRATE_SOURCE, "x", "", 1)];
+        assert!(committed(&garbled, "t").is_err());
+    }
 }
