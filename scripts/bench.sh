@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The benchmark harness: every figure is a ratio against a baseline measured in the same run, on
+# the same servers, so a shared and noisy machine still gives comparable numbers.
+#
+#   scripts/bench.sh [POINTS [DIM [SHAPE]]]      default: 100000 768 plain
+#
+# SHAPE: plain (one unnamed vector, integer ids) or rich (named + sparse + multi, mixed ids).
+# Starts the in-repo Qdrant server and a throwaway PostgreSQL 15 (fsync off for every run alike),
+# generates the collection through the Qdrant API, then measures:
+#   export vs the raw-scroll ceiling (same cursors, pages decoded then discarded);
+#   import vs PostgreSQL's own server-side COPY FROM 'file' on the same files, same parallelism;
+#   migrate (binary COPY) vs export + import;
+#   scaling over cursors / connections 1, 2, 4;
+#   peak RSS of export and migrate at POINTS/10 and POINTS (memory must not grow with size);
+#   bytes per point on disk against the guide's format.
+# Prints a markdown table and writes target/bench/results.json.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+points=${1:-100000}
+dim=${2:-768}
+shape=${3:-plain}
+out=target/bench
+mkdir -p "$out"
+work=$(mktemp -d /tmp/qdrant2pg-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_bin=/usr/lib/postgresql/15/bin
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.
+profile=${BENCH_PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release --quiet --bin qdrant2pg --example qdrant_server
+    bin=target/release
+else
+    cargo build --quiet --bin qdrant2pg --example qdrant_server
+    bin=target/debug
+fi
+q2p=$PWD/$bin/qdrant2pg
+
+mkfifo "$work/qdrant.stdin"
+"$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
+pids+=($!)
+exec 3>"$work/qdrant.stdin"
+for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
+url=$(head -n1 "$work/qdrant.url")
+
+pg_data=$work/pg
+mkdir -p "$pg_data"
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
+port=$((20000 + RANDOM % 20000))
+as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
+    -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB" start >/dev/null
+dsn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+export PGOPTIONS='-c client_min_messages=warning'
+psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+
+gen_flags=(--dim "$dim")
+[ "$shape" = rich ] && gen_flags+=(--vector text --sparse keywords --multi colbert --ids mixed)
+"$q2p" --quiet generate --url "$url" --collection big --points "$points" "${gen_flags[@]}" >/dev/null
+"$q2p" --quiet generate --url "$url" --collection small --points $((points / 10)) "${gen_flags[@]}" >/dev/null
+
+# seconds of a command, from its --report-json
+timed() { local json=$work/r.json; "$@" --quiet --report-json "$json" >/dev/null; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$json"; }
+rss_kb() { /usr/bin/time -f %M "$@" --quiet >/dev/null 2>"$work/rss" || true; tail -n1 "$work/rss"; }
+rate() { python3 -c "print(round($1 / $2))"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+results=()
+row() { printf '| %s | %s | %s | %s |\n' "$@"; results+=("$(printf '{"measure": "%s", "value": "%s", "baseline": "%s", "ratio": "%s"}' "$@")"); }
+
+echo "| measure | qdrant2pg | baseline | ratio |"
+echo "|---|---|---|---|"
+
+# Export against the raw-scroll ceiling, at 1, 2 and 4 cursors.
+for c in 1 2 4; do
+    ceiling=$(timed "$q2p" export --url "$url" --collection big --output "$work/scroll" --cursors "$c" --scroll-only --restart)
+    export_s=$(timed "$q2p" export --url "$url" --collection big --output "$work/export-$c" --cursors "$c")
+    row "export, $c cursor(s), points/s (baseline: scroll only)" "$(rate "$points" "$export_s")" "$(rate "$points" "$ceiling")" "$(ratio "$ceiling" "$export_s")"
+done
+files=$work/export-4/big
+
+# Import against server-side COPY FROM 'file' of the same files, same parallelism.
+for j in 1 2 4; do
+    psql_ -c "DROP TABLE IF EXISTS big; DROP TABLE IF EXISTS qdrant2pg_ledger" >/dev/null
+    import_s=$(timed "$q2p" import --dsn "$dsn" --data "$work/export-4" --collection big -j "$j")
+    psql_ -c "TRUNCATE big" >/dev/null
+    start=$(date +%s.%N)
+    ls "$files"/*.csv | xargs -P "$j" -I{} psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c "COPY big FROM '{}' WITH (DELIMITER '|', HEADER)"
+    server_s=$(python3 -c "import time; print(time.time() - $start)")
+    row "import, $j connection(s), rows/s (baseline: server-side COPY FROM file)" "$(rate "$points" "$import_s")" "$(rate "$points" "$server_s")" "$(ratio "$server_s" "$import_s")"
+done
+
+# Migrate against export + import, at 1, 2 and 4 connections.
+for j in 1 2 4; do
+    psql_ -c "DROP SCHEMA IF EXISTS m CASCADE; DROP SCHEMA IF EXISTS f CASCADE" >/dev/null
+    migrate_s=$(timed "$q2p" migrate --url "$url" --dsn "$dsn" --schema m --collection big -j "$j" --cursors "$j")
+    export_s=$(timed "$q2p" export --url "$url" --collection big --output "$work/e2" --cursors "$j" --restart)
+    import_s=$(timed "$q2p" import --dsn "$dsn" --schema f --data "$work/e2" --collection big -j "$j")
+    both=$(python3 -c "print($export_s + $import_s)")
+    row "migrate, $j connection(s), rows/s (baseline: export + import)" "$(rate "$points" "$migrate_s")" "$(rate "$points" "$both")" "$(ratio "$both" "$migrate_s")"
+done
+
+# Peak RSS at two collection sizes.
+psql_ -c "DROP SCHEMA IF EXISTS r CASCADE" >/dev/null
+for name in small big; do
+    e=$(rss_kb "$q2p" export --url "$url" --collection "$name" --output "$work/rss-$name" --restart)
+    m=$(rss_kb "$q2p" migrate --url "$url" --dsn "$dsn" --schema r --collection "$name" --if-exists replace)
+    eval "rss_export_$name=$e; rss_migrate_$name=$m"
+done
+row "peak RSS export, KiB (baseline: 1/10 the points)" "$rss_export_big" "$rss_export_small" "$(ratio "$rss_export_big" "$rss_export_small")"
+row "peak RSS migrate, KiB (baseline: 1/10 the points)" "$rss_migrate_big" "$rss_migrate_small" "$(ratio "$rss_migrate_big" "$rss_migrate_small")"
+
+# Bytes per point against the guide's format: the same rows written as export.py writes them
+# (each f32 widened to a Python float, str(), ", "-joined).
+ours=$(cat "$files"/*.csv | wc -c)
+guide=$(python3 - "$files" <<'PY'
+import glob, struct, sys
+total = 0
+for path in glob.glob(sys.argv[1] + "/*.csv"):
+    with open(path) as f:
+        header = f.readline()
+        total += len(header)
+        columns = header.count("|") + 1
+        for line in f:
+            # Only the payload, the last field, can hold an (escaped) delimiter.
+            fields = line.rstrip("\n").split("|", columns - 1)
+            out = [fields[0]]
+            for field in fields[1:-1]:
+                if field.startswith("{") and not field.startswith("{{"):
+                    vals = [struct.unpack("f", struct.pack("f", float(v)))[0] for v in field.strip("{}").split(",") if v]
+                    out.append("{" + ", ".join(str(v) for v in vals) + "}")
+                else:
+                    out.append(field)
+            out.append(fields[-1])
+            total += len("|".join(out)) + 1
+print(total)
+PY
+)
+row "bytes per point on disk (baseline: the guide's format)" "$((ours / points))" "$((guide / points))" "$(ratio "$guide" "$ours")"
+
+{
+    printf '{"points": %s, "dim": %s, "shape": "%s", "machine": "%s cores", "results": [' "$points" "$dim" "$shape" "$(nproc)"
+    (IFS=,; printf '%s' "${results[*]}")
+    printf ']}\n'
+} >"$out/results.json"
+echo
+echo "written: $out/results.json"
