@@ -300,13 +300,19 @@ impl Scheduler {
             match reader.first_at_or_after(collection, offset)? {
                 Some(first) if extent.hi.is_none_or(|hi| first < hi) => offset = first,
                 _ => {
-                    range.progress().done = true;
+                    // Another idle cursor may have split this range meanwhile: it now ends
+                    // at the current `hi`, which is what this empty batch accounts for.
+                    let hi = {
+                        let mut p = range.progress();
+                        p.done = true;
+                        p.hi
+                    };
                     let batch = PageBatch {
                         collection: range.collection,
                         range_id: range.id,
                         seq: 0,
                         points: Vec::new(),
-                        covered: extent,
+                        covered: KeyRange::new(extent.lo, hi),
                         last: true,
                     };
                     return Ok(out.send(batch).is_ok());
