@@ -24,14 +24,22 @@ cleanup() {
 trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
-step "building (release)"
-cargo build --release --quiet --bin qdrant2pg --example qdrant_server
-q2p=target/release/qdrant2pg
+# DEMO_PROFILE=dev runs a debug build (quicker to build, slower to run).
+if [ "${DEMO_PROFILE:-release}" = release ]; then
+    step "building (release)"
+    cargo build --release --quiet --bin qdrant2pg --example qdrant_server
+    bin=target/release
+else
+    step "building (dev)"
+    cargo build --quiet --bin qdrant2pg --example qdrant_server
+    bin=target/debug
+fi
+q2p=$bin/qdrant2pg
 
 if [ -z "${QDRANT_URL:-}" ]; then
     step "starting the in-repo Qdrant server"
     mkfifo "$work/qdrant.stdin"
-    target/release/examples/qdrant_server <"$work/qdrant.stdin" >"$work/qdrant.url" &
+    "$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
     pids+=($!)
     exec 3>"$work/qdrant.stdin"   # holds the server's stdin open; closing it stops the server
     for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
