@@ -293,3 +293,22 @@ fn bench_migrate_against_export_and_import() {
         two_steps.as_secs_f64() / migrated.as_secs_f64()
     );
 }
+
+#[test]
+fn snapshots_migrate_with_no_server_and_verify_against_the_live_collections() {
+    let server = fixture_server();
+    let db = PgCluster::pg15().create_database();
+    let dsn = db.dsn();
+    let fixtures = crate::support::flows::fixtures_dir();
+    let out = qdrant2pg(&[
+        "migrate",
+        "--snapshot",
+        fixtures.to_str().expect("utf-8"),
+        "--dsn",
+        &dsn,
+        "--quiet",
+    ]);
+    assert_ok(&out);
+    // The live server holds the same three collections: verify compares every point.
+    assert_verifies(&server, &db, 3);
+}

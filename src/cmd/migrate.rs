@@ -73,6 +73,8 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub qdrant: QdrantArgs,
     #[command(flatten)]
+    pub snapshots: SnapshotArgs,
+    #[command(flatten)]
     pub postgres: PostgresArgs,
     /// A collection to migrate (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
@@ -150,7 +152,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.qdrant,
         &source_file.qdrant,
         args.source_config.as_deref(),
-        &SnapshotArgs::default(),
+        &args.snapshots,
         &wanted,
     )?;
     let names = if wanted.is_empty() {
