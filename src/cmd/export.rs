@@ -96,11 +96,7 @@ impl ExportPlan {
             }
             None => SourceFile::default(),
         };
-        let collections = if args.collections.is_empty() {
-            file.export.collections.unwrap_or_default()
-        } else {
-            args.collections.clone()
-        };
+        let collections = file.export.wanted(&args.collections);
         let output = args
             .output
             .clone()
@@ -151,11 +147,7 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.snapshots,
         &plan.collections,
     )?;
-    let names = if plan.collections.is_empty() {
-        source.list_collections()?
-    } else {
-        plan.collections.clone()
-    };
+    let names = source.collections(&plan.collections)?;
 
     let mut jobs = Vec::new();
     let mut work = Vec::new();

@@ -143,11 +143,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     }
     let source_file: SourceFile = read_or_default(args.source_config.as_deref(), &|w| ui.warn(w))?;
     let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &|w| ui.warn(w))?;
-    let wanted = if args.collections.is_empty() {
-        source_file.export.collections.clone().unwrap_or_default()
-    } else {
-        args.collections.clone()
-    };
+    let wanted = source_file.export.wanted(&args.collections);
     let source = Source::open(
         &args.qdrant,
         &source_file.qdrant,
@@ -155,11 +151,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.snapshots,
         &wanted,
     )?;
-    let names = if wanted.is_empty() {
-        source.list_collections()?
-    } else {
-        wanted
-    };
+    let names = source.collections(&wanted)?;
     let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
         std::env::var(k).ok()
     })?;

@@ -54,11 +54,7 @@ pub fn run(args: PlanArgs, _output: &OutputArgs) -> anyhow::Result<ExitCode> {
         Some(path) => SourceFile::read(path)?.0,
         None => SourceFile::default(),
     };
-    let wanted = if !args.collections.is_empty() {
-        args.collections.clone()
-    } else {
-        file.export.collections.clone().unwrap_or_default()
-    };
+    let wanted = file.export.wanted(&args.collections);
     let reader = Source::open(
         &args.qdrant,
         &file.qdrant,
@@ -66,11 +62,7 @@ pub fn run(args: PlanArgs, _output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.snapshots,
         &wanted,
     )?;
-    let names = if wanted.is_empty() {
-        reader.list_collections()?
-    } else {
-        wanted
-    };
+    let names = reader.collections(&wanted)?;
     let syntax = if args.dialect == Dialect::Pgvector {
         VectorSyntax::Pgvector
     } else {

@@ -120,11 +120,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
         std::env::var(k).ok()
     })?;
-    let wanted = if !args.collections.is_empty() {
-        args.collections.clone()
-    } else {
-        source.export.collections.clone().unwrap_or_default()
-    };
+    let wanted = source.export.wanted(&args.collections);
     let reader = Source::open(
         &args.qdrant,
         &source.qdrant,
@@ -132,11 +128,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.snapshots,
         &wanted,
     )?;
-    let names = if wanted.is_empty() {
-        reader.list_collections()?
-    } else {
-        wanted
-    };
+    let names = reader.collections(&wanted)?;
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
     let mut out = String::new();

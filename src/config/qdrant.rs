@@ -109,6 +109,17 @@ pub struct ExportSection {
     pub output_path: Option<PathBuf>,
 }
 
+impl ExportSection {
+    /// `--collection` flags when given, else the YAML's `export.collections`; empty means all.
+    pub fn wanted(&self, flags: &[String]) -> Vec<String> {
+        if flags.is_empty() {
+            self.collections.clone().unwrap_or_default()
+        } else {
+            flags.to_vec()
+        }
+    }
+}
+
 /// The whole `qdrant2csv.yaml`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]

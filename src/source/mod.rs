@@ -66,6 +66,15 @@ impl Source {
         }
     }
 
+    /// The collections asked for, or every collection when none is named.
+    pub fn collections(&self, wanted: &[String]) -> Result<Vec<String>, SourceError> {
+        if wanted.is_empty() {
+            self.list_collections()
+        } else {
+            Ok(wanted.to_vec())
+        }
+    }
+
     pub fn collection_info(&self, collection: &str) -> Result<CollectionInfo, SourceError> {
         match self {
             Source::Qdrant { reader, .. } => reader.collection_info(collection),
