@@ -6,13 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use qdrant_client::Qdrant;
 use qdrant_client::qdrant::{self as grpc};
 use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::sink::manifest::Manifest;
 use serde_json::Value as Json;
 
 use crate::support::cli::{assert_ok, qdrant2pg};
+use crate::support::flows::{client, runtime};
 use crate::support::qdrant::QdrantServer;
 
 pub(crate) fn fixtures() -> PathBuf {
@@ -321,20 +321,6 @@ fn create_table_follows_the_ids_and_vectors_seen() {
     for name in ["fx_single", "fx_rich", "fx_sharded"] {
         assert!(summary.contains(name), "summary lacks {name}: {summary}");
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn client(server: &QdrantServer) -> Qdrant {
-    Qdrant::from_url(&server.url())
-        .skip_compatibility_check()
-        .build()
-        .expect("client")
 }
 
 /// A collection with one unnamed `dim`-d vector and the given ids.

@@ -19,24 +19,11 @@ use qdrant2pg::point_id::PointKey;
 use qdrant2pg::source::edge::{grpc_to_json, json_to_grpc};
 use serde_json::Value as Json;
 
+use crate::support::flows::{client, runtime};
 use crate::support::qdrant::QdrantServer;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the client")
-}
-
-fn client(server: &QdrantServer) -> Qdrant {
-    Qdrant::from_url(&server.url())
-        .skip_compatibility_check()
-        .build()
-        .expect("a client")
 }
 
 /// A vector as compared here: f32 bits, so -0.0, NaN payloads and rounding all count.

@@ -47,3 +47,19 @@ pub fn export_import(server: &QdrantServer, db: &TestDb, out: &Path, dialect: &s
         "--quiet",
     ]));
 }
+
+/// A runtime for the async Qdrant client in tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the client")
+}
+
+/// The real Qdrant client, pointed at `server`.
+pub fn client(server: &QdrantServer) -> qdrant_client::Qdrant {
+    qdrant_client::Qdrant::from_url(&server.url())
+        .skip_compatibility_check()
+        .build()
+        .expect("a client")
+}
