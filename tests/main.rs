@@ -2,6 +2,7 @@
 //! built `qdrant2pg` as a user would.
 
 mod export;
+mod faults;
 mod import;
 mod index;
 mod migrate;

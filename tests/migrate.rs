@@ -9,7 +9,7 @@ use qdrant2pg::point_id::PointKey;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::fixture_server;
+use crate::support::flows::{assert_verifies, fixture_server};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -21,20 +21,6 @@ fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
 }
 
 /// `verify --full` says every collection is identical.
-fn assert_verifies(server: &QdrantServer, db: &TestDb, collections: usize) {
-    let (url, dsn) = (server.url(), db.dsn());
-    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"]);
-    assert_ok(&out);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .matches("identical")
-            .count(),
-        collections,
-        "{}",
-        describe(&out)
-    );
-}
-
 /// Rows, distinct ids, and ledger rows of `table`.
 fn counts(db: &TestDb, table: &str) -> (i64, i64) {
     let row = db

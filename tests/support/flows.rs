@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cli::{assert_ok, qdrant2pg};
+use super::cli::{assert_ok, describe, qdrant2pg};
 use super::pg::TestDb;
 use super::qdrant::QdrantServer;
 
@@ -62,4 +62,19 @@ pub fn client(server: &QdrantServer) -> qdrant_client::Qdrant {
         .skip_compatibility_check()
         .build()
         .expect("a client")
+}
+
+/// `verify --full` of every collection of `server` against `db` says `collections` identical.
+pub fn assert_verifies(server: &QdrantServer, db: &TestDb, collections: usize) {
+    let (url, dsn) = (server.url(), db.dsn());
+    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("identical")
+            .count(),
+        collections,
+        "{}",
+        describe(&out)
+    );
 }
