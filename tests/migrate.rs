@@ -13,17 +13,24 @@ use crate::support::flows::fixture_server;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
-fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
+pub(crate) fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
     let (url, dsn) = (server.url(), db.dsn());
     let mut args = vec!["migrate", "--url", &url, "--dsn", &dsn, "--quiet"];
     args.extend_from_slice(extra);
     qdrant2pg(&args)
 }
 
-/// `verify --full` says every collection is identical.
-fn assert_verifies(server: &QdrantServer, db: &TestDb, collections: usize) {
+/// `verify --full extra…` says every collection is identical.
+pub(crate) fn assert_verifies(
+    server: &QdrantServer,
+    db: &TestDb,
+    extra: &[&str],
+    collections: usize,
+) {
     let (url, dsn) = (server.url(), db.dsn());
-    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"]);
+    let mut args = vec!["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"];
+    args.extend_from_slice(extra);
+    let out = qdrant2pg(&args);
     assert_ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
@@ -54,12 +61,12 @@ fn fixtures_migrate_into_postgres_15_bit_exact_and_a_rerun_adds_nothing() {
     // Small pages: many units, several per range, over two connections.
     let out = migrate(&server, &db, &["--page-size", "64", "-j", "2"]);
     assert_ok(&out);
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
     let before = counts(&db, "fx_rich");
     // A finished table is resumed with nothing left to read.
     assert_ok(&migrate(&server, &db, &[]));
     assert_eq!(counts(&db, "fx_rich"), before);
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
 }
 
 #[test]
@@ -67,7 +74,7 @@ fn fixtures_migrate_into_pgvector_bit_exact() {
     let server = fixture_server();
     let db = PgCluster::pg18_vector().create_database();
     assert_ok(&migrate(&server, &db, &["--dialect", "pgvector"]));
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
     let kind: String = db
         .client()
         .query_one(
@@ -176,7 +183,7 @@ fn kill_9_mid_migrate_then_rerun_has_every_point_exactly_once() {
     let out = migrate(&server, &db, &["--page-size", "300"]);
     assert_ok(&out);
     assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
 }
 
 #[test]
@@ -204,7 +211,7 @@ fn if_exists_is_shared_with_import() {
     assert_eq!(counts(&db, "docs"), (100, 100));
     assert_ok(&migrate(&server, &db, &["--if-exists", "replace"]));
     assert_eq!(counts(&db, "docs"), (100, 100));
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
     // import refuses a table migrate is loading: the ledger's spans are not its files.
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().to_str().expect("utf-8");
@@ -310,5 +317,5 @@ fn snapshots_migrate_with_no_server_and_verify_against_the_live_collections() {
     ]);
     assert_ok(&out);
     // The live server holds the same three collections: verify compares every point.
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
 }
