@@ -158,7 +158,7 @@ fn kill_9_mid_export_then_rerun_equals_an_uninterrupted_export() {
         data,
         "--quiet",
     ]));
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
 }
 
 #[test]
@@ -386,5 +386,5 @@ fn damaged_files_and_manifests_are_named_and_nothing_of_them_loads() {
     // Repaired, it loads and verifies.
     manifest.store(&dir).expect("store");
     assert_ok(&import());
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
 }

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, each test on its own collection / database, running the
 //! built `qdrant2pg` as a user would.
 
+mod config;
 mod export;
 mod faults;
 mod import;

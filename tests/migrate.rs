@@ -13,14 +13,13 @@ use crate::support::flows::{assert_verifies, fixture_server};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
-fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
+pub(crate) fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
     let (url, dsn) = (server.url(), db.dsn());
     let mut args = vec!["migrate", "--url", &url, "--dsn", &dsn, "--quiet"];
     args.extend_from_slice(extra);
     qdrant2pg(&args)
 }
 
-/// `verify --full` says every collection is identical.
 /// Rows, distinct ids, and ledger rows of `table`.
 fn counts(db: &TestDb, table: &str) -> (i64, i64) {
     let row = db
@@ -40,12 +39,12 @@ fn fixtures_migrate_into_postgres_15_bit_exact_and_a_rerun_adds_nothing() {
     // Small pages: many units, several per range, over two connections.
     let out = migrate(&server, &db, &["--page-size", "64", "-j", "2"]);
     assert_ok(&out);
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
     let before = counts(&db, "fx_rich");
     // A finished table is resumed with nothing left to read.
     assert_ok(&migrate(&server, &db, &[]));
     assert_eq!(counts(&db, "fx_rich"), before);
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
 }
 
 #[test]
@@ -53,7 +52,7 @@ fn fixtures_migrate_into_pgvector_bit_exact() {
     let server = fixture_server();
     let db = PgCluster::pg18_vector().create_database();
     assert_ok(&migrate(&server, &db, &["--dialect", "pgvector"]));
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
     let kind: String = db
         .client()
         .query_one(
@@ -162,7 +161,7 @@ fn kill_9_mid_migrate_then_rerun_has_every_point_exactly_once() {
     let out = migrate(&server, &db, &["--page-size", "300"]);
     assert_ok(&out);
     assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
 }
 
 #[test]
@@ -190,7 +189,7 @@ fn if_exists_is_shared_with_import() {
     assert_eq!(counts(&db, "docs"), (100, 100));
     assert_ok(&migrate(&server, &db, &["--if-exists", "replace"]));
     assert_eq!(counts(&db, "docs"), (100, 100));
-    assert_verifies(&server, &db, 1);
+    assert_verifies(&server, &db, &[], 1);
     // import refuses a table migrate is loading: the ledger's spans are not its files.
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().to_str().expect("utf-8");
@@ -296,5 +295,5 @@ fn snapshots_migrate_with_no_server_and_verify_against_the_live_collections() {
     ]);
     assert_ok(&out);
     // The live server holds the same three collections: verify compares every point.
-    assert_verifies(&server, &db, 3);
+    assert_verifies(&server, &db, &[], 3);
 }

@@ -5,6 +5,8 @@
 //! warnings (a typo must not silently fall back to a default); wrong types are errors naming
 //! the file and the key.
 
+#[cfg(test)]
+mod fuzz;
 pub mod postgres;
 pub mod qdrant;
 

@@ -14,6 +14,8 @@ pub mod binary;
 #[cfg(test)]
 mod fixtures;
 pub mod float;
+#[cfg(test)]
+mod fuzz;
 pub mod json;
 pub mod text;
 pub mod vectors;

@@ -4,18 +4,29 @@ use std::process::{Command, Output};
 
 /// Runs `qdrant2pg args…` with no Qdrant or libpq variables inherited from the caller.
 pub fn qdrant2pg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
-        .args(args)
-        .env_remove("QDRANT_URL")
-        .env_remove("QDRANT_API_KEY")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .env_remove("PGUSER")
-        .env_remove("PGDATABASE")
-        .env_remove("PGSSLMODE")
-        .output()
-        .expect("run qdrant2pg")
+    command(args).output().expect("run qdrant2pg")
+}
+
+/// `qdrant2pg args…` ready to run, with no Qdrant or libpq variables inherited from the
+/// caller: for a test that sets its own environment or working directory.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qdrant2pg"));
+    command.args(args);
+    for var in [
+        "QDRANT_URL",
+        "QDRANT_API_KEY",
+        "PGPASSWORD",
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+        "PGPASSFILE",
+    ] {
+        command.env_remove(var);
+    }
+    command
 }
 
 /// Status, stdout and stderr, for assertion messages.

@@ -64,10 +64,13 @@ pub fn client(server: &QdrantServer) -> qdrant_client::Qdrant {
         .expect("a client")
 }
 
-/// `verify --full` of every collection of `server` against `db` says `collections` identical.
-pub fn assert_verifies(server: &QdrantServer, db: &TestDb, collections: usize) {
+/// `verify --full extra…` of every collection of `server` against `db` says `collections`
+/// identical.
+pub fn assert_verifies(server: &QdrantServer, db: &TestDb, extra: &[&str], collections: usize) {
     let (url, dsn) = (server.url(), db.dsn());
-    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"]);
+    let mut args = vec!["verify", "--url", &url, "--dsn", &dsn, "--full", "--quiet"];
+    args.extend_from_slice(extra);
+    let out = qdrant2pg(&args);
     assert_ok(&out);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout)
