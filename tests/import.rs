@@ -11,31 +11,8 @@ use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, V
 use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::sink::manifest::{FileEntry, Manifest, VectorSyntax};
 
+use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::pg::{Auth, PgCluster, PgVersion, TestDb};
-
-fn qdrant2pg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
-        .args(args)
-        .env_remove("PGPASSWORD")
-        .env_remove("PGHOST")
-        .env_remove("PGUSER")
-        .env_remove("PGDATABASE")
-        .output()
-        .expect("running qdrant2pg")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "{}", text(out));
-}
 
 /// `rows` lines of `id|{a,b,c}|{"n":id}` for ids `first..first+rows`.
 fn rows(first: u64, rows: u64, pgvector: bool) -> String {
@@ -135,7 +112,7 @@ fn guide_directory_loads_from_the_guide_yaml_and_the_password_never_shows() {
     fs::write(&config, yaml(password)).unwrap();
     let out = qdrant2pg(&["import", "--config", config.to_str().unwrap()]);
     assert_ok(&out);
-    assert!(!text(&out).contains(password), "{}", text(&out));
+    assert!(!describe(&out).contains(password), "{}", describe(&out));
     assert_eq!(count(&db, "vec.test_collection"), 3);
     let sum: f32 = db
         .client()
@@ -146,9 +123,17 @@ fn guide_directory_loads_from_the_guide_yaml_and_the_password_never_shows() {
     // A wrong password fails, and is not shown either.
     fs::write(&config, yaml("wrong-Passw0rd")).unwrap();
     let out = qdrant2pg(&["import", "--config", config.to_str().unwrap()]);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(!text(&out).contains("wrong-Passw0rd"), "{}", text(&out));
-    assert!(text(&out).contains("postgres@127.0.0.1"), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        !describe(&out).contains("wrong-Passw0rd"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        describe(&out).contains("postgres@127.0.0.1"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -219,18 +204,18 @@ fn bad_data_is_reported_as_file_line_and_column() {
         VectorSyntax::Array,
     );
     let out = import(&db, tmp.path(), &["--connections", "1"]);
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Line 1 is the header: the bad row is line 52 of the second file.
     assert!(
         stderr.contains("0000000001.csv:52: column payload: invalid input syntax for type json"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert!(
         !stderr.contains("not json"),
         "row values must not be printed:\n{}",
-        text(&out)
+        describe(&out)
     );
     // Its transaction rolled back; the good file is in.
     assert_eq!(count(&db, "public.docs"), 100);
@@ -256,9 +241,9 @@ fn if_exists_modes() {
     assert_eq!(count(&db, "docs"), 1, "skip is the default");
     let out = import(&db, tmp.path(), &["--if-exists", "fail"]);
     assert!(
-        !out.status.success() && text(&out).contains("already exists"),
+        !out.status.success() && describe(&out).contains("already exists"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     assert_ok(&import(&db, tmp.path(), &["--if-exists", "append"]));
     assert_eq!(count(&db, "docs"), 11);
@@ -447,9 +432,9 @@ fn pgvector_dialect_loads_vector_columns() {
         &["--dialect", "pgvector", "--collection", "arrays"],
     );
     assert!(
-        !out.status.success() && text(&out).contains("export again"),
+        !out.status.success() && describe(&out).contains("export again"),
         "{}",
-        text(&out)
+        describe(&out)
     );
 }
 
@@ -460,7 +445,7 @@ fn openssl(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .expect("running openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    assert!(out.status.success(), "openssl {args:?}: {}", describe(&out));
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, plus an unrelated CA.
@@ -611,9 +596,9 @@ fn tls_require_verify_ca_and_verify_full() {
     assert_ok(&run("127.0.0.1", "verify-full", &ca, "s_full"));
     assert_ok(&run("localhost", "verify-ca", &ca, "s_ca"));
     let wrong_ca = run("127.0.0.1", "verify-full", &other, "s_bad");
-    assert!(!wrong_ca.status.success(), "{}", text(&wrong_ca));
+    assert!(!wrong_ca.status.success(), "{}", describe(&wrong_ca));
     let wrong_name = run("localhost", "verify-full", &ca, "s_bad");
-    assert!(!wrong_name.status.success(), "{}", text(&wrong_name));
+    assert!(!wrong_name.status.success(), "{}", describe(&wrong_name));
     for schema in ["s_require", "s_full", "s_ca"] {
         assert_eq!(count(&db, &format!("{schema}.docs")), 10);
     }
@@ -668,9 +653,9 @@ fn server_restart_mid_load_is_retried_on_fresh_connections() {
     let out = child.wait_with_output().unwrap();
     assert_ok(&out);
     assert!(
-        text(&out).contains("retrying on a fresh one"),
+        describe(&out).contains("retrying on a fresh one"),
         "{}",
-        text(&out)
+        describe(&out)
     );
     let row = db
         .client()
@@ -695,19 +680,19 @@ fn on_error_skip_file_goes_on_with_the_other_files() {
         VectorSyntax::Array,
     );
     let out = import(&db, tmp.path(), &["--connections", "1"]);
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     assert_eq!(count(&db, "docs"), 0, "stop: nothing after the bad file");
     let out = import(
         &db,
         tmp.path(),
         &["--connections", "1", "--on-error", "skip-file"],
     );
-    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!out.status.success(), "{}", describe(&out));
     assert!(
-        text(&out).contains("0000000000.csv:2: column payload"),
+        describe(&out).contains("0000000000.csv:2: column payload"),
         "{}",
-        text(&out)
+        describe(&out)
     );
-    assert!(text(&out).contains("FAILED"), "{}", text(&out));
+    assert!(describe(&out).contains("FAILED"), "{}", describe(&out));
     assert_eq!(count(&db, "docs"), 150, "skip-file: the other files are in");
 }
