@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, bail};
 
 use crate::config::qdrant::{QdrantArgs, QdrantSection, ReadTuning, SourceFile};
+use crate::config::read_or_default;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
@@ -86,16 +87,7 @@ struct ExportPlan {
 
 impl ExportPlan {
     fn resolve(args: &ExportArgs, ui: &Ui) -> anyhow::Result<ExportPlan> {
-        let file = match &args.config {
-            Some(path) => {
-                let (file, unknown) = SourceFile::read(path)?;
-                for key in unknown {
-                    ui.warn(&format!("{}: unknown key `{key}` ignored", path.display()));
-                }
-                file
-            }
-            None => SourceFile::default(),
-        };
+        let file: SourceFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
         let collections = file.export.wanted(&args.collections);
         let output = args
             .output

@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
+use crate::config::read_or_default;
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
@@ -161,16 +162,7 @@ impl Shared {
 
 pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
-    let file = match &args.config {
-        Some(path) => {
-            let (file, unknown) = TargetFile::read(path)?;
-            for key in unknown {
-                ui.warn(&format!("{}: unknown key `{key}` ignored", path.display()));
-            }
-            file
-        }
-        None => TargetFile::default(),
-    };
+    let file: TargetFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
     let target = Target::resolve(&args.postgres, &file.database, &|k| std::env::var(k).ok())?;
     let data = args
         .data

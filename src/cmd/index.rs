@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::config::postgres::{PostgresArgs, Target, TargetFile};
-use crate::config::qdrant::{Connection, QdrantArgs, SourceFile};
-use crate::config::read_or_default;
+use crate::config::EndpointArgs;
+use crate::config::qdrant::Connection;
 use crate::layout::PayloadType;
 use crate::progress::{OutputArgs, Ui};
 use crate::source::qdrant::QdrantReader;
@@ -26,16 +25,8 @@ use crate::target::index::{IndexStatement, plan_indexes};
 /// `qdrant2pg index` flags.
 #[derive(Debug, clap::Args)]
 pub struct IndexArgs {
-    /// The guide's qdrant2csv.yaml (where Qdrant is, which collections).
-    #[arg(long, value_name = "FILE")]
-    pub source_config: Option<std::path::PathBuf>,
-    /// The guide's csv2adbpg.yaml (where PostgreSQL is).
-    #[arg(long, value_name = "FILE")]
-    pub target_config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub qdrant: QdrantArgs,
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
+    pub ends: EndpointArgs,
     /// A collection to index (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -57,13 +48,12 @@ pub struct IndexArgs {
 pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let warn = |m: &str| ui.warn(m);
-    let source: SourceFile = read_or_default(args.source_config.as_deref(), &warn)?;
-    let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &warn)?;
-    let connection =
-        Connection::resolve(&args.qdrant, &source.qdrant, args.source_config.as_deref())?;
-    let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
-        std::env::var(k).ok()
-    })?;
+    let (source, target) = args.ends.load(&warn)?;
+    let connection = Connection::resolve(
+        &args.ends.qdrant,
+        &source.qdrant,
+        args.ends.source_config.as_deref(),
+    )?;
     let reader = QdrantReader::connect(&connection)?;
     let names = if !args.collections.is_empty() {
         args.collections.clone()

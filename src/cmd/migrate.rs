@@ -20,16 +20,15 @@
 //! what its own import path takes. At the end each table's ledger rows must add up to Qdrant's
 //! exact count, else the run fails naming the table.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 
 use crate::cmd::export::{interleave, range_count};
-use crate::config::postgres::{PostgresArgs, Target, TargetFile};
-use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
-use crate::config::read_or_default;
+use crate::config::EndpointArgs;
+use crate::config::postgres::Target;
+use crate::config::qdrant::ReadTuning;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
 use crate::encode::text::{TextRowEncoder, column_names};
@@ -64,18 +63,10 @@ pub enum SparseIndices {
 /// `qdrant2pg migrate` flags.
 #[derive(Debug, clap::Args)]
 pub struct MigrateArgs {
-    /// The guide's qdrant2csv.yaml (its `qdrant:` section and `export.collections`).
-    #[arg(long, value_name = "FILE")]
-    pub source_config: Option<PathBuf>,
-    /// The guide's csv2adbpg.yaml (its `database:` section).
-    #[arg(long, value_name = "FILE")]
-    pub target_config: Option<PathBuf>,
     #[command(flatten)]
-    pub qdrant: QdrantArgs,
+    pub ends: EndpointArgs,
     #[command(flatten)]
     pub snapshots: SnapshotArgs,
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
     /// A collection to migrate (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -141,20 +132,16 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let source_file: SourceFile = read_or_default(args.source_config.as_deref(), &|w| ui.warn(w))?;
-    let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &|w| ui.warn(w))?;
+    let (source_file, target) = args.ends.load(&|w| ui.warn(w))?;
     let wanted = source_file.export.wanted(&args.collections);
     let source = Source::open(
-        &args.qdrant,
+        &args.ends.qdrant,
         &source_file.qdrant,
-        args.source_config.as_deref(),
+        args.ends.source_config.as_deref(),
         &args.snapshots,
         &wanted,
     )?;
     let names = source.collections(&wanted)?;
-    let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
-        std::env::var(k).ok()
-    })?;
     let ledger = Ledger::new(&target.schema);
     let mut admin = target.connect().context("connecting for setup")?;
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;

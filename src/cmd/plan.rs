@@ -12,10 +12,11 @@ use anyhow::Context;
 
 use crate::cmd::export::{DEFAULT_MAX_LINES, range_count};
 use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
+use crate::config::read_or_default;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::{DataFacts, PayloadType};
 use crate::point_id::PointKey;
-use crate::progress::OutputArgs;
+use crate::progress::{OutputArgs, Ui};
 use crate::sink::manifest::VectorSyntax;
 use crate::source::Source;
 use crate::source::cursor::PageReader;
@@ -49,11 +50,9 @@ pub struct PlanArgs {
     pub tuning: ReadTuning,
 }
 
-pub fn run(args: PlanArgs, _output: &OutputArgs) -> anyhow::Result<ExitCode> {
-    let file = match &args.config {
-        Some(path) => SourceFile::read(path)?.0,
-        None => SourceFile::default(),
-    };
+pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
+    let ui = Ui::new(output);
+    let file: SourceFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
     let wanted = file.export.wanted(&args.collections);
     let reader = Source::open(
         &args.qdrant,

@@ -15,9 +15,8 @@ use anyhow::{Context, bail};
 use postgres::fallible_iterator::FallibleIterator;
 use qdrant_client::qdrant::RetrievedPoint;
 
-use crate::config::postgres::{PostgresArgs, Target, TargetFile};
-use crate::config::qdrant::{QdrantArgs, SourceFile};
-use crate::config::read_or_default;
+use crate::config::EndpointArgs;
+use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
 use crate::point_id::{KeyRange, PointKey};
 use crate::progress::{OutputArgs, Ui};
@@ -39,18 +38,10 @@ const PAGE: u32 = 256;
 /// `qdrant2pg verify` flags.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The guide's qdrant2csv.yaml (where Qdrant is, which collections).
-    #[arg(long, value_name = "FILE")]
-    pub source_config: Option<std::path::PathBuf>,
-    /// The guide's csv2adbpg.yaml (where PostgreSQL is).
-    #[arg(long, value_name = "FILE")]
-    pub target_config: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub qdrant: QdrantArgs,
+    pub ends: EndpointArgs,
     #[command(flatten)]
     pub snapshots: SnapshotArgs,
-    #[command(flatten)]
-    pub postgres: PostgresArgs,
     /// A collection to verify (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -115,16 +106,12 @@ struct Table {
 pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let warn = |m: &str| ui.warn(m);
-    let source: SourceFile = read_or_default(args.source_config.as_deref(), &warn)?;
-    let target_file: TargetFile = read_or_default(args.target_config.as_deref(), &warn)?;
-    let target = Target::resolve(&args.postgres, &target_file.database, &|k| {
-        std::env::var(k).ok()
-    })?;
+    let (source, target) = args.ends.load(&warn)?;
     let wanted = source.export.wanted(&args.collections);
     let reader = Source::open(
-        &args.qdrant,
+        &args.ends.qdrant,
         &source.qdrant,
-        args.source_config.as_deref(),
+        args.ends.source_config.as_deref(),
         &args.snapshots,
         &wanted,
     )?;

@@ -12,6 +12,9 @@ pub mod qdrant;
 
 use std::path::{Path, PathBuf};
 
+use self::postgres::{PostgresArgs, Target, TargetFile};
+use self::qdrant::{QdrantArgs, SourceFile};
+
 /// A configuration file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -25,6 +28,35 @@ pub enum ConfigError {
     Invalid { path: PathBuf, detail: String },
     #[error("{0}")]
     Setting(String),
+}
+
+/// Both ends, as the commands that touch Qdrant and PostgreSQL at once (migrate, verify, index)
+/// take them: the guide's two YAML files, each overridden by its flags.
+#[derive(Debug, clap::Args)]
+pub struct EndpointArgs {
+    /// The guide's qdrant2csv.yaml (its `qdrant:` section and `export.collections`).
+    #[arg(long, value_name = "FILE")]
+    pub source_config: Option<PathBuf>,
+    /// The guide's csv2adbpg.yaml (its `database:` section).
+    #[arg(long, value_name = "FILE")]
+    pub target_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub qdrant: QdrantArgs,
+    #[command(flatten)]
+    pub postgres: PostgresArgs,
+}
+
+impl EndpointArgs {
+    /// Reads both YAML files (warning about unknown keys) and resolves the PostgreSQL target:
+    /// flags over environment over YAML.
+    pub fn load(&self, warn: &dyn Fn(&str)) -> Result<(SourceFile, Target), ConfigError> {
+        let source: SourceFile = read_or_default(self.source_config.as_deref(), warn)?;
+        let target_file: TargetFile = read_or_default(self.target_config.as_deref(), warn)?;
+        let target = Target::resolve(&self.postgres, &target_file.database, &|k| {
+            std::env::var(k).ok()
+        })?;
+        Ok((source, target))
+    }
 }
 
 /// Reads the YAML file if one is given (warning about unknown keys), else the defaults.

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::qdrant::Secret;
-use super::{ConfigError, read_yaml};
+use super::ConfigError;
 
 /// PostgreSQL's default port.
 pub const DEFAULT_PORT: u16 = 5432;
@@ -98,13 +98,6 @@ pub struct DatabaseSection {
 pub struct TargetFile {
     pub database: DatabaseSection,
     pub data_path: Option<PathBuf>,
-}
-
-impl TargetFile {
-    /// Reads the file; unknown keys come back as warnings.
-    pub fn read(path: &Path) -> Result<(TargetFile, Vec<String>), ConfigError> {
-        read_yaml(path)
-    }
 }
 
 /// Connecting to the target failed.

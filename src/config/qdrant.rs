@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, read_yaml};
+use super::ConfigError;
 
 /// Qdrant's default gRPC port.
 pub const DEFAULT_GRPC_PORT: u16 = 6334;
@@ -126,13 +126,6 @@ impl ExportSection {
 pub struct SourceFile {
     pub qdrant: QdrantSection,
     pub export: ExportSection,
-}
-
-impl SourceFile {
-    /// Reads the file; unknown keys come back as warnings.
-    pub fn read(path: &Path) -> Result<(SourceFile, Vec<String>), ConfigError> {
-        read_yaml(path)
-    }
 }
 
 /// The trimmed value, unless it is absent or blank (the guide writes `''` for "not set").
