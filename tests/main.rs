@@ -2,6 +2,7 @@
 //! built `qdrant2pg` as a user would.
 
 mod export;
+mod hostile;
 mod import;
 mod index;
 mod migrate;

@@ -22,6 +22,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -32,6 +33,7 @@ use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::config::read_or_default;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
+use crate::encode::json::wide_number_warning;
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
@@ -127,6 +129,8 @@ struct TableJob {
     encoder: RowEncoder,
     facts: DataFacts,
     task: Arc<Task>,
+    /// Set once a page has warned about a possibly bent big integer: once per table is enough.
+    warned_wide_number: AtomicBool,
 }
 
 /// A worker's connection and buffers, handed from page to page.
@@ -346,6 +350,7 @@ fn table_job(
         count,
         encoder,
         facts,
+        warned_wide_number: AtomicBool::new(false),
         task,
     }
 }
@@ -378,6 +383,11 @@ fn load_page(
                 encoder.encode(point, rows, &mut facts)?;
             }
         }
+    }
+    if let Some(point) = facts.wide_number
+        && !job.warned_wide_number.swap(true, Ordering::Relaxed)
+    {
+        ui.warn(&wide_number_warning(&job.name, point));
     }
     let entry = LedgerEntry {
         table: job.name.clone(),
