@@ -10,6 +10,7 @@ mod pg_harness;
 mod plan;
 mod qdrant_server;
 mod roundtrip;
+mod secrets;
 mod snapshot;
 mod support;
 mod verify;

@@ -4,6 +4,11 @@ use std::process::{Command, Output};
 
 /// Runs `qdrant2pg args…` with no Qdrant or libpq variables inherited from the caller.
 pub fn qdrant2pg(args: &[&str]) -> Output {
+    qdrant2pg_with_env(args, &[])
+}
+
+/// [`qdrant2pg`] with these environment variables set.
+pub fn qdrant2pg_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
         .args(args)
         .env_remove("QDRANT_URL")
@@ -14,6 +19,7 @@ pub fn qdrant2pg(args: &[&str]) -> Output {
         .env_remove("PGUSER")
         .env_remove("PGDATABASE")
         .env_remove("PGSSLMODE")
+        .envs(env.iter().copied())
         .output()
         .expect("run qdrant2pg")
 }
