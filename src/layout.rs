@@ -158,7 +158,7 @@ pub struct DataFacts {
     /// Per sparse vector (in layout order), the largest index seen.
     #[serde(default)]
     pub max_sparse_index: Vec<Option<u32>>,
-    /// A point whose payload holds a double that may be a bent integer above `i64::MAX`
+    /// The lowest id whose payload holds a double that may be a bent integer above `i64::MAX`
     /// (`encode::json::maybe_bent_integer`), for a warning naming it. Absent in manifests
     /// written when there is none, so their bytes do not change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,9 +186,10 @@ impl DataFacts {
         }
     }
 
-    /// Notes that `key`'s payload holds a double that may be a bent integer.
+    /// Notes that `key`'s payload holds a double that may be a bent integer. The lowest such
+    /// id is kept, so the warning names the same point whatever order pages arrive in.
     pub fn note_wide_number(&mut self, key: PointKey) {
-        self.wide_number.get_or_insert(key);
+        self.wide_number = Some(self.wide_number.map_or(key, |k| k.min(key)));
     }
 
     /// Notes the largest index of one sparse vector (`slot` counts sparse vectors only).
@@ -201,7 +202,9 @@ impl DataFacts {
         self.small_ints |= other.small_ints;
         self.big_ints |= other.big_ints;
         self.uuids |= other.uuids;
-        self.wide_number = self.wide_number.or(other.wide_number);
+        if let Some(key) = other.wide_number {
+            self.note_wide_number(key);
+        }
         if self.max_sparse_index.len() < other.max_sparse_index.len() {
             self.max_sparse_index
                 .resize(other.max_sparse_index.len(), None);
