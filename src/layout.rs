@@ -158,6 +158,11 @@ pub struct DataFacts {
     /// Per sparse vector (in layout order), the largest index seen.
     #[serde(default)]
     pub max_sparse_index: Vec<Option<u32>>,
+    /// The lowest id whose payload holds a double that may be a bent integer above `i64::MAX`
+    /// (`encode::json::maybe_bent_integer`), for a warning naming it. Absent in manifests
+    /// written when there is none, so their bytes do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wide_number: Option<PointKey>,
 }
 
 impl DataFacts {
@@ -181,6 +186,12 @@ impl DataFacts {
         }
     }
 
+    /// Notes that `key`'s payload holds a double that may be a bent integer. The lowest such
+    /// id is kept, so the warning names the same point whatever order pages arrive in.
+    pub fn note_wide_number(&mut self, key: PointKey) {
+        self.wide_number = Some(self.wide_number.map_or(key, |k| k.min(key)));
+    }
+
     /// Notes the largest index of one sparse vector (`slot` counts sparse vectors only).
     pub fn note_sparse_index(&mut self, slot: usize, max_index: u32) {
         let entry = &mut self.max_sparse_index[slot];
@@ -191,6 +202,9 @@ impl DataFacts {
         self.small_ints |= other.small_ints;
         self.big_ints |= other.big_ints;
         self.uuids |= other.uuids;
+        if let Some(key) = other.wide_number {
+            self.note_wide_number(key);
+        }
         if self.max_sparse_index.len() < other.max_sparse_index.len() {
             self.max_sparse_index
                 .resize(other.max_sparse_index.len(), None);

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 
+use qdrant2pg::target::ident::quote_literal;
 use serde_json::Value as Json;
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
@@ -199,4 +200,41 @@ fn hnsw_indexes_on_pgvector_serve_queries_with_high_recall() {
         .map(|r| r.get(0))
         .collect();
     assert!(plan.join("\n").contains("fx_single_vector_idx"), "{plan:?}");
+}
+
+/// Payload keys reach the index SQL as literals: whatever they hold, the server reads back the
+/// very key, with `standard_conforming_strings` on or off.
+#[test]
+fn quoted_literals_read_back_exactly_under_either_string_setting() {
+    let db = PgCluster::pg15().create_database();
+    let mut client = db.client();
+    let keys = [
+        "plain",
+        "it's",
+        r"a\'); SELECT 1; --",
+        r"\",
+        r"\\'",
+        "ü \n\t",
+    ];
+    for setting in ["on", "off"] {
+        client
+            .batch_execute(&format!("SET standard_conforming_strings = {setting}"))
+            .expect("set standard_conforming_strings");
+        for key in keys {
+            let sql = format!("SELECT {}::text", quote_literal(key));
+            let read: String = client
+                .simple_query(&sql)
+                .ok()
+                .and_then(|rows| {
+                    rows.into_iter().find_map(|m| match m {
+                        postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                        _ => None,
+                    })
+                })
+                .unwrap_or_else(|| {
+                    panic!("{sql} failed with standard_conforming_strings {setting}")
+                });
+            assert_eq!(read, key, "standard_conforming_strings {setting}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod config;
 mod export;
 mod faults;
+mod hostile;
 mod import;
 mod index;
 mod migrate;
@@ -11,6 +12,7 @@ mod pg_harness;
 mod plan;
 mod qdrant_server;
 mod roundtrip;
+mod secrets;
 mod snapshot;
 mod support;
 mod verify;

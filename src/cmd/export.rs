@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 
 use crate::config::qdrant::{QdrantArgs, QdrantSection, ReadTuning, SourceFile};
 use crate::config::read_or_default;
+use crate::encode::json::wide_number_warning;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
@@ -216,12 +217,15 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
 
     let mut mismatches = 0;
     for job in &jobs {
-        let manifest = job.files.manifest();
+        let facts = job.files.manifest().facts();
+        if let Some(point) = facts.wide_number {
+            ui.warn(&wide_number_warning(&job.schema.name, point));
+        }
         let ddl = create_table_sql(
             None,
             &job.schema.name,
             &job.schema.layout,
-            &manifest.facts(),
+            &facts,
             args.dialect,
         );
         let sql_path = job.dir.join("create_table.sql");

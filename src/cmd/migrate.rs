@@ -21,6 +21,7 @@
 //! exact count, else the run fails naming the table.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
@@ -31,6 +32,7 @@ use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
+use crate::encode::json::wide_number_warning;
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
@@ -118,6 +120,8 @@ struct TableJob {
     encoder: RowEncoder,
     facts: DataFacts,
     task: Arc<Task>,
+    /// Set once a page has warned about a possibly bent big integer: once per table is enough.
+    warned_wide_number: AtomicBool,
 }
 
 /// A worker's connection and buffers, handed from page to page.
@@ -333,6 +337,7 @@ fn table_job(
         count,
         encoder,
         facts,
+        warned_wide_number: AtomicBool::new(false),
         task,
     }
 }
@@ -365,6 +370,11 @@ fn load_page(
                 encoder.encode(point, rows, &mut facts)?;
             }
         }
+    }
+    if let Some(point) = facts.wide_number
+        && !job.warned_wide_number.swap(true, Ordering::Relaxed)
+    {
+        ui.warn(&wide_number_warning(&job.name, point));
     }
     let entry = LedgerEntry {
         table: job.name.clone(),

@@ -30,8 +30,8 @@ use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureSc
 use serde::Deserialize;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::qdrant::Secret;
 use super::ConfigError;
+use super::qdrant::Secret;
 
 /// PostgreSQL's default port.
 pub const DEFAULT_PORT: u16 = 5432;

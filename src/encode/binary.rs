@@ -237,6 +237,9 @@ impl BinaryRowEncoder {
             return Err(EncodeError::NulInJsonb { id: key });
         }
         facts.note_id(key);
+        if json.wide_number {
+            facts.note_wide_number(key);
+        }
         Ok(key)
     }
 

@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use qdrant_client::qdrant::Value;
 use qdrant_client::qdrant::value::Kind;
 
+use crate::point_id::PointKey;
+
 /// How the JSON text is embedded in the COPY stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Escape {
@@ -36,6 +38,33 @@ pub struct JsonFacts {
     /// Some string or key holds U+0000 (written `\u0000`), which `json` stores but `jsonb`
     /// rejects.
     pub has_nul: bool,
+    /// Some double lies in [2^63, 2^64]: most likely an integer above `i64::MAX` that Qdrant's
+    /// gRPC API (which has no unsigned integer kind) sent as the nearest double. See
+    /// [`maybe_bent_integer`].
+    pub wide_number: bool,
+}
+
+/// The warning for a collection where [`maybe_bent_integer`] fired: it names the collection and
+/// one point, never the value.
+pub fn wide_number_warning(collection: &str, point: PointKey) -> String {
+    format!(
+        "{collection}: point {point}'s payload holds a number between 2^63 and 2^64. Qdrant \
+         sends an integer above 9223372036854775807 (i64::MAX) as the nearest double, so if \
+         it was such an integer it is written rounded (see the README's known limits)"
+    )
+}
+
+/// Whether a payload double may be an integer above `i64::MAX` that reached us rounded.
+///
+/// Qdrant keeps a JSON integer as i64 or u64 and converts a u64 above `i64::MAX` into the
+/// nearest double when it answers over gRPC (`json_to_proto` in its `api` crate; our snapshot
+/// reader shares that conversion). Such a value lands in [2^63, 2^64] (`u64::MAX` rounds up to
+/// 2^64). Integers outside that range are not affected: anything below `i64::MIN` or above
+/// `u64::MAX` is already a double inside Qdrant. A genuine float in the range (say `1e19`) is
+/// indistinguishable, which is why this only ever raises a warning.
+pub fn maybe_bent_integer(d: f64) -> bool {
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    (TWO_POW_63..=2.0 * TWO_POW_63).contains(&d)
 }
 
 /// Appends `payload` as one JSON object (`{}` when empty).
@@ -88,6 +117,7 @@ impl Writer<'_> {
                     .extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
             }
             Some(Kind::DoubleValue(d)) if d.is_finite() => {
+                self.facts.wide_number |= maybe_bent_integer(*d);
                 self.out
                     .extend_from_slice(ryu::Buffer::new().format_finite(*d).as_bytes());
             }
@@ -313,5 +343,30 @@ mod tests {
         let (nul, has_nul) = json(&payload(vec![("\0", s("x"))]), Escape::CopyText);
         assert_eq!(nul, r#"{"\\u0000":"x"}"#);
         assert!(has_nul);
+    }
+
+    #[test]
+    fn doubles_where_a_u64_would_land_are_flagged() {
+        // What Qdrant's gRPC sends for these u64 payload integers.
+        for bent in [i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX] {
+            assert!(maybe_bent_integer(bent as f64), "{bent}");
+        }
+        for plain in [
+            i64::MAX as f64 / 4.0,
+            -(2f64.powi(63)),
+            2f64.powi(65),
+            1e308,
+            0.5,
+        ] {
+            assert!(!maybe_bent_integer(plain), "{plain}");
+        }
+        let nested = v(Kind::ListValue(ListValue {
+            values: vec![v(Kind::DoubleValue(u64::MAX as f64))],
+        }));
+        let mut out = Vec::new();
+        let facts = write_payload(&mut out, &payload(vec![("k", nested)]), Escape::None);
+        assert!(facts.wide_number);
+        let facts = write_payload(&mut out, &payload(vec![("k", s("x"))]), Escape::None);
+        assert!(!facts.wide_number);
     }
 }

@@ -151,6 +151,9 @@ impl TextRowEncoder {
         }
         out.push(b'\n');
         facts.note_id(key);
+        if json.wide_number {
+            facts.note_wide_number(key);
+        }
         Ok(key)
     }
 }

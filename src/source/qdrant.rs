@@ -63,12 +63,30 @@ pub enum SourceError {
         #[source]
         source: PointIdError,
     },
+    #[error(
+        "collection {collection:?}: point {id} cannot be read over gRPC (a payload nested deeper \
+         than a gRPC message may be, 32 levels, is one cause); read it from a snapshot with \
+         --snapshot"
+    )]
+    UnreadablePoint {
+        collection: String,
+        id: PointKey,
+        #[source]
+        source: Box<Status>,
+    },
     #[error("collection {collection:?}: the server broke the scroll protocol: {detail}")]
     Protocol { collection: String, detail: String },
     #[error(transparent)]
     Snapshot(#[from] Box<crate::source::snapshot::SnapshotError>),
     #[error("cannot start the gRPC runtime")]
     Runtime(#[source] std::io::Error),
+}
+
+impl SourceError {
+    /// A request the server (or the client's decoder) failed with `Internal`.
+    fn is_internal(&self) -> bool {
+        matches!(self, SourceError::Request { source, .. } if source.code() == Code::Internal)
+    }
 }
 
 /// One scroll page.
@@ -241,10 +259,16 @@ impl QdrantReader {
             }),
             ..Default::default()
         };
-        let response = self.with_retries(collection, "scrolling", || {
+        let response = match self.with_retries(collection, "scrolling", || {
             let (mut client, request) = (self.points.clone(), request.clone());
             async move { client.scroll(request).await }
-        })?;
+        }) {
+            Ok(response) => response,
+            Err(e @ SourceError::Request { .. }) if everything && e.is_internal() => {
+                return Err(self.find_unreadable(collection, offset, limit).unwrap_or(e));
+            }
+            Err(e) => return Err(e),
+        };
         let next = match response.next_page_offset {
             Some(id) => {
                 Some(
@@ -259,6 +283,34 @@ impl QdrantReader {
         Ok(ScrollPage {
             points: response.result,
             next,
+        })
+    }
+
+    /// A page that fails with `Internal` may hold a point the client cannot decode (prost
+    /// refuses messages nested past its recursion limit): reads the page's ids alone, then each
+    /// point alone, to name the first that fails. `None` if none does: the page's own error
+    /// stands.
+    fn find_unreadable(
+        &self,
+        collection: &str,
+        offset: PointKey,
+        limit: u32,
+    ) -> Option<SourceError> {
+        let ids = self
+            .scroll(collection, offset, limit, Fetch::IdsOnly)
+            .ok()?;
+        ids.points.iter().find_map(|point| {
+            let id = PointKey::from_proto(point.id.as_ref()).ok()?;
+            match self.get_points(collection, &[id]) {
+                Err(SourceError::Request { source, .. }) if source.code() == Code::Internal => {
+                    Some(SourceError::UnreadablePoint {
+                        collection: collection.to_owned(),
+                        id,
+                        source,
+                    })
+                }
+                _ => None,
+            }
         })
     }
 

@@ -204,11 +204,18 @@ pub fn qualified(schema: Option<&str>, name: &str) -> String {
     }
 }
 
-/// `value` as a SQL string literal (`'…'` with `'` doubled), for names passed as values, e.g.
-/// to `to_regclass()`. `standard_conforming_strings` is on in every supported server, so a
-/// backslash needs no escaping.
+/// `value` as a SQL string literal (`'…'` with `'` doubled), as PostgreSQL's own
+/// `quote_literal()` writes it: a value holding a backslash becomes an `E'…'` literal with the
+/// backslashes doubled. A plain `'…'` would read a backslash as an escape on a server with
+/// `standard_conforming_strings = off`, letting a payload key such as `\'` end the literal
+/// early; an `E'…'` literal reads the same under either setting.
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +265,7 @@ mod tests {
         );
         assert_eq!(qualified(None, "docs"), "docs");
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_literal(r"a\'); --"), r"E'a\\''); --'");
+        assert_eq!(quote_literal(r"\"), r"E'\\'");
     }
 }

@@ -29,6 +29,14 @@ pub fn command(args: &[&str]) -> Command {
     command
 }
 
+/// [`qdrant2pg`] with these environment variables set.
+pub fn qdrant2pg_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    command(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run qdrant2pg")
+}
+
 /// Status, stdout and stderr, for assertion messages.
 pub fn describe(out: &Output) -> String {
     format!(

@@ -132,6 +132,30 @@ impl QdrantServer {
         collections.insert(collection.to_owned(), Arc::new(loaded));
     }
 
+    /// Upsert one point whose payload is given as JSON, as Qdrant's REST API takes it: values
+    /// gRPC cannot carry (integers above `i64::MAX`, nesting deeper than prost's recursion
+    /// limit allows) reach the engine as they are.
+    pub fn upsert_json(
+        &self,
+        collection: &str,
+        point: grpc::PointStruct,
+        payload: serde_json::Map<String, serde_json::Value>,
+    ) {
+        let collection = self
+            .store
+            .get(collection)
+            .unwrap_or_else(|e| panic!("test Qdrant: {}", e.message()));
+        let key = PointKey::from_proto(point.id.as_ref()).expect("a point id");
+        let mut point = edge::point_to_edge(point).expect("a valid point");
+        point.payload = Some(qdrant_edge::Payload(payload));
+        let operation = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+            PointInsertOperations::PointsList(vec![point]),
+        ));
+        collection.shards[collection.shard_of(key)]
+            .update(operation)
+            .unwrap_or_else(|e| panic!("test Qdrant: upsert: {e}"));
+    }
+
     /// Write `collection` as a collection snapshot in Qdrant 1.18's layout (what `POST
     /// /collections/NAME/snapshots` writes): `config.json`, `version.info`, and per shard its
     /// files with each segment as `segments/<uuid>.tar` holding `snapshot/files/…`. The shards
