@@ -147,10 +147,20 @@ impl Ui {
     pub fn finish(&self, command: &str, args: &OutputArgs) -> std::io::Result<()> {
         self.ticker_stop.store(true, Ordering::Relaxed);
         let report = self.report(command);
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", report.table())?;
+        writeln!(std::io::stdout().lock(), "{}", report.table())?;
+        Self::write_report(&report, args)
+    }
+
+    /// For commands whose stdout is their result (`plan`, `index --dry-run`): no summary
+    /// table, only the JSON report if asked.
+    pub fn finish_quietly(&self, command: &str, args: &OutputArgs) -> std::io::Result<()> {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+        Self::write_report(&self.report(command), args)
+    }
+
+    fn write_report(report: &Report, args: &OutputArgs) -> std::io::Result<()> {
         if let Some(path) = &args.report_json {
-            let json = serde_json::to_vec_pretty(&report).map_err(std::io::Error::other)?;
+            let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
             std::fs::write(path, json)?;
         }
         Ok(())

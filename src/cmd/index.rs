@@ -110,6 +110,7 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         for t in &tables {
             println!("ANALYZE {t};");
         }
+        ui.finish_quietly("index --dry-run", output)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Vector indexes are the long builds: start them first so they overlap.

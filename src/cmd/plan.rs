@@ -149,5 +149,6 @@ pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         out.push('\n');
     }
     print!("{out}");
+    ui.finish_quietly("plan", output)?;
     Ok(ExitCode::SUCCESS)
 }
