@@ -70,6 +70,19 @@ impl CollectionSchema {
                 hnsw: None,
             }));
         }
+        // No PostgreSQL identifier (and no header line of a COPY file) can hold a NUL.
+        if name.contains('\0') {
+            return Err(error(
+                "the name holds a NUL character, which no PostgreSQL table name can".into(),
+            ));
+        }
+        if let Some(v) = vectors.iter().find(|v| v.name.contains('\0')) {
+            return Err(error(format!(
+                "vector {:?} holds a NUL character in its name, which no PostgreSQL column \
+                 name can",
+                v.name
+            )));
+        }
         let layout = Layout::new(vectors, payload);
         if let Some(column) = layout.duplicate_column() {
             return Err(error(format!(
@@ -124,5 +137,48 @@ fn dense_spec(
         datatype,
         distance,
         hnsw: m.zip(ef).map(|(m, ef_construct)| Hnsw { m, ef_construct }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info_with_vector(vector: &str) -> CollectionInfo {
+        let params = pb::VectorParams {
+            size: 4,
+            ..Default::default()
+        };
+        CollectionInfo {
+            config: Some(pb::CollectionConfig {
+                params: Some(pb::CollectionParams {
+                    vectors_config: Some(pb::VectorsConfig {
+                        config: Some(VectorsConfigKind::ParamsMap(pb::VectorParamsMap {
+                            map: [(vector.to_owned(), params)].into(),
+                        })),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_with_nul_are_refused_naming_the_collection() {
+        let ok = CollectionSchema::from_info("c", info_with_vector("a b\"c"), PayloadType::Json);
+        assert!(ok.is_ok());
+        let vector = CollectionSchema::from_info("c", info_with_vector("a\0b"), PayloadType::Json)
+            .expect_err("NUL in a vector name");
+        assert!(
+            vector
+                .to_string()
+                .contains("collection \"c\": vector \"a\\0b\""),
+            "{vector}"
+        );
+        let table = CollectionSchema::from_info("c\0d", info_with_vector("v"), PayloadType::Json)
+            .expect_err("NUL in a collection name");
+        assert!(table.to_string().contains("NUL"), "{table}");
     }
 }
