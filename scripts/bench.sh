@@ -11,7 +11,7 @@
 #   import vs PostgreSQL's own server-side COPY FROM 'file' on the same files, same parallelism;
 #   migrate (binary COPY) vs export + import;
 #   scaling over cursors / connections 1, 2, 4;
-#   peak RSS of export and migrate at POINTS/10 and POINTS (memory must not grow with size);
+#   peak RSS of export, import and migrate at POINTS/10 and POINTS (memory must not grow with size);
 #   bytes per point on disk against the guide's format.
 # Prints a markdown table and writes target/bench/results.json.
 set -euo pipefail
@@ -109,15 +109,19 @@ for j in 1 2 4; do
     row "migrate, $j connection(s), rows/s (baseline: export + import)" "$(rate "$points" "$migrate_s")" "$(rate "$points" "$both")" "$(ratio "$both" "$migrate_s")"
 done
 
-# Peak RSS at two collection sizes.
-psql_ -c "DROP SCHEMA IF EXISTS r CASCADE" >/dev/null
+# Peak RSS of each command at two collection sizes.
+psql_ -c "DROP SCHEMA IF EXISTS r CASCADE; DROP SCHEMA IF EXISTS ri CASCADE" >/dev/null
 for name in small big; do
     e=$(rss_kb "$q2p" export --url "$url" --collection "$name" --output "$work/rss-$name" --restart)
+    i=$(rss_kb "$q2p" import --dsn "$dsn" --schema ri --data "$work/rss-$name" --collection "$name" -j 2)
     m=$(rss_kb "$q2p" migrate --url "$url" --dsn "$dsn" --schema r --collection "$name" --if-exists replace)
-    eval "rss_export_$name=$e; rss_migrate_$name=$m"
+    eval "rss_export_$name=$e; rss_import_$name=$i; rss_migrate_$name=$m"
 done
-row "peak RSS export, KiB (baseline: 1/10 the points)" "$rss_export_big" "$rss_export_small" "$(ratio "$rss_export_big" "$rss_export_small")"
-row "peak RSS migrate, KiB (baseline: 1/10 the points)" "$rss_migrate_big" "$rss_migrate_small" "$(ratio "$rss_migrate_big" "$rss_migrate_small")"
+for cmd in export import migrate; do
+    big=$(eval echo "\$rss_${cmd}_big")
+    small=$(eval echo "\$rss_${cmd}_small")
+    row "peak RSS $cmd, KiB (baseline: 1/10 the points)" "$big" "$small" "$(ratio "$big" "$small")"
+done
 
 # Bytes per point against the guide's format: the same rows written as export.py writes them
 # (each f32 widened to a Python float, str(), ", "-joined).
