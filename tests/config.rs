@@ -74,7 +74,19 @@ fn wrong_types_and_broken_files_name_the_file_and_the_key() {
 
     let section = write(d, "section.yaml", "export: [a, b]\n");
     let out = qdrant2pg(&["verify", "--source-config", utf8(&section), "--quiet"]);
-    one_clear_line(&out, &["section.yaml", "export"]);
+    one_clear_line(
+        &out,
+        &[
+            "section.yaml",
+            "export",
+            "expected a mapping of the guide's export keys",
+        ],
+    );
+    assert!(
+        !describe(&out).contains("ExportSection"),
+        "{}",
+        describe(&out)
+    );
 
     let list = write(d, "list.yaml", "export:\n  collections: docs\n");
     let out = qdrant2pg(&["export", "--config", utf8(&list), "--quiet"]);

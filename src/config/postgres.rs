@@ -82,7 +82,10 @@ impl FromStr for SslMode {
 
 /// The `database:` section of `csv2adbpg.yaml`, exactly the guide's keys.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a mapping of the guide's database keys (host, port, name, …)"
+)]
 pub struct DatabaseSection {
     pub host: Option<String>,
     pub port: Option<u16>,
@@ -94,7 +97,10 @@ pub struct DatabaseSection {
 
 /// The whole `csv2adbpg.yaml`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a mapping with the section database: and the key data_path"
+)]
 pub struct TargetFile {
     pub database: DatabaseSection,
     pub data_path: Option<PathBuf>,

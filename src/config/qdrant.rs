@@ -87,7 +87,10 @@ impl ReadTuning {
 
 /// The `qdrant:` section of `qdrant2csv.yaml`, exactly the guide's keys.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a mapping of the guide's qdrant keys (host, port, grpc_port, …)"
+)]
 pub struct QdrantSection {
     pub host: Option<String>,
     /// The REST port: read so the guide's file loads, never used for gRPC.
@@ -102,7 +105,10 @@ pub struct QdrantSection {
 
 /// The `export:` section of `qdrant2csv.yaml`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(
+    default,
+    expecting = "a mapping of the guide's export keys (collections, max_line_in_file, output_path)"
+)]
 pub struct ExportSection {
     pub collections: Option<Vec<String>>,
     pub max_line_in_file: Option<u64>,
@@ -122,7 +128,7 @@ impl ExportSection {
 
 /// The whole `qdrant2csv.yaml`.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, expecting = "a mapping with the sections qdrant: and export:")]
 pub struct SourceFile {
     pub qdrant: QdrantSection,
     pub export: ExportSection,
