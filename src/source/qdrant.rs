@@ -441,8 +441,12 @@ impl QdrantReader {
     }
 }
 
-/// The status codes a real server returns while it is restarting, overloaded or slow
-/// (`Unknown` is what tonic reports for a connection cut mid-response).
+/// The status codes a real server returns while it is restarting, overloaded or slow.
+/// `Unknown` is what tonic reports for a connection cut mid-response, and `Cancelled` for a
+/// connection closed under a request in flight (hyper's `Canceled`: the server went down
+/// mid-call, seen in `faults::qdrant_stopped_mid_export…`). qdrant2pg never cancels a request
+/// of its own, and its reads (and `generate`'s upserts of fixed ids) are idempotent, so both
+/// are worth another attempt.
 fn is_transient(code: Code) -> bool {
     matches!(
         code,
@@ -451,6 +455,7 @@ fn is_transient(code: Code) -> bool {
             | Code::DeadlineExceeded
             | Code::Aborted
             | Code::Unknown
+            | Code::Cancelled
     )
 }
 

@@ -412,12 +412,20 @@ impl Collection {
 }
 
 /// Run an engine call off the async workers.
+///
+/// A call cancelled because `stop` is dropping the runtime answers `Unavailable`: a real server
+/// going down mid-request leaves the client with a broken connection, which tonic reports as
+/// `Unavailable`, never with an `Internal` answer.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| Status::internal(format!("engine task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_cancelled() {
+            Status::unavailable("test Qdrant: shutting down")
+        } else {
+            Status::internal(format!("engine task failed: {e}"))
+        }
+    })?
 }
 
 fn engine_error(e: edge::EdgeError) -> Status {
