@@ -9,6 +9,7 @@
 
 use qdrant_client::qdrant as grpc;
 use qdrant2pg::source::edge::json_to_grpc;
+use qdrant2pg::target::compare::json_identical;
 use serde_json::{Map, Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
@@ -140,31 +141,6 @@ fn bare_point(id: u64) -> grpc::PointStruct {
     }
 }
 
-/// JSON equality with nothing forgiven: an integer never equals a float, floats compare bit
-/// for bit (so `-0.0` is not `0.0`).
-fn identical(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) => {
-            if x.is_f64() || y.is_f64() {
-                x.is_f64()
-                    && y.is_f64()
-                    && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
-            } else {
-                x == y
-            }
-        }
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| identical(a, b))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| identical(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// Reads every payload of `table` back and compares it with `expected`, point by point.
 fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>)]) {
     let rows = db
@@ -182,7 +158,7 @@ fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>
             .unwrap_or_else(|e| panic!("{table} id {id}: payload is not JSON: {e}"));
         let sent = Json::Object(sent.clone());
         assert!(
-            identical(&stored, &sent),
+            json_identical(&stored, &sent),
             "{table} id {id}: the payload changed on the way"
         );
     }
@@ -336,14 +312,14 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
             .get(0);
         serde_json::from_str(&text).expect("JSON")
     };
-    assert!(identical(&first(&db), &bent), "{}", first(&db));
+    assert!(json_identical(&first(&db), &bent), "{}", first(&db));
 
     let migrated_db = PgCluster::pg15().create_database();
     let dsn = migrated_db.dsn();
     assert_warns_once(&qdrant2pg(&[
         "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
     ]));
-    assert!(identical(&first(&migrated_db), &bent));
+    assert!(json_identical(&first(&migrated_db), &bent));
 
     // The snapshot reader converts payloads as the server does: the same doubles, the same
     // warning.

@@ -24,6 +24,7 @@ use super::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
 use crate::sink::manifest::VectorSyntax;
+use crate::target::compare::json_identical;
 
 /// One field as PostgreSQL's COPY text reader sees it: `None` for `\N`.
 type Field = Option<Vec<u8>>;
@@ -196,24 +197,6 @@ fn expected_object(fields: &HashMap<String, Value>) -> Json {
             .map(|(k, v)| (k.clone(), expected_json(v)))
             .collect(),
     )
-}
-
-/// Equal, with floats compared bit for bit (`-0.0` is not `0.0`).
-fn same_json(a: &Json, b: &Json) -> bool {
-    match (a, b) {
-        (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
-            x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits) && x.is_f64() == y.is_f64()
-        }
-        (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Json::Object(x), Json::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 fn has_nul(value: &Value) -> bool {
@@ -538,7 +521,7 @@ fn check_row(
     let json: Json = serde_json::from_str(text(next())).expect("the payload is JSON");
     let want = expected_object(&p.payload);
     assert!(
-        same_json(&json, &want),
+        json_identical(&json, &want),
         "payload read back as {json}, want {want}"
     );
 }
@@ -595,7 +578,7 @@ proptest! {
         let facts = write_payload(&mut plain, &payload, Escape::None);
         prop_assert_eq!(facts.has_nul, payload_has_nul(&payload));
         let json: Json = serde_json::from_slice(&plain).expect("JSON");
-        prop_assert!(same_json(&json, &want), "{} != {}", json, want);
+        prop_assert!(json_identical(&json, &want), "{} != {}", json, want);
         let mut copy = Vec::new();
         let _ = write_payload(&mut copy, &payload, Escape::CopyText);
         let fields = copy_fields(&copy);
@@ -621,7 +604,7 @@ proptest! {
         let fields = copy_fields(&copy);
         let json: Json = serde_json::from_slice(fields[0].as_deref().expect("not NULL"))
             .expect("JSON");
-        prop_assert!(same_json(&json, &expected_object(&payload)));
+        prop_assert!(json_identical(&json, &expected_object(&payload)));
     }
 }
 
@@ -644,6 +627,6 @@ proptest! {
         prop_assert_eq!(fields.len(), 1);
         let json: Json = serde_json::from_slice(fields[0].as_deref().expect("not NULL"))
             .expect("JSON");
-        prop_assert!(same_json(&json, &expected_object(&payload)));
+        prop_assert!(json_identical(&json, &expected_object(&payload)));
     }
 }
