@@ -360,28 +360,25 @@ fn damaged_files_and_manifests_are_named_and_nothing_of_them_loads() {
         );
     }
 
+    let import_fails_naming_victim = || {
+        let out = import();
+        assert!(!out.status.success(), "{}", describe(&out));
+        assert!(
+            stderr(&out).contains(&*victim.to_string_lossy()),
+            "{}",
+            describe(&out)
+        );
+    };
     // The manifest lists a file that is gone.
     std::fs::remove_file(&victim).expect("remove");
-    let out = import();
-    assert!(!out.status.success(), "{}", describe(&out));
-    assert!(
-        stderr(&out).contains(&*victim.to_string_lossy()),
-        "{}",
-        describe(&out)
-    );
+    import_fails_naming_victim();
 
     // The manifest's row count disagrees with the file.
     std::fs::write(&victim, &original).expect("restore");
     let mut lying = manifest.clone();
     lying.files[1].rows += 1;
     lying.store(&dir).expect("store");
-    let out = import();
-    assert!(!out.status.success(), "{}", describe(&out));
-    assert!(
-        stderr(&out).contains(&*victim.to_string_lossy()),
-        "{}",
-        describe(&out)
-    );
+    import_fails_naming_victim();
 
     // Repaired, it loads and verifies.
     manifest.store(&dir).expect("store");
