@@ -2,7 +2,7 @@
 //!
 //! The pipeline, stage by stage: `source` (Qdrant over gRPC, or a snapshot) → `encode` (COPY
 //! text / binary rows) → `sink` (rotating files + manifest, or PostgreSQL COPY + ledger).
-//! `target` knows the SQL dialects; `config` turns the guide's YAML files and flags into checked
+//! `postgres` knows the target database: its SQL dialects, tables and ledger; `config` turns the guide's YAML files and flags into checked
 //! settings; `cmd` wires the stages together for each subcommand.
 
 pub mod cli;
@@ -11,7 +11,7 @@ pub mod config;
 pub mod encode;
 pub mod layout;
 pub mod point_id;
+pub mod postgres;
 pub mod progress;
 pub mod sink;
 pub mod source;
-pub mod target;

@@ -8,8 +8,8 @@
 //! recursion limit lets a gRPC message hold.
 
 use qdrant_client::qdrant as grpc;
+use qdrant2pg::postgres::compare::json_identical;
 use qdrant2pg::source::edge::json_to_grpc;
-use qdrant2pg::target::compare::json_identical;
 use serde_json::{Map, Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};

@@ -4,6 +4,7 @@
 mod config;
 mod export;
 mod faults;
+mod genuine;
 mod hostile;
 mod import;
 mod index;

@@ -54,10 +54,7 @@ fn pg15_gives_each_test_its_own_database() {
         a.name, b.name
     );
 
-    let psql = Command::new(cluster.bin_dir().join("psql"))
-        .arg("--version")
-        .output()
-        .unwrap();
+    let psql = cluster.program("psql").arg("--version").output().unwrap();
     let psql = String::from_utf8_lossy(&psql.stdout);
     assert!(psql.contains("PostgreSQL) 15."), "psql --version: {psql}");
 }

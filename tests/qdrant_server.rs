@@ -19,8 +19,8 @@ use qdrant2pg::point_id::PointKey;
 use qdrant2pg::source::edge::{grpc_to_json, json_to_grpc};
 use serde_json::Value as Json;
 
-use crate::support::flows::{client, runtime};
-use crate::support::qdrant::QdrantServer;
+use crate::support::edge_qdrant::EdgeQdrant as QdrantServer;
+use crate::support::flows::{client_at, runtime};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
@@ -203,7 +203,7 @@ fn check_fixture(name: &str) {
     let server = QdrantServer::start();
     server.load_snapshot(name, &fixtures().join(format!("{name}.snapshot.gz")));
     let rt = runtime();
-    let client = client(&server);
+    let client = client_at(&server.url());
     let truth = ground_truth(name);
 
     let served = scroll_all(&rt, &client, name, 7);
@@ -573,7 +573,7 @@ fn upserted_points_come_back_exactly_in_qdrant_order() {
     for shards in [1, 3] {
         let server = QdrantServer::start();
         let rt = runtime();
-        let client = client(&server);
+        let client = client_at(&server.url());
         let name = format!("rich_{shards}");
         create_rich(&rt, &client, &name, shards);
         let points = rich_points();
@@ -685,7 +685,7 @@ fn upserted_points_come_back_exactly_in_qdrant_order() {
 fn errors_keys_and_restarts_behave_like_the_real_server() {
     let rt = runtime();
     let mut server = QdrantServer::start_with_api_key("s3cret");
-    let keyless = client(&server);
+    let keyless = client_at(&server.url());
     let err = rt
         .block_on(keyless.list_collections())
         .expect_err("no key must be refused");
@@ -800,7 +800,7 @@ fn scale_100k_x_768_round_trips() {
     const BATCH: u64 = 1_000;
     let server = QdrantServer::start();
     let rt = runtime();
-    let client = client(&server);
+    let client = client_at(&server.url());
     rt.block_on(client.create_collection(grpc::CreateCollection {
         collection_name: "scale".into(),
         vectors_config: Some(grpc::VectorsConfig {

@@ -32,9 +32,9 @@ use qdrant2pg::encode::text::{TextRowEncoder, column_names};
 use qdrant2pg::encode::vectors::SPARSEVEC_MAX_DIM;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use qdrant2pg::point_id::PointKey;
+use qdrant2pg::postgres::ddl::{self, DdlOptions, Dialect, Halfvec};
+use qdrant2pg::postgres::ident::quote_ident;
 use qdrant2pg::sink::manifest::VectorSyntax;
-use qdrant2pg::target::ddl::{self, DdlOptions, Dialect, Halfvec};
-use qdrant2pg::target::ident::quote_ident;
 
 use crate::support::pg::PgCluster;
 

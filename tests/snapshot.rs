@@ -80,10 +80,17 @@ fn each_fixture_snapshot_exports_exactly_what_the_real_server_holds() {
     }
 }
 
+/// Snapshots the server itself made (`POST /collections/NAME/snapshots` on the genuine Qdrant)
+/// export byte for byte what the live export of that server writes.
 #[test]
 fn snapshot_export_is_byte_identical_to_the_live_export() {
     let server = fixture_server();
     let url = server.url();
+    let folder = tempfile::tempdir().expect("tempdir");
+    for name in FIXTURES {
+        // A folder of snapshots names each collection by its file.
+        server.write_snapshot(name, &folder.path().join(format!("{name}.snapshot")));
+    }
     for dialect in ["postgres", "pgvector"] {
         let live = tempfile::tempdir().expect("tempdir");
         let offline = tempfile::tempdir().expect("tempdir");
@@ -106,9 +113,7 @@ fn snapshot_export_is_byte_identical_to_the_live_export() {
         args.push(path_str(live.path()));
         args.extend(common);
         assert_ok(&qdrant2pg(&args));
-        // The fixture folder as a folder of snapshots: each collection named by its file.
-        let folder = fixtures_dir();
-        let mut args = vec!["export", "--snapshot", path_str(&folder), "--output"];
+        let mut args = vec!["export", "--snapshot", path_str(folder.path()), "--output"];
         args.push(path_str(offline.path()));
         args.extend(common);
         assert_ok(&qdrant2pg(&args));

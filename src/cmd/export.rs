@@ -21,6 +21,7 @@ use crate::encode::json::wide_number_warning;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
+use crate::postgres::ddl::{Dialect, create_table_sql};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
@@ -32,7 +33,6 @@ use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
-use crate::target::ddl::{Dialect, create_table_sql};
 
 /// The guide's default for `max_line_in_file`.
 pub(crate) const DEFAULT_MAX_LINES: u64 = 40_000;

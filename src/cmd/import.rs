@@ -7,7 +7,7 @@
 //! resumed). Spawn: one planner thread scans files largest first (checksum and rows against the
 //! manifest, cut points) and feeds batches into one bounded queue; N workers, one connection
 //! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
-//! sessions and retries are `target::table`'s and `sink::copy`'s, shared with migrate.
+//! sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +19,10 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::ident::qualified;
+use crate::postgres::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
+use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
@@ -26,10 +30,6 @@ use crate::sink::copy::{
 };
 use crate::sink::manifest::VectorSyntax;
 use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
-use crate::target::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
-use crate::target::ident::qualified;
-use crate::target::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
-use crate::target::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
 /// each into ~10 batches, so the last file never leaves a connection idle, while one commit

@@ -1,7 +1,7 @@
 //! `qdrant2pg index`: the guide's step 4 — rebuild indexes from the Qdrant collection's own
 //! configuration instead of by hand.
 //!
-//! Plan the statements per table (`target::index`), print them with `--dry-run`, else build
+//! Plan the statements per table (`postgres::index`), print them with `--dry-run`, else build
 //! them over N connections (largest work first: vector indexes before payload ones) with
 //! `maintenance_work_mem` raised, then ANALYZE each table.
 
@@ -14,13 +14,13 @@ use anyhow::{Context, bail};
 use crate::config::EndpointArgs;
 use crate::config::qdrant::Connection;
 use crate::layout::PayloadType;
+use crate::postgres::catalog::table_columns;
+use crate::postgres::ddl::Dialect;
+use crate::postgres::ident::{qualified, quote_literal};
+use crate::postgres::index::{IndexStatement, plan_indexes};
 use crate::progress::{OutputArgs, Ui};
 use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
-use crate::target::catalog::table_columns;
-use crate::target::ddl::Dialect;
-use crate::target::ident::{qualified, quote_literal};
-use crate::target::index::{IndexStatement, plan_indexes};
 
 /// `qdrant2pg index` flags.
 #[derive(Debug, clap::Args)]

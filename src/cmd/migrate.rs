@@ -3,7 +3,7 @@
 //! Plan: resolve both guide YAMLs (`--source-config qdrant2csv.yaml`, `--target-config
 //! csv2adbpg.yaml`) and the same flags and environment export and import take. Per collection:
 //! describe, count exactly, probe the id span — which decides the id column type before the
-//! first row moves — write the DDL, ready the table as import does (`target::table`), read the
+//! first row moves — write the DDL, ready the table as import does (`postgres::table`), read the
 //! ledger and cut the id space into ranges minus what earlier runs committed. Spawn: the
 //! export's cursors feed a bounded page queue drained by `--connections` workers, each owning
 //! one connection ([`Loader`]); a worker encodes the page it takes and COPYs it.
@@ -36,6 +36,10 @@ use crate::encode::json::wide_number_warning;
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::ident::qualified;
+use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
+use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
@@ -47,10 +51,6 @@ use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
-use crate::target::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
-use crate::target::ident::qualified;
-use crate::target::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
-use crate::target::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 
 /// The column type of sparse vector indices (array dialects).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -16,6 +16,7 @@ use crate::config::read_or_default;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::{DataFacts, PayloadType};
 use crate::point_id::PointKey;
+use crate::postgres::ddl::{Dialect, create_table_sql};
 use crate::progress::{OutputArgs, Ui};
 use crate::sink::manifest::VectorSyntax;
 use crate::source::Source;
@@ -24,7 +25,6 @@ use crate::source::plan::IdSpan;
 use crate::source::qdrant::Fetch;
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
-use crate::target::ddl::{Dialect, create_table_sql};
 
 /// Points encoded to estimate the bytes per row.
 const SAMPLE_POINTS: u32 = 64;

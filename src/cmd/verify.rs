@@ -4,7 +4,7 @@
 //! compares N points spread over the id space; `--full` compares every point by walking both
 //! sides in id order and merging — in parallel id ranges when the table has an index on `id`
 //! (`qdrant2pg index` makes one), in one ordered scan otherwise. Vectors are compared bit for
-//! bit and payloads as JSON (see `target::compare`). Any difference exits 1, naming the first
+//! bit and payloads as JSON (see `postgres::compare`). Any difference exits 1, naming the first
 //! differing ids and what differs — never the values. With `--snapshot` the points come from
 //! snapshot files instead of a server.
 
@@ -19,6 +19,9 @@ use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
 use crate::point_id::{KeyRange, PointKey};
+use crate::postgres::catalog::{id_is_indexed, table_columns};
+use crate::postgres::compare::{ColumnForm, RowText, compare_row};
+use crate::postgres::ident::{qualified, quote_ident};
 use crate::progress::{OutputArgs, Ui};
 use crate::source::Source;
 use crate::source::cursor::PageReader;
@@ -26,9 +29,6 @@ use crate::source::plan::IdSpan;
 use crate::source::qdrant::Fetch;
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
-use crate::target::catalog::{id_is_indexed, table_columns};
-use crate::target::compare::{ColumnForm, RowText, compare_row};
-use crate::target::ident::{qualified, quote_ident};
 
 /// Differences listed per collection before the rest are only counted.
 const SHOWN_DIFFERENCES: usize = 10;

@@ -30,8 +30,8 @@ use super::vectors::{
 };
 use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
+use crate::postgres::ddl::Halfvec;
 use crate::sink::manifest::VectorSyntax;
-use crate::target::ddl::Halfvec;
 
 /// PostgreSQL's limit on one field (`MaxAllocSize`, 1 GB − 1).
 const MAX_FIELD: usize = (1 << 30) - 1;

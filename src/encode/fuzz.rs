@@ -23,8 +23,8 @@ use super::json::{Escape, write_payload};
 use super::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
+use crate::postgres::compare::json_identical;
 use crate::sink::manifest::VectorSyntax;
-use crate::target::compare::json_identical;
 
 /// One field as PostgreSQL's COPY text reader sees it: `None` for `\N`.
 type Field = Option<Vec<u8>>;

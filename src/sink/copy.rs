@@ -29,8 +29,8 @@ use postgres::error::SqlState;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::postgres::Target;
-use crate::target::ident::{qualified, quote_ident};
-use crate::target::ledger::{Ledger, LedgerEntry};
+use crate::postgres::ident::{qualified, quote_ident};
+use crate::postgres::ledger::{Ledger, LedgerEntry};
 
 /// Bytes read from the source and handed to the connection at a time. rust-postgres sends each
 /// write above 4 KiB as one CopyData message, so large writes mean few messages and few

@@ -58,7 +58,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// The real Qdrant client, pointed at `server`.
 pub fn client(server: &QdrantServer) -> qdrant_client::Qdrant {
-    qdrant_client::Qdrant::from_url(&server.url())
+    client_at(&server.url())
+}
+
+/// The real Qdrant client, pointed at the gRPC address `url`.
+pub fn client_at(url: &str) -> qdrant_client::Qdrant {
+    qdrant_client::Qdrant::from_url(url)
         .skip_compatibility_check()
         .build()
         .expect("a client")

@@ -1,5 +1,8 @@
 //! Test servers and helpers shared by the integration tests.
 pub mod cli;
+pub mod edge_qdrant;
 pub mod flows;
+pub mod genuine_qdrant;
 pub mod pg;
 pub mod qdrant;
+pub mod spawn;

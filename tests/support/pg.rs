@@ -1,7 +1,8 @@
 //! Throwaway PostgreSQL clusters for the integration tests.
 //!
 //! Two servers: PostgreSQL 15 from Debian's packages (`/usr/lib/postgresql/15/bin`), and
-//! PostgreSQL 18 with pgvector, unpacked by `scripts/install-test-deps.sh` into `target/pg18`.
+//! PostgreSQL 18.1 with pgvector 0.8.5, unpacked by `scripts/install-test-deps.sh` into
+//! `target/test-servers/pg18` (its binaries find their ICU libraries through `LD_LIBRARY_PATH`).
 //! Each test process shares one cluster of each ([`PgCluster::pg15`], [`PgCluster::pg18_vector`])
 //! and gives every test its own database ([`PgCluster::create_database`]), so tests run in
 //! parallel threads without seeing each other. Tests that restart a server or need password
@@ -32,11 +33,13 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError, mpsc};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use postgres::NoTls;
+
+use super::spawn::spawn_tied_to_this_process;
 
 /// How long a server may take to accept connections after it is spawned. A cold start on a busy
 /// 2-core CI machine takes about a second; crash recovery after an immediate stop a few more.
@@ -56,8 +59,8 @@ const PORT_ATTEMPTS: usize = 5;
 pub enum PgVersion {
     /// Debian's PostgreSQL 15; override the bin dir with `QDRANT2PG_PG15_BIN`.
     Pg15,
-    /// PostgreSQL 18 with pgvector 0.8, from `scripts/install-test-deps.sh`; override the bin
-    /// dir with `QDRANT2PG_PG18_BIN`.
+    /// PostgreSQL 18.1 with pgvector 0.8.5, from `scripts/install-test-deps.sh`; override the
+    /// bin dir with `QDRANT2PG_PG18_BIN`.
     Pg18Vector,
 }
 
@@ -72,7 +75,7 @@ pub enum Auth {
 /// One running PostgreSQL cluster, owned by the test process.
 pub struct PgCluster {
     version: PgVersion,
-    bin: PathBuf,
+    bin: Binaries,
     /// Holds `data/`, `sock/` and `server.log`; removed when the cluster stops.
     root: PathBuf,
     port: u16,
@@ -106,7 +109,7 @@ impl PgCluster {
     /// A private cluster, stopped and deleted on drop. Panics, with the server's own output, if
     /// it cannot be started.
     pub fn start(version: PgVersion, auth: Auth) -> PgCluster {
-        let bin = bin_dir(version);
+        let bin = Binaries::of(version);
         let server_user = ServerUser::for_this_process();
         let root = scratch_dir(version, server_user);
         init_data_dir(&bin, &root, &auth, server_user);
@@ -185,9 +188,9 @@ impl PgCluster {
         "127.0.0.1".to_owned()
     }
 
-    /// Where `psql`, `pg_dump` and friends of this server's version are.
-    pub fn bin_dir(&self) -> PathBuf {
-        self.bin.clone()
+    /// `psql`, `pg_dump` or another program of this server's version, ready to run.
+    pub fn program(&self, name: &str) -> Command {
+        self.bin.command(name)
     }
 
     /// The `postgres` user's password over TCP, if the cluster was started with one.
@@ -301,28 +304,53 @@ fn shared(cell: &'static OnceLock<PgCluster>, version: PgVersion) -> &'static Pg
     cluster
 }
 
-/// The bin dir of `version`, or a panic that says how to get it.
-fn bin_dir(version: PgVersion) -> PathBuf {
-    let (var, default, remedy) = match version {
-        PgVersion::Pg15 => (
-            "QDRANT2PG_PG15_BIN",
-            PathBuf::from("/usr/lib/postgresql/15/bin"),
-            "install Debian's postgresql-15 (apt-get install postgresql-15)",
-        ),
-        PgVersion::Pg18Vector => (
-            "QDRANT2PG_PG18_BIN",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pg18/pgserver/pginstall/bin"),
-            "run scripts/install-test-deps.sh",
-        ),
-    };
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
-    // Resolved, because the server user may reach the files only through their real path.
-    match dir.join("postgres").canonicalize() {
-        Ok(postgres) if postgres.is_file() => postgres.parent().map_or(dir, Path::to_path_buf),
-        _ => panic!(
-            "{version:?} server binaries not found in {} ({var} overrides it): {remedy}",
-            dir.display()
-        ),
+/// Where a version's server programs are, and the libraries they need besides the system's.
+#[derive(Clone, Debug)]
+struct Binaries {
+    dir: PathBuf,
+    /// pg0's PostgreSQL 18 finds its bundled ICU only through `LD_LIBRARY_PATH` (its RUNPATH
+    /// covers the programs' own dependencies, not those of the libraries they load).
+    libs: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// The binaries of `version`, or a panic that says how to get them.
+    fn of(version: PgVersion) -> Binaries {
+        let (var, default, remedy) = match version {
+            PgVersion::Pg15 => (
+                "QDRANT2PG_PG15_BIN",
+                PathBuf::from("/usr/lib/postgresql/15/bin"),
+                "install Debian's postgresql-15 (apt-get install postgresql-15)",
+            ),
+            PgVersion::Pg18Vector => (
+                "QDRANT2PG_PG18_BIN",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-servers/pg18/bin"),
+                "run scripts/install-test-deps.sh",
+            ),
+        };
+        let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+        // Resolved, because the server user may reach the files only through their real path.
+        let dir = match dir.join("postgres").canonicalize() {
+            Ok(postgres) if postgres.is_file() => postgres.parent().map_or(dir, Path::to_path_buf),
+            _ => panic!(
+                "{version:?} server binaries not found in {} ({var} overrides it): {remedy}",
+                dir.display()
+            ),
+        };
+        let libs = match version {
+            PgVersion::Pg15 => None,
+            PgVersion::Pg18Vector => dir.parent().map(|tree| tree.join("lib")),
+        };
+        Binaries { dir, libs }
+    }
+
+    /// `program` of this server, with the environment it needs.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.dir.join(program));
+        if let Some(libs) = &self.libs {
+            command.env("LD_LIBRARY_PATH", libs);
+        }
+        command
     }
 }
 
@@ -417,9 +445,9 @@ fn sweep_dead(base: &Path) {
 }
 
 /// `initdb` plus the settings of a throwaway test server.
-fn init_data_dir(bin: &Path, root: &Path, auth: &Auth, user: Option<ServerUser>) {
+fn init_data_dir(bin: &Binaries, root: &Path, auth: &Auth, user: Option<ServerUser>) {
     let data = root.join("data");
-    let mut initdb = Command::new(bin.join("initdb"));
+    let mut initdb = bin.command("initdb");
     initdb
         .arg("--pgdata")
         .arg(&data)
@@ -449,7 +477,7 @@ fn init_data_dir(bin: &Path, root: &Path, auth: &Auth, user: Option<ServerUser>)
     ServerUser::apply(user, &mut initdb);
     let out = initdb
         .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.dir.display()));
     if !out.status.success() {
         panic!(
             "initdb in {} failed ({}):\n{}{}",
@@ -481,7 +509,7 @@ fn init_data_dir(bin: &Path, root: &Path, auth: &Auth, user: Option<ServerUser>)
 }
 
 /// Spawns the postmaster on `port`, logging to `server.log`, set to die with this process.
-fn spawn_postmaster(bin: &Path, root: &Path, port: u16, user: Option<ServerUser>) -> Child {
+fn spawn_postmaster(bin: &Binaries, root: &Path, port: u16, user: Option<ServerUser>) -> Child {
     let log_path = root.join("server.log");
     let log = File::options()
         .create(true)
@@ -491,7 +519,7 @@ fn spawn_postmaster(bin: &Path, root: &Path, port: u16, user: Option<ServerUser>
     let log_err = log
         .try_clone()
         .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
-    let mut cmd = Command::new(bin.join("postgres"));
+    let mut cmd = bin.command("postgres");
     cmd.arg("-D")
         .arg(root.join("data"))
         .arg("-p")
@@ -501,43 +529,8 @@ fn spawn_postmaster(bin: &Path, root: &Path, port: u16, user: Option<ServerUser>
         .stdout(log)
         .stderr(log_err);
     ServerUser::apply(user, &mut cmd);
-    // SAFETY: the hook only calls prctl, which is async-signal-safe. It runs after the uid
-    // change, which would otherwise clear the death signal.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    spawn_from_immortal_thread(cmd).unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()))
-}
-
-/// Spawns `cmd` from a thread that lives as long as the process, so that a child's
-/// `PR_SET_PDEATHSIG` fires when the process dies, not when the calling test's thread ends.
-fn spawn_from_immortal_thread(cmd: Command) -> io::Result<Child> {
-    type Request = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<io::Result<mpsc::Sender<Request>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Request>();
-        thread::Builder::new()
-            .name("pg-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    // The requester waits on `reply`; it only goes away if it panicked.
-                    let _ = reply.send(cmd.spawn());
-                }
-            })?;
-        Ok(tx)
-    });
-    let spawner = spawner
-        .as_ref()
-        .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-    let (reply_tx, reply_rx) = mpsc::channel();
-    let gone = || io::Error::other("the pg-spawner thread is gone");
-    spawner.send((cmd, reply_tx)).map_err(|_| gone())?;
-    reply_rx.recv().map_err(|_| gone())?
+    spawn_tied_to_this_process(cmd, libc::SIGQUIT)
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.dir.display()))
 }
 
 /// Signals the postmaster (`SIGINT` fast, `SIGQUIT` immediate shutdown) and reaps it.

@@ -14,7 +14,7 @@
 use postgres::{Client, GenericClient};
 
 use super::ident::qualified;
-use crate::target::ddl::Dialect;
+use crate::postgres::ddl::Dialect;
 
 /// The `source` of the row that marks a table as created by this tool. A table with ledger rows
 /// is one this tool is loading, so a re-run resumes it, even when it failed before its first

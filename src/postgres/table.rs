@@ -9,10 +9,10 @@
 use anyhow::{Context, bail};
 use postgres::Client;
 
+use crate::postgres::ddl::Dialect;
+use crate::postgres::ident::{qualified, quote_ident};
+use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry};
 use crate::progress::Ui;
-use crate::target::ddl::Dialect;
-use crate::target::ident::{qualified, quote_ident};
-use crate::target::ledger::{CREATED, Ledger, LedgerEntry};
 
 /// What to do with a table that already exists (and that this tool was not part-way through
 /// loading — such a table is always resumed).

@@ -1,4 +1,8 @@
-//! Targets: what the SQL looks like per dialect.
+//! The target database — PostgreSQL, pgvector, AnalyticDB for PostgreSQL / Greenplum: what the
+//! SQL looks like per dialect, and what the tables and the ledger hold.
+//!
+//! (Named for what it holds, not `target/`, which reads as Cargo's build directory and which
+//! tools that skip build output skip too.)
 //!
 //! Everything that writes SQL text lives here, so that identifiers are quoted in exactly one
 //! way and the dialects differ in exactly one place: [`ident`] quotes names, [`ddl`] writes

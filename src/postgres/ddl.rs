@@ -23,6 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ident::{qualified, quote_ident};
+use crate::encode::vectors::sparsevec_dim;
 use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape};
 
 /// The SQL flavour of the target.
@@ -120,7 +121,10 @@ pub fn columns(layout: &Layout, facts: &DataFacts, options: DdlOptions) -> Vec<C
             (VectorShape::Dense, _) => out.push(column(name, "real[]".to_owned(), true)),
             (VectorShape::Multi, _) => out.push(column(name, "real[][]".to_owned(), false)),
             (VectorShape::Sparse, Dialect::Pgvector) => {
-                out.push(column(name, "sparsevec".to_owned(), false));
+                // Declared with the dimension its values carry: an HNSW index refuses a
+                // sparsevec column without one ("column does not have dimensions").
+                let sql_type = format!("sparsevec({})", sparsevec_dim(v));
+                out.push(column(name, sql_type, false));
                 sparse_slot += 1;
             }
             (VectorShape::Sparse, _) => {
@@ -295,8 +299,8 @@ mod tests {
         assert_sql(
             &create_table_sql_with(None, "ünï code", &layout, &facts, options),
             "CREATE TABLE \"ünï code\" (\n    id text,\n    \"Image\" halfvec(4),\n    \
-             colbert real[][],\n    text vector(768),\n    bm25 sparsevec,\n    \
-             wide sparsevec,\n    payload jsonb\n);\n",
+             colbert real[][],\n    text vector(768),\n    bm25 sparsevec(1000000000),\n    \
+             wide sparsevec(1000000000),\n    payload jsonb\n);\n",
         );
         let names = |halfvec| {
             let options = DdlOptions {
