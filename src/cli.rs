@@ -32,6 +32,8 @@ pub enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Rebuild indexes from the collection's config: vector (HNSW / ann) and payload (guide step 4).
     Index(cmd::index::IndexArgs),
+    /// Show where the shared run of a target schema stands: units, rows, rows/s, workers.
+    Status(cmd::status::StatusArgs),
     /// Fill a Qdrant with a synthetic collection (benchmarks, demos): sizes, vector kinds, id layouts.
     Generate(cmd::generate::GenerateArgs),
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cmd::plan::run(args, &cli.output),
         Command::Verify(args) => cmd::verify::run(args, &cli.output),
         Command::Index(args) => cmd::index::run(args, &cli.output),
+        Command::Status(args) => cmd::status::run(args, &cli.output),
         Command::Generate(args) => cmd::generate::run(args, &cli.output),
     };
     match result {

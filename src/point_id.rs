@@ -120,6 +120,16 @@ impl KeyRange {
     pub fn is_empty(&self) -> bool {
         self.hi.is_some_and(|hi| hi <= self.lo)
     }
+
+    /// The ids in both ranges, `None` when there are none.
+    pub fn intersect(&self, other: &KeyRange) -> Option<KeyRange> {
+        let hi = match (self.hi, other.hi) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let range = KeyRange::new(self.lo.max(other.lo), hi);
+        (!range.is_empty()).then_some(range)
+    }
 }
 
 impl Default for KeyRange {

@@ -14,6 +14,7 @@ mod plan;
 mod qdrant_server;
 mod roundtrip;
 mod secrets;
+mod shared;
 mod snapshot;
 mod support;
 mod verify;

@@ -2,7 +2,11 @@
 //!
 //! Plan: resolve the guide's `qdrant2csv.yaml` and flags, open the source (a server, or
 //! snapshot files with `--snapshot`), describe and count each collection, probe its id span and
-//! cut it into ranges, minus what a previous run already wrote. Spawn: cursors (one gRPC
+//! cut it into ranges, minus what a previous run already wrote. With `--partition I/N` (or a
+//! job array's index and size from the environment) only part I of N of each collection's id
+//! space is exported, to `<collection>/part-I-of-N/` with its own manifest: the same span
+//! probed on any host gives the same parts, and the manifest records the part's range so
+//! `import` can check a set of parts is complete and disjoint. Spawn: cursors (one gRPC
 //! connection each, or handles on the snapshot's shards) → bounded page queue → encoder threads
 //! → per-collection rotating files. Join, then finish each collection: `create_table.sql` (its column types
 //! depend on the ids and sparse indices seen), manifest marked complete, counts checked.
@@ -25,12 +29,12 @@ use crate::postgres::ddl::{Dialect, create_table_sql};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
-    MANIFEST_FILE, Manifest, VectorSyntax, temporary_name, write_atomically,
+    MANIFEST_FILE, Manifest, Partition, VectorSyntax, temporary_name, write_atomically,
 };
 use crate::source::Source;
 use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
-use crate::source::plan::{IdSpan, subtract};
+use crate::source::plan::{IdSpan, clip, subtract};
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
 
@@ -76,6 +80,88 @@ pub struct ExportArgs {
     /// it — no encoding, no files. Export's speed is reported against this.
     #[arg(long)]
     pub scroll_only: bool,
+    /// Export only part I of N (0 ≤ I < N) of every collection's id space, into
+    /// `<collection>/part-I-of-N/` with its own manifest; `import` loads the N parts as one
+    /// collection. Default: JOB_COMPLETION_INDEX / JOB_COMPLETIONS (a Kubernetes Indexed Job)
+    /// or SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (a Slurm job array), when set.
+    #[arg(long, value_name = "I/N", value_parser = parse_part)]
+    pub partition: Option<Part>,
+}
+
+/// Which part of a partitioned export this process writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub index: u32,
+    pub count: u32,
+}
+
+fn parse_part(text: &str) -> Result<Part, String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok(Part { index, count }),
+        _ => Err(format!(
+            "{text:?} is not I/N with 0 <= I < N (part I of N, counted from 0)"
+        )),
+    }
+}
+
+/// The job-array variables a partition is read from when `--partition` is not given: the
+/// index, the count, and (Slurm) the first index, which arrays like `--array=1-8` start at.
+const PART_VARIABLES: [(&str, &str, Option<&str>); 2] = [
+    ("JOB_COMPLETION_INDEX", "JOB_COMPLETIONS", None),
+    (
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        Some("SLURM_ARRAY_TASK_MIN"),
+    ),
+];
+
+/// `--partition`, else the first job array in the environment whose index and count are both
+/// set; with where it came from.
+fn resolve_part(
+    flag: Option<Part>,
+    env: &dyn Fn(&str) -> Option<String>,
+    warn: &dyn Fn(&str),
+) -> anyhow::Result<Option<(Part, String)>> {
+    if let Some(part) = flag {
+        return Ok(Some((part, "--partition".to_owned())));
+    }
+    for (index_var, count_var, min_var) in PART_VARIABLES {
+        let Some(index) = env(index_var) else {
+            continue;
+        };
+        let Some(count) = env(count_var) else {
+            warn(&format!(
+                "{index_var} is set but {count_var} is not: exporting every id (set \
+                 {count_var} to the number of parts, or pass --partition I/N)"
+            ));
+            continue;
+        };
+        let number = |var: &str, text: &str| {
+            text.trim().parse::<u32>().with_context(|| {
+                format!("{var}={text:?} is not a number (it says which part to export)")
+            })
+        };
+        let first = match min_var.and_then(|v| env(v).map(|t| (v, t))) {
+            Some((var, text)) => number(var, &text)?,
+            None => 0,
+        };
+        let index = number(index_var, &index)?;
+        let count = number(count_var, &count)?;
+        let origin = format!("{index_var}={index}, {count_var}={count}");
+        let Some(index) = index.checked_sub(first).filter(|i| *i < count) else {
+            bail!(
+                "{origin}: the index is not between {first} and {} — a job array of {count} \
+                 tasks must number them {first}..{}; or pass --partition I/N",
+                first + count.saturating_sub(1),
+                first + count.saturating_sub(1)
+            );
+        };
+        return Ok(Some((Part { index, count }, origin)));
+    }
+    Ok(None)
 }
 
 /// Everything export needs, checked.
@@ -84,6 +170,7 @@ struct ExportPlan {
     collections: Vec<String>,
     output: PathBuf,
     max_lines: u64,
+    part: Option<Part>,
 }
 
 impl ExportPlan {
@@ -102,11 +189,19 @@ impl ExportPlan {
         if max_lines == 0 {
             bail!("max_line_in_file must be at least 1");
         }
+        let part = resolve_part(args.partition, &|k| std::env::var(k).ok(), &|w| ui.warn(w))?;
+        if let Some((part, origin)) = &part {
+            ui.info(&format!(
+                "exporting part {} of {} of every collection ({origin})",
+                part.index, part.count
+            ));
+        }
         Ok(ExportPlan {
             qdrant: file.qdrant,
             collections,
             output,
             max_lines,
+            part: part.map(|(p, _)| p),
         })
     }
 }
@@ -148,8 +243,15 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     for name in &names {
         let info = source.collection_info(name)?;
         let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
-        let dir = plan.output.join(name);
-        let Some(manifest) = prepare_directory(&dir, &schema, syntax, args.restart)? else {
+        let dir = match plan.part {
+            Some(part) => plan
+                .output
+                .join(name)
+                .join(Partition::dir_name(part.index, part.count)),
+            None => plan.output.join(name),
+        };
+        let Some(mut manifest) = prepare_directory(&dir, &schema, syntax, args.restart, plan.part)?
+        else {
             ui.info(&format!(
                 "{name}: already exported completely in {}, skipped",
                 dir.display()
@@ -160,10 +262,26 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
             .with_context(|| format!("probing the ids of collection {name:?}"))?;
         let pieces = range_count(count, plan.max_lines, &args.tuning);
+        let mut planned = span.plan(pieces);
+        if let Some(part) = plan.part {
+            // A part keeps the range it started with: the span may have moved since.
+            let range = match manifest.partition {
+                Some(p) => p.range,
+                None => span.partition(part.count)[part.index as usize],
+            };
+            manifest.partition = Some(Partition {
+                index: part.index,
+                count: part.count,
+                range,
+            });
+            planned = clip(&planned, &range);
+        }
+        manifest.points_count = Some(count);
+        manifest.store(&dir)?;
         let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
         let done_rows = manifest.rows();
-        let todo = subtract(&span.plan(pieces), &covered);
-        let task = ui.task(name, Some(count));
+        let todo = subtract(&planned, &covered);
+        let task = ui.task(name, plan.part.is_none().then_some(count));
         task.add_done_before(done_rows);
         let index = jobs.len();
         work.extend(todo.into_iter().map(|range| Work {
@@ -232,7 +350,8 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         write_atomically(&sql_path, ddl.as_bytes())
             .with_context(|| format!("cannot write {}", sql_path.display()))?;
         let manifest = job.files.complete()?;
-        if manifest.rows() != job.count {
+        // A part holds what its range holds; import checks the parts' sum.
+        if plan.part.is_none() && manifest.rows() != job.count {
             mismatches += 1;
             ui.warn(&format!(
                 "{}: exported {} rows but Qdrant counted {} points when the export started \
@@ -242,11 +361,12 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 job.count
             ));
         }
-        job.task.finish(if manifest.rows() == job.count {
-            "ok"
-        } else {
-            "MISMATCH"
-        });
+        job.task
+            .finish(if plan.part.is_some() || manifest.rows() == job.count {
+                "ok"
+            } else {
+                "MISMATCH"
+            });
     }
     ui.finish("export", output)?;
     Ok(if mismatches == 0 {
@@ -356,6 +476,7 @@ fn prepare_directory(
     schema: &CollectionSchema,
     syntax: VectorSyntax,
     restart: bool,
+    part: Option<Part>,
 ) -> anyhow::Result<Option<Manifest>> {
     let fresh = || Manifest::new(&schema.name, schema.layout.clone(), syntax);
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -395,6 +516,23 @@ fn prepare_directory(
             manifest.collection,
             manifest.layout.vectors.len(),
             manifest.vector_syntax
+        );
+    }
+    let holds = manifest.partition.map(|p| (p.index, p.count));
+    let wanted = part.map(|p| (p.index, p.count));
+    // A part's manifest is stored before its range is known; one that got no further is fresh.
+    let unstarted_part = holds.is_none() && manifest.files.is_empty() && wanted.is_some();
+    if holds != wanted && !unstarted_part {
+        bail!(
+            "{} holds {} but this export writes {}; pass --restart to overwrite it, or choose \
+             another --output",
+            dir.display(),
+            holds.map_or("a whole export".to_owned(), |(i, n)| format!(
+                "part {i} of {n}"
+            )),
+            wanted.map_or("a whole export".to_owned(), |(i, n)| format!(
+                "part {i} of {n}"
+            ))
         );
     }
     if manifest.complete {
@@ -457,4 +595,64 @@ fn remove_export_files(dir: &Path, keep: Option<&Manifest>) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |key| {
+            vars.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn part(index: u32, count: u32) -> Part {
+        Part { index, count }
+    }
+
+    #[test]
+    fn partition_flags_parse_i_of_n() {
+        assert_eq!(parse_part("3/8"), Ok(part(3, 8)));
+        assert_eq!(parse_part(" 0 / 1 "), Ok(part(0, 1)));
+        for bad in ["8/8", "1/0", "3", "a/b", "-1/4"] {
+            assert!(parse_part(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn job_arrays_give_the_partition_when_no_flag_does() {
+        let resolve = |flag, vars| {
+            let warnings = std::cell::RefCell::new(Vec::new());
+            let result = resolve_part(flag, &env_of(vars), &|w| {
+                warnings.borrow_mut().push(w.to_owned())
+            })
+            .map(|p| p.map(|(p, _)| p));
+            (result, warnings.into_inner())
+        };
+        let k8s = &[("JOB_COMPLETION_INDEX", "2"), ("JOB_COMPLETIONS", "5")];
+        assert_eq!(resolve(None, k8s).0.unwrap(), Some(part(2, 5)));
+        assert_eq!(resolve(Some(part(0, 1)), k8s).0.unwrap(), Some(part(0, 1)));
+        let slurm = &[
+            ("SLURM_ARRAY_TASK_ID", "8"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        assert_eq!(resolve(None, slurm).0.unwrap(), Some(part(7, 8)));
+        let (none, warnings) = resolve(None, &[("JOB_COMPLETION_INDEX", "2")]);
+        assert_eq!(none.unwrap(), None);
+        assert!(
+            warnings[0].contains("JOB_COMPLETIONS is not"),
+            "{warnings:?}"
+        );
+        let outside = &[
+            ("SLURM_ARRAY_TASK_ID", "12"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        let err = resolve(None, outside).0.unwrap_err().to_string();
+        assert!(err.contains("SLURM_ARRAY_TASK_ID=12"), "{err}");
+        assert_eq!(resolve(None, &[]).0.unwrap(), None);
+    }
 }

@@ -1,35 +1,48 @@
 //! `qdrant2pg import`: the guide's step 2 — export files into PostgreSQL — in parallel, exactly
-//! once, resumable.
+//! once, resumable, and shared by any number of identical commands on any number of hosts.
 //!
 //! Plan: resolve the guide's `csv2adbpg.yaml`, libpq's environment and flags; open the export
-//! directory; create the schema, the ledger and each table (`--if-exists` decides what happens
-//! to a table that is already there; a table the ledger shows this tool was loading is always
-//! resumed). Spawn: one planner thread scans files largest first (checksum and rows against the
-//! manifest, cut points) and feeds batches into one bounded queue; N workers, one connection
-//! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
-//! sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
+//! directories (a whole export, or the parts of one made with `export --partition`, checked to
+//! be complete and disjoint); join the target schema's shared run (`postgres::run`). The
+//! process that finds no run plans it under the run's lock: the schema, the ledger and each
+//! table (`--if-exists` decides what happens to a table that is already there; a table the
+//! ledger shows this tool was loading is always resumed), and one unit per data file, largest
+//! first. Spawn: a claimer thread claims files, scans each (checksum and rows against the
+//! manifest, the spans the ledger already holds, cut points) and feeds its batches into one
+//! bounded queue; N workers, one connection each, COPY a batch, pass its file's fence (is the
+//! file still this process's) and write its ledger row in one transaction. Join, report.
+//! Tables, sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use crossbeam_channel::{Receiver, Sender, bounded};
+use postgres::Transaction;
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
 
+use crate::cmd::shared_run::{announce, finished_run, outcome_result};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
 use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
+use crate::postgres::run::{
+    Joined, Lease, Member, NewPlan, NewUnit, RunArgs, Settings, SharedRun, UnitRow, setting,
+};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
-    CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
-    file_span,
+    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
+    error_chain, file_span,
 };
-use crate::sink::manifest::VectorSyntax;
-use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
+use crate::sink::manifest::{MANIFEST_FILE, Partition, VectorSyntax};
+use crate::source::export_dir::{CREATE_TABLE_FILE, DataFile, ExportedCollection, Loaded, Span};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
 /// each into ~10 batches, so the last file never leaves a connection idle, while one commit
@@ -39,6 +52,9 @@ const DEFAULT_BATCH_BYTES: u64 = 32 << 20;
 /// data, so the bound is not about memory: it keeps the planner's scan (which reads each
 /// file once to verify it) just ahead of the loaders, so a bad file stops a run early.
 const QUEUED_PER_CONNECTION: usize = 2;
+/// How long the claimer waits before asking again when every open file is held by a worker:
+/// a file a dead worker held is taken over within about this.
+const CLAIM_POLL: Duration = Duration::from_millis(500);
 /// What to do when the server rejects a file's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnError {
@@ -57,9 +73,11 @@ pub struct ImportArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub postgres: PostgresArgs,
-    /// The export directory (`data_path`): one subdirectory per collection [default: ./output].
+    /// An export directory (`data_path`): one subdirectory per collection, holding a whole
+    /// export or parts of one (`export --partition`). Repeatable: parts may lie in several
+    /// [default: ./output].
     #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
+    pub data: Vec<PathBuf>,
     /// A collection to import (repeatable). Default: every collection directory.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
@@ -88,50 +106,50 @@ pub struct ImportArgs {
     /// forget the last batches, which the next run loads again).
     #[arg(long)]
     pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// One table of the run's plan.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlannedTable {
+    table: String,
+    /// Rows of the whole export, when a manifest says.
+    rows: Option<u64>,
 }
 
 /// One table's share of the run.
 struct TableJob {
     collection: ExportedCollection,
     task: Arc<Task>,
-    /// Files not yet fully loaded or given up.
-    files_left: AtomicUsize,
-    failed: AtomicBool,
-    done: AtomicBool,
 }
 
-impl TableJob {
-    fn file_done(&self) {
-        self.task.add_file();
-        if self.files_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.close(if self.failed.load(Ordering::Acquire) {
-                "FAILED"
-            } else {
-                "ok"
-            });
-        }
-    }
-
-    fn close(&self, outcome: &str) {
-        if !self.done.swap(true, Ordering::AcqRel) {
-            self.task.finish(outcome);
-        }
-    }
-}
-
-/// One file being loaded.
+/// One file this process claimed and is loading.
 struct FileJob {
     table: Arc<TableJob>,
     file: DataFile,
     copy: CopyTarget,
+    lease: Lease,
     batches_left: AtomicUsize,
-    failed: AtomicBool,
+    /// A batch failed (the file is marked failed) or the file went to another worker.
+    given_up: AtomicBool,
 }
 
 impl FileJob {
-    fn batch_done(&self) {
-        if self.batches_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.table.file_done();
+    /// One batch settled: the last one closes the file's unit, unless the file was given up.
+    fn batch_done(&self, shared: &Shared) {
+        if self.batches_left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        if self.given_up.load(Ordering::Acquire) {
+            if let Err(e) = shared.member.release(self.lease.unit) {
+                shared.fail(format!("{}: {e:#}", self.file.path.display()));
+            }
+            return;
+        }
+        match shared.member.complete(self.lease) {
+            Ok(_) => self.table.task.add_file(),
+            Err(e) => shared.fail(format!("{}: {e:#}", self.file.path.display())),
         }
     }
 }
@@ -146,6 +164,7 @@ struct Shared {
     ui: Arc<Ui>,
     target: Target,
     ledger: Ledger,
+    member: Member,
     args: ImportArgs,
     stop: AtomicBool,
     failures: Mutex<Vec<String>>,
@@ -158,70 +177,76 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .push(message);
     }
+
+    /// A file failed for good: recorded here, and in the run so no other worker tries it.
+    fn fail_file(&self, lease: Lease, message: String) {
+        if let Err(e) = self.member.fail(lease, &message) {
+            self.ui
+                .warn(&format!("cannot mark unit {} failed: {e:#}", lease.unit));
+        }
+        self.fail(message);
+        if self.args.on_error == OnError::Stop {
+            self.stop.store(true, Ordering::Release);
+        }
+    }
 }
 
 pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let file: TargetFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
     let target = Target::resolve(&args.postgres, &file.database, &|k| std::env::var(k).ok())?;
-    let data = args
-        .data
-        .clone()
-        .or(file.data_path)
-        .unwrap_or_else(|| PathBuf::from("./output"));
+    let data = if args.data.is_empty() {
+        vec![file.data_path.unwrap_or_else(|| PathBuf::from("./output"))]
+    } else {
+        args.data.clone()
+    };
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let collections = open_collections(&data, &args.collections)?;
-    let mut admin = target.connect().context("connecting for setup")?;
+    let collections = open_collections(&data, &args.collections, &ui)?;
     let ledger = Ledger::new(&target.schema);
-    prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
+    let client = target.connect().context("connecting for setup")?;
+    let joined = SharedRun::new(&target.schema).join(
+        &target,
+        client,
+        &settings(&args, &collections),
+        args.retries,
+        args.dialect,
+        |tx| plan(tx, &args, &target, &collections, &ledger, &ui),
+    )?;
+    let (member, plan) = match joined {
+        Joined::Finished(summary) => return finished_run("import", &summary, &ui, output),
+        Joined::Member { member, plan, how } => {
+            announce(&ui, &member, &how);
+            (*member, plan)
+        }
+    };
+    let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
+        .context("the run's plan is not an import plan this version can read")?;
+    let mut by_name: BTreeMap<String, ExportedCollection> = collections
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
+    let mut tables = Vec::new();
+    for table in planned {
+        let Some(collection) = by_name.remove(&table.table) else {
+            bail!(
+                "the run loads table {:?}, which these export directories do not hold",
+                table.table
+            );
+        };
+        let task = ui.task(&table.table, table.rows);
+        tables.push(Arc::new(TableJob { collection, task }));
+    }
     let shared = Arc::new(Shared {
         ui: Arc::clone(&ui),
         ledger,
         target,
+        member,
         args,
         stop: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
     });
-    let mut tables = Vec::new();
-    let mut loaded = Vec::new();
-    for collection in collections {
-        let total = collection.manifest.as_ref().map(|m| m.rows());
-        let task = ui.task(&collection.name, total);
-        let ddl = table_ddl(&shared, &collection, &ui)?;
-        let spec = TableSpec {
-            schema: &shared.target.schema,
-            table: &collection.name,
-            ddl: &ddl,
-            if_exists: shared.args.if_exists,
-        };
-        let entries = match prepare_table(&mut admin, &shared.ledger, &spec, &ui)? {
-            Some(entries) if entries.iter().any(|e| e.source == MIGRATE_SOURCE) => bail!(
-                "{} is being loaded by `qdrant2pg migrate` (its ledger holds id ranges, not \
-                 files); finish that migrate, or start over with --if-exists replace",
-                qualified(Some(&shared.target.schema), &collection.name)
-            ),
-            Some(entries) => entries,
-            None => {
-                task.finish("skipped");
-                continue;
-            }
-        };
-        let job = Arc::new(TableJob {
-            files_left: AtomicUsize::new(collection.files.len()),
-            collection,
-            task,
-            failed: AtomicBool::new(false),
-            done: AtomicBool::new(false),
-        });
-        if job.collection.files.is_empty() {
-            job.close("ok");
-        }
-        loaded.push(entries);
-        tables.push(job);
-    }
-    drop(admin);
 
     let (tx, rx) = bounded::<Batch>(shared.args.connections * QUEUED_PER_CONNECTION);
     let workers: Vec<_> = (0..shared.args.connections)
@@ -232,79 +257,244 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     drop(rx);
-    plan(&shared, &tables, loaded, &tx);
+    claim_files(&shared, &tables, &tx);
     drop(tx);
     for worker in workers {
         if worker.join().is_err() {
             shared.fail("a loader thread panicked; its batch was rolled back".to_owned());
         }
     }
+    let local_failures = !shared
+        .failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty();
+    let outcome = if local_failures || shared.stop.load(Ordering::Acquire) {
+        Ok(())
+    } else {
+        outcome_result(&shared.member)
+    };
+    let word = if local_failures || outcome.is_err() {
+        "FAILED"
+    } else {
+        "ok"
+    };
     for table in &tables {
-        table.close(if table.failed.load(Ordering::Acquire) {
-            "FAILED"
-        } else {
-            "stopped"
-        });
+        table.task.finish(word);
     }
     ui.finish("import", output).context("writing the summary")?;
     let failures = shared.failures.lock().unwrap_or_else(|e| e.into_inner());
     if failures.is_empty() {
+        outcome?;
         return Ok(ExitCode::SUCCESS);
     }
     for failure in failures.iter() {
         eprintln!("error: {failure}");
     }
     eprintln!(
-        "error: {} failure(s); batches already committed are in {}, and a re-run loads only \
-         the rest",
+        "error: {} failure(s); batches already committed are in {}, and running the command \
+         again (on any host) loads only the rest",
         failures.len(),
         shared.ledger.name()
     );
     Ok(ExitCode::FAILURE)
 }
 
-/// The collection directories to load, by name.
-fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<ExportedCollection>> {
-    let mut dirs = Vec::new();
-    let entries = std::fs::read_dir(data)
-        .with_context(|| format!("cannot read the export directory {}", data.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("reading {}", data.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.path().is_dir() && (only.is_empty() || only.contains(&name)) {
-            dirs.push((name, entry.path()));
+/// What makes this import this run: the collections, the dialect and table options, and the
+/// export itself (every file's name, size and checksum), so a run is never continued from other
+/// files. Where the directories are is not part of it: each host may mount them elsewhere.
+fn settings(args: &ImportArgs, collections: &[ExportedCollection]) -> Settings {
+    let names: Vec<String> = collections.iter().map(|c| c.name.clone()).collect();
+    let mut export = Xxh3::new();
+    for collection in collections {
+        export.update(collection.name.as_bytes());
+        export.update(&[0]);
+        if let Some(manifest) = &collection.manifest {
+            export.update(&serde_json::to_vec(&manifest.layout).unwrap_or_default());
+            export.update(&serde_json::to_vec(&manifest.vector_syntax).unwrap_or_default());
+        }
+        for file in &collection.files {
+            export.update(file.name.as_bytes());
+            export.update(&file.bytes.to_le_bytes());
+            if let Some((rows, xxh3)) = &file.expected {
+                export.update(&rows.to_le_bytes());
+                export.update(xxh3.as_bytes());
+            }
+            export.update(&[0]);
         }
     }
+    [
+        ("command", "import".into()),
+        ("--collection", names.into()),
+        ("--dialect", setting(&args.dialect)),
+        ("--halfvec", setting(&args.halfvec)),
+        ("--if-exists", setting(&args.if_exists)),
+        ("--on-error", setting(&args.on_error)),
+        ("--run", args.run.name.clone().into()),
+        ("export files", format!("{:016x}", export.digest()).into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Plans the run (under its lock, in its transaction): each table readied, one unit per data
+/// file, largest first.
+fn plan(
+    tx: &mut Transaction<'_>,
+    args: &ImportArgs,
+    target: &Target,
+    collections: &[ExportedCollection],
+    ledger: &Ledger,
+    ui: &Ui,
+) -> anyhow::Result<NewPlan> {
+    prepare_schema(tx, &target.schema, ledger, args.dialect)?;
+    let mut tables = Vec::new();
+    let mut files = Vec::new();
+    for collection in collections {
+        let ddl = table_ddl(args, &target.schema, collection, ui)?;
+        let spec = TableSpec {
+            schema: &target.schema,
+            table: &collection.name,
+            ddl: &ddl,
+            if_exists: args.if_exists,
+        };
+        match prepare_table(tx, ledger, &spec, ui)? {
+            Some(entries) if entries.iter().any(|e| e.source == MIGRATE_SOURCE) => bail!(
+                "{} is being loaded by `qdrant2pg migrate` (its ledger holds id ranges, not \
+                 files); finish that migrate, or start over with --if-exists replace",
+                qualified(Some(&target.schema), &collection.name)
+            ),
+            Some(_) => {}
+            None => continue,
+        }
+        tables.push(PlannedTable {
+            table: collection.name.clone(),
+            rows: collection.manifest.as_ref().map(|m| m.rows()),
+        });
+        files.extend(collection.files.iter().map(|f| (collection, f)));
+    }
+    files.sort_by_key(|(_, f)| std::cmp::Reverse(f.bytes));
+    let units = files
+        .into_iter()
+        .map(|(collection, file)| NewUnit {
+            table: collection.name.clone(),
+            source: file.name.clone(),
+            lo: "0".to_owned(),
+            hi: file.bytes.to_string(),
+        })
+        .collect();
+    Ok(NewPlan {
+        plan: serde_json::to_string(&tables).context("writing the run's plan")?,
+        units,
+    })
+}
+
+/// The collection directories to load, by name, from every export directory: a directory
+/// holding `manifest.json` or `create_table.sql` is a whole export; one holding
+/// `part-I-of-N` directories holds parts of a partitioned one, which may be spread over
+/// several export directories and load as one collection.
+fn open_collections(
+    data: &[PathBuf],
+    only: &[String],
+    ui: &Ui,
+) -> anyhow::Result<Vec<ExportedCollection>> {
+    #[derive(Default)]
+    struct Found {
+        whole: Vec<PathBuf>,
+        parts: Vec<PathBuf>,
+    }
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for root in data {
+        let entries = std::fs::read_dir(root)
+            .with_context(|| format!("cannot read the export directory {}", root.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", root.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            if !dir.is_dir() || !(only.is_empty() || only.contains(&name)) {
+                continue;
+            }
+            let slot = found.entry(name).or_default();
+            let parts = part_dirs(&dir)?;
+            if parts.is_empty()
+                || dir.join(MANIFEST_FILE).exists()
+                || dir.join(CREATE_TABLE_FILE).exists()
+            {
+                slot.whole.push(dir);
+            } else {
+                slot.parts.extend(parts);
+            }
+        }
+    }
+    let roots = || {
+        data.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for wanted in only {
-        if !dirs.iter().any(|(name, _)| name == wanted) {
-            bail!(
-                "no directory for collection {wanted:?} in {}",
-                data.display()
-            );
+        if !found.contains_key(wanted) {
+            bail!("no directory for collection {wanted:?} in {}", roots());
         }
     }
-    dirs.sort();
     let mut collections = Vec::new();
-    for (_, dir) in dirs {
-        let collection = ExportedCollection::open(&dir)?;
-        if let Some(manifest) = &collection.manifest
-            && !manifest.complete
-        {
-            bail!(
-                "the export in {} is not complete (its manifest says so): run the export \
-                 again to finish it, then import",
-                dir.display()
-            );
+    for (name, Found { whole, parts }) in found {
+        let collection = match (whole.as_slice(), parts.is_empty()) {
+            ([dir], true) => ExportedCollection::open(dir)?,
+            ([], false) => ExportedCollection::from_parts(&name, &parts)?,
+            _ => {
+                let dirs: Vec<String> = whole
+                    .iter()
+                    .chain(&parts)
+                    .map(|d| d.display().to_string())
+                    .collect();
+                bail!(
+                    "collection {name:?} is exported more than once ({}): pass only the \
+                     --data directories of one export",
+                    dirs.join(", ")
+                );
+            }
+        };
+        if let Some(manifest) = &collection.manifest {
+            if !manifest.complete {
+                bail!(
+                    "the export in {} is not complete (its manifest says so): run the export \
+                     again to finish it, then import",
+                    collection.dir.display()
+                );
+            }
+            if let Some(warning) = collection.count_warning() {
+                ui.warn(&warning);
+            }
         }
         collections.push(collection);
     }
     Ok(collections)
 }
 
+/// The `part-I-of-N` directories inside a collection directory.
+fn part_dirs(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+        let name = entry.file_name();
+        if Partition::parse_dir_name(&name.to_string_lossy()).is_some() && entry.path().is_dir() {
+            parts.push(entry.path());
+        }
+    }
+    parts.sort();
+    Ok(parts)
+}
+
 /// The table's DDL: written from the manifest for the chosen dialect, or the guide's
 /// `create_table.sql` as it is.
-fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyhow::Result<String> {
-    let args = &shared.args;
+fn table_ddl(
+    args: &ImportArgs,
+    schema: &str,
+    collection: &ExportedCollection,
+    ui: &Ui,
+) -> anyhow::Result<String> {
     match &collection.manifest {
         Some(manifest) => {
             if (args.dialect == Dialect::Pgvector)
@@ -328,7 +518,7 @@ fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyho
                 halfvec: args.halfvec,
             };
             Ok(create_table_sql_with(
-                Some(&shared.target.schema),
+                Some(schema),
                 &collection.name,
                 &manifest.layout,
                 &manifest.facts(),
@@ -348,116 +538,150 @@ fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyho
     }
 }
 
-/// A file to scan, with the byte ranges the ledger already holds.
-struct PendingFile {
-    table: Arc<TableJob>,
-    file: DataFile,
-    loaded: Vec<Loaded>,
-}
-
-/// The planner: files of every table, largest first; each scanned (verified, cut), its batches
-/// queued. Stops early when a worker asks to stop or every worker is gone.
-fn plan(
-    shared: &Shared,
-    tables: &[Arc<TableJob>],
-    loaded: Vec<Vec<LedgerEntry>>,
-    tx: &Sender<Batch>,
-) {
-    let mut files = Vec::new();
-    for (table, entries) in tables.iter().zip(loaded) {
-        for file in &table.collection.files {
-            let mut loaded = Vec::new();
-            let mut unreadable = false;
-            for e in entries.iter().filter(|e| e.source == file.name) {
-                match (e.lo.parse::<u64>(), e.hi.parse::<u64>()) {
-                    (Ok(lo), Ok(hi)) => {
-                        loaded.push(Loaded {
-                            lo,
-                            hi,
-                            xxh3: e.checksum.clone(),
-                        });
-                        table.task.add_done_before(e.rows);
-                    }
-                    // Loading around a span we cannot read could load rows twice.
-                    _ => {
-                        shared.fail(format!(
-                            "{}: ledger row with span {:?}..{:?} is not a byte range; file \
-                             not loaded",
-                            file.path.display(),
-                            e.lo,
-                            e.hi
-                        ));
-                        table.failed.store(true, Ordering::Release);
-                        unreadable = true;
-                    }
-                }
-            }
-            if unreadable {
-                table.file_done();
-                continue;
-            }
-            loaded.sort_unstable_by_key(|l| l.lo);
-            files.push(PendingFile {
-                table: Arc::clone(table),
-                file: file.clone(),
-                loaded,
-            });
-        }
-    }
-    files.sort_by_key(|f| std::cmp::Reverse(f.file.bytes));
-    for PendingFile {
-        table,
-        file,
-        loaded,
-    } in files
-    {
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        if table.failed.load(Ordering::Acquire) && shared.args.on_error == OnError::Stop {
-            shared.stop.store(true, Ordering::Release);
-            return;
-        }
-        let scanned = match file.scan(&loaded, shared.args.batch_bytes) {
-            Ok(scanned) => scanned,
+/// The claimer: claims files of the run one after another, scans each (verified against its
+/// manifest and the ledger, cut into batches) and queues its batches. Returns when no file is
+/// left to claim, or when asked to stop.
+fn claim_files(shared: &Shared, tables: &[Arc<TableJob>], tx: &Sender<Batch>) {
+    while !shared.stop.load(Ordering::Acquire) {
+        let claimed = match shared.member.claim() {
+            Ok(claimed) => claimed,
             Err(e) => {
                 shared.fail(format!("{e:#}"));
-                table.failed.store(true, Ordering::Release);
-                table.file_done();
-                if shared.args.on_error == OnError::Stop {
-                    shared.stop.store(true, Ordering::Release);
-                }
-                continue;
+                shared.stop.store(true, Ordering::Release);
+                return;
             }
         };
-        if scanned.spans.is_empty() {
-            table.file_done();
+        if let Some(row) = claimed {
+            if !queue_file(shared, tables, &row, tx) {
+                return;
+            }
             continue;
         }
-        let job = Arc::new(FileJob {
-            copy: CopyTarget {
-                schema: shared.target.schema.clone(),
-                table: table.collection.name.clone(),
-                columns: scanned.columns,
-                format: CopyFormat::Text,
-            },
-            table,
-            file,
-            batches_left: AtomicUsize::new(scanned.spans.len()),
-            failed: AtomicBool::new(false),
-        });
-        for span in scanned.spans {
-            if tx
-                .send(Batch {
-                    file: Arc::clone(&job),
-                    span,
-                })
-                .is_err()
-            {
+        match shared.member.unfinished_units() {
+            Err(e) => {
+                shared.fail(format!("{e:#}"));
+                shared.stop.store(true, Ordering::Release);
                 return;
+            }
+            Ok(rows) => {
+                let failed = rows.iter().any(UnitRow::is_failed);
+                let open = rows.iter().any(UnitRow::is_open);
+                if !open || (failed && shared.args.on_error == OnError::Stop) {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(CLAIM_POLL);
+    }
+}
+
+/// Scans one claimed file and queues its batches; `false` once the workers are gone.
+fn queue_file(
+    shared: &Shared,
+    tables: &[Arc<TableJob>],
+    row: &UnitRow,
+    tx: &Sender<Batch>,
+) -> bool {
+    let lease = Lease {
+        unit: row.unit,
+        token: row.claims,
+    };
+    let found = tables
+        .iter()
+        .find(|t| t.collection.name == row.table)
+        .and_then(|table| {
+            let file = table
+                .collection
+                .files
+                .iter()
+                .find(|f| f.name == row.source)?;
+            Some((table, file))
+        });
+    let Some((table, file)) = found else {
+        shared.fail_file(
+            lease,
+            format!(
+                "table {:?}: file {:?} of the run is not in this process's export directories",
+                row.table, row.source
+            ),
+        );
+        return true;
+    };
+    let loaded =
+        match shared
+            .member
+            .ledger_entries(&shared.ledger, &table.collection.name, &file.name)
+        {
+            Ok(entries) => entries,
+            Err(e) => {
+                shared.fail(format!("{}: {e:#}", file.path.display()));
+                shared.stop.store(true, Ordering::Release);
+                return true;
+            }
+        };
+    let mut spans = Vec::new();
+    for e in &loaded {
+        match (e.lo.parse::<u64>(), e.hi.parse::<u64>()) {
+            (Ok(lo), Ok(hi)) => {
+                spans.push(Loaded {
+                    lo,
+                    hi,
+                    xxh3: e.checksum.clone(),
+                });
+                table.task.add_done_before(e.rows);
+            }
+            // Loading around a span we cannot read could load rows twice.
+            _ => {
+                shared.fail_file(
+                    lease,
+                    format!(
+                        "{}: ledger row with span {:?}..{:?} is not a byte range; file not \
+                         loaded",
+                        file.path.display(),
+                        e.lo,
+                        e.hi
+                    ),
+                );
+                return true;
             }
         }
     }
+    spans.sort_unstable_by_key(|l| l.lo);
+    let scanned = match file.scan(&spans, shared.args.batch_bytes) {
+        Ok(scanned) => scanned,
+        Err(e) => {
+            shared.fail_file(lease, format!("{e:#}"));
+            return true;
+        }
+    };
+    let job = Arc::new(FileJob {
+        copy: CopyTarget {
+            schema: shared.target.schema.clone(),
+            table: table.collection.name.clone(),
+            columns: scanned.columns,
+            format: CopyFormat::Text,
+        },
+        table: Arc::clone(table),
+        file: file.clone(),
+        lease,
+        batches_left: AtomicUsize::new(scanned.spans.len()),
+        given_up: AtomicBool::new(false),
+    });
+    if scanned.spans.is_empty() {
+        job.batches_left.store(1, Ordering::Release);
+        job.batch_done(shared);
+        return true;
+    }
+    for span in scanned.spans {
+        let batch = Batch {
+            file: Arc::clone(&job),
+            span,
+        };
+        if tx.send(batch).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// One loader: one connection, one batch at a time.
@@ -474,10 +698,10 @@ fn worker(shared: &Shared, rx: &Receiver<Batch>) {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        if !batch.file.failed.load(Ordering::Acquire) {
+        if !batch.file.given_up.load(Ordering::Acquire) {
             load(shared, &batch, &mut loader, &mut buf);
         }
-        batch.file.batch_done();
+        batch.file.batch_done(shared);
     }
 }
 
@@ -493,12 +717,25 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
         rows: span.rows,
         checksum: String::new(),
     };
+    let run = shared.member.run();
     let result = loader.run(
         |client| {
             let mut source = std::fs::File::open(&file.file.path)
                 .and_then(|f| file_span(f, span.lo, span.hi))
                 .map_err(CopyError::Source)?;
-            copy_unit(client, &file.copy, &shared.ledger, &entry, &mut source, buf)
+            copy_unit(
+                client,
+                &file.copy,
+                &shared.ledger,
+                &entry,
+                &mut source,
+                buf,
+                &mut |tx, entry| match run.count_batch(tx, file.lease, entry.rows) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(CopyError::Fenced(Fenced::Lost)),
+                    Err(e) => Err(CopyError::Db(e)),
+                },
+            )
         },
         |failure, backoff, attempt, attempts| {
             shared.ui.warn(&format!(
@@ -517,16 +754,28 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
             file.table.task.add_done_before(span.rows);
             return;
         }
+        Err(UnitFailure::Copy(CopyError::Fenced(_))) => {
+            if !file.given_up.swap(true, Ordering::AcqRel) {
+                shared.ui.info(&format!(
+                    "{}: taken over by another worker; leaving it to that one",
+                    file.file.path.display()
+                ));
+            }
+            return;
+        }
         Err(failure) => failure,
     };
-    shared.fail(describe_failure(file, span, &failure));
-    file.failed.store(true, Ordering::Release);
-    file.table.failed.store(true, Ordering::Release);
+    file.given_up.store(true, Ordering::Release);
+    let message = describe_failure(file, span, &failure);
     let data_error = matches!(
         failure,
         UnitFailure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
     );
-    if shared.args.on_error == OnError::Stop || !data_error {
+    if data_error {
+        shared.fail_file(file.lease, message);
+    } else {
+        // Not the file's fault (the server is gone): another run may load it.
+        shared.fail(message);
         shared.stop.store(true, Ordering::Release);
     }
 }

@@ -1,35 +1,43 @@
-//! `qdrant2pg migrate`: Qdrant straight into PostgreSQL, no files — the guide's two steps in one.
+//! `qdrant2pg migrate`: Qdrant straight into PostgreSQL, no files — the guide's two steps in one,
+//! shared by any number of identical commands on any number of hosts.
 //!
 //! Plan: resolve both guide YAMLs (`--source-config qdrant2csv.yaml`, `--target-config
-//! csv2adbpg.yaml`) and the same flags and environment export and import take. Per collection:
-//! describe, count exactly, probe the id span — which decides the id column type before the
-//! first row moves — write the DDL, ready the table as import does (`postgres::table`), read the
-//! ledger and cut the id space into ranges minus what earlier runs committed. Spawn: the
-//! export's cursors feed a bounded page queue drained by `--connections` workers, each owning
-//! one connection ([`Loader`]); a worker encodes the page it takes and COPYs it.
+//! csv2adbpg.yaml`) and the same flags and environment export and import take, then join the
+//! target schema's shared run (`postgres::run`). The process that finds no run plans it, under
+//! the run's lock: per collection, describe, count exactly, probe the id span — which decides
+//! the id column type before the first row moves — write the DDL, ready the table as import
+//! does (`postgres::table`), read the ledger and cut the id space into units minus what earlier
+//! runs committed. Every other process reads that plan (layouts, id facts, spans, counts) and
+//! asks Qdrant only for points. Spawn: cursors claim units (`postgres::units`) and feed a
+//! bounded page queue drained by `--connections` workers, each owning one connection
+//! ([`Loader`]); a worker encodes the page it takes and COPYs it. A single process is a run with
+//! one member: the same path.
 //!
-//! Unit of work = one page: its COPY and its ledger row `{table, source "qdrant", lo, hi}` —
-//! the ids the page accounts for, `[lo, hi)` as [`PointKey`] text — commit in ONE transaction.
-//! Pages tile the id space without overlap, so a re-run that subtracts the ledger's ranges reads
-//! every point not yet committed exactly once, whatever killed the previous run. Empty pages
-//! (ids covered, no points) are not recorded; a re-run only scans them again.
+//! Unit of commit = one page: its COPY, its unit's fence and its ledger row `{table, source
+//! "qdrant", lo, hi}` — the ids the page accounts for, `[lo, hi)` as [`PointKey`] text — commit
+//! in ONE transaction. A unit's pages commit in id order and tile it, so whatever killed a
+//! worker, the unit is done up to where its last commit left it, and whoever takes it over
+//! reads on from there. Empty pages (ids covered, no points) move the unit on without a ledger
+//! row.
 //!
 //! Format: COPY BINARY (`encode::binary`), which spares the server all float parsing, except
 //! for `--dialect adbpg`, which gets COPY text (`encode::text`, the rows the guide's files
 //! hold): AnalyticDB's binary COPY support is not something this tool can test, and text is
-//! what its own import path takes. At the end each table's ledger rows must add up to Qdrant's
-//! exact count, else the run fails naming the table.
+//! what its own import path takes. When the run is complete each table's ledger rows must add up
+//! to Qdrant's exact count at planning time, else the command fails naming the table.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
+use postgres::Transaction;
+use serde::{Deserialize, Serialize};
 
-use crate::cmd::export::{interleave, range_count};
+use crate::cmd::export::interleave;
+use crate::cmd::shared_run::{announce, finished_run, outcome_result};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
-use crate::config::qdrant::ReadTuning;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
 use crate::encode::json::wide_number_warning;
@@ -39,14 +47,19 @@ use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
+use crate::postgres::run::{
+    Joined, Lease, Member, NewPlan, NewUnit, RunArgs, Settings, SharedRun, setting,
+};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
+use crate::postgres::units::{PageFence, RangeUnits};
 use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
-    CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
+    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
+    error_chain,
 };
 use crate::sink::manifest::VectorSyntax;
 use crate::source::Source;
-use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
+use crate::source::cursor::{ActiveRange, PageBatch, PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
 use crate::source::schema::CollectionSchema;
@@ -104,12 +117,36 @@ pub struct MigrateArgs {
     /// forget the last pages, which the next run loads again).
     #[arg(long)]
     pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
+
+/// Points per planned unit. A unit is what a dead worker's successor takes over and what
+/// workers claim in turn: 8192 points are a few seconds of one connection's work at the rates
+/// measured here (see README), so claims stay rare next to commits, while a collection of a
+/// million points is already 122 units for a few dozen workers to share; splits even out the
+/// rest.
+const UNIT_POINTS: u64 = 8192;
+/// At most this many units per collection: the units table stays small (each claim reads
+/// the open ones' numbers), and a billion points still make units of 60k points.
+const MAX_UNITS: usize = 16_384;
 
 /// How one collection's rows are written.
 enum RowEncoder {
     Binary(BinaryRowEncoder),
     Text(TextRowEncoder),
+}
+
+/// One table of the run's plan: what every process needs to load it, decided once by the
+/// process that planned the run (a layout, id facts and span probed now could differ).
+#[derive(Debug, Serialize, Deserialize)]
+struct PlannedTable {
+    table: String,
+    /// Qdrant's exact count when the run was planned.
+    count: u64,
+    layout: Layout,
+    facts: DataFacts,
+    span: IdSpan,
 }
 
 /// One collection's share of the run.
@@ -131,6 +168,14 @@ struct Slot<'a> {
     chunk: Vec<u8>,
 }
 
+/// What every page worker shares.
+struct Pages<'a> {
+    units: &'a RangeUnits<'a>,
+    member: &'a Member,
+    ledger: &'a Ledger,
+    ui: &'a Ui,
+}
+
 pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     if args.connections == 0 {
@@ -145,20 +190,142 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &args.snapshots,
         &wanted,
     )?;
-    let names = source.collections(&wanted)?;
+    let mut names = source.collections(&wanted)?;
+    names.sort();
+    names.dedup();
     let ledger = Ledger::new(&target.schema);
-    let mut admin = target.connect().context("connecting for setup")?;
-    prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
-
-    let tuning = ReadTuning {
-        cursors: args.cursors,
-        page_size: args.page_size,
-        encoders: Some(args.connections),
+    let client = target.connect().context("connecting for setup")?;
+    let joined = SharedRun::new(&target.schema).join(
+        &target,
+        client,
+        &settings(&args, &names),
+        args.copy_retries,
+        args.dialect,
+        |tx| plan(tx, &args, &target, &source, &names, &ledger, &ui),
+    )?;
+    let (member, plan) = match joined {
+        Joined::Finished(summary) => return finished_run("migrate", &summary, &ui, output),
+        Joined::Member { member, plan, how } => {
+            announce(&ui, &member, &how);
+            (member, plan)
+        }
     };
+    let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
+        .context("the run's plan is not a migrate plan this version can read")?;
+    let mut admin = target.connect().context("connecting for setup")?;
     let mut jobs = Vec::new();
     let mut spans = Vec::new();
+    for table in planned {
+        let task = ui.task(&table.table, Some(table.count));
+        task.add_done_before(ledger.loaded_rows(&mut admin, &table.table, MIGRATE_SOURCE)?);
+        spans.push(table.span);
+        jobs.push(table_job(&args, &target, table, task));
+    }
+    drop(admin);
+
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let units = RangeUnits::new(&member, names.clone(), spans, u64::from(args.page_size) * 2);
+    let scheduler = Scheduler::shared(&units);
+    let settings = LoadSettings {
+        retries: args.copy_retries,
+        synchronous_commit_off: args.synchronous_commit_off,
+    };
+    let pages = Pages {
+        units: &units,
+        member: &member,
+        ledger: &ledger,
+        ui: &ui,
+    };
+    let slots = Mutex::new(Vec::<Slot<'_>>::new());
+    let result = read_parallel(
+        &scheduler,
+        &|| source.open_reader(),
+        &names,
+        args.cursors,
+        args.page_size,
+        args.connections,
+        |batch| {
+            let job = &jobs[batch.collection];
+            let taken = slots.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut slot = taken.unwrap_or_else(|| Slot {
+                loader: Loader::new(&target, settings),
+                rows: Vec::new(),
+                chunk: Vec::new(),
+            });
+            let result = load_page(&pages, job, &batch, &mut slot);
+            slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
+            result.with_context(|| format!("migrating collection {:?}", job.name))
+        },
+    );
+    drop(slots);
+    let finished = match &result {
+        Err(_) => {
+            for job in &jobs {
+                job.task.finish("stopped");
+            }
+            Ok(())
+        }
+        Ok(()) => match outcome_result(&member) {
+            Ok(()) => check_counts(&target, &ledger, &jobs),
+            Err(e) => {
+                for job in &jobs {
+                    job.task.finish("FAILED");
+                }
+                Err(e)
+            }
+        },
+    };
+    ui.finish("migrate", output)
+        .context("writing the summary")?;
+    result.with_context(|| {
+        format!(
+            "pages already committed are recorded in {}; running the command again (on any \
+             host) loads only the rest",
+            ledger.name()
+        )
+    })?;
+    finished?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Units planned for a collection of `points`: about [`UNIT_POINTS`] each, at most
+/// [`MAX_UNITS`].
+fn units_for(points: u64) -> usize {
+    (points.div_ceil(UNIT_POINTS) as usize).clamp(1, MAX_UNITS)
+}
+
+/// What makes this migration this run (tuning flags are not part of it).
+fn settings(args: &MigrateArgs, names: &[String]) -> Settings {
+    [
+        ("command", "migrate".into()),
+        ("--collection", names.into()),
+        ("--dialect", setting(&args.dialect)),
+        ("--payload-type", setting(&args.payload_type)),
+        ("--halfvec", setting(&args.halfvec)),
+        ("--sparse-indices", setting(&args.sparse_indices)),
+        ("--if-exists", setting(&args.if_exists)),
+        ("--run", args.run.name.clone().into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Plans the run (under its lock, in its transaction): per collection, the table readied and
+/// the id space not yet in the ledger cut into units, largest collection first.
+fn plan(
+    tx: &mut Transaction<'_>,
+    args: &MigrateArgs,
+    target: &Target,
+    source: &Source,
+    names: &[String],
+    ledger: &Ledger,
+    ui: &Ui,
+) -> anyhow::Result<NewPlan> {
+    prepare_schema(tx, &target.schema, ledger, args.dialect)?;
+    let mut tables = Vec::new();
     let mut work = Vec::new();
-    for name in &names {
+    for name in names {
         let info = source.collection_info(name)?;
         let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
         let count = source.count_exact(name)?;
@@ -175,81 +342,46 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 halfvec: args.halfvec,
             },
         );
-        let task = ui.task(name, Some(count));
         let spec = TableSpec {
             schema: &target.schema,
             table: name,
             ddl: &ddl,
             if_exists: args.if_exists,
         };
-        let Some(entries) = prepare_table(&mut admin, &ledger, &spec, &ui)? else {
-            task.finish("skipped");
+        let Some(entries) = prepare_table(tx, ledger, &spec, ui)? else {
             continue;
         };
-        let (covered, rows_before) = committed(&entries, &qualified(Some(&target.schema), name))?;
-        task.add_done_before(rows_before);
-        let todo = subtract(&span.plan(range_count(count, u64::MAX, &tuning)), &covered);
-        work.extend(todo.into_iter().map(|range| Work {
-            collection: jobs.len(),
-            range,
-        }));
-        spans.push(span);
-        jobs.push(table_job(&args, &target, schema, facts, count, task));
+        let (covered, _) = committed(&entries, &qualified(Some(&target.schema), name))?;
+        let todo = subtract(&span.plan(units_for(count)), &covered);
+        work.extend(todo.into_iter().map(|range| (tables.len(), range)));
+        tables.push(PlannedTable {
+            table: schema.name,
+            count,
+            layout: schema.layout,
+            facts,
+            span,
+        });
     }
-    drop(admin);
-
-    work.sort_by_key(|w| std::cmp::Reverse(jobs[w.collection].count));
-    let work = interleave(work, jobs.len());
-    let scheduler = Scheduler::new(work, spans, u64::from(args.page_size) * 2);
-    let settings = LoadSettings {
-        retries: args.copy_retries,
-        synchronous_commit_off: args.synchronous_commit_off,
-    };
-    let slots = Mutex::new(Vec::<Slot<'_>>::new());
-    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    let result = read_parallel(
-        &scheduler,
-        &|| source.open_reader(),
-        &names,
-        args.cursors,
-        args.page_size,
-        args.connections,
-        |batch| {
-            let job = &jobs[batch.collection];
-            if batch.points.is_empty() {
-                return Ok(());
-            }
-            let taken = slots.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let mut slot = taken.unwrap_or_else(|| Slot {
-                loader: Loader::new(&target, settings),
-                rows: Vec::new(),
-                chunk: Vec::new(),
-            });
-            let result = load_page(job, &ledger, &batch, &mut slot, &ui);
-            slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
-            result.with_context(|| format!("migrating collection {:?}", job.name))
-        },
-    );
-    drop(slots);
-    let checked = match &result {
-        Ok(()) => check_counts(&target, &ledger, &jobs),
-        Err(_) => {
-            for job in &jobs {
-                job.task.finish("stopped");
-            }
-            Ok(())
-        }
-    };
-    ui.finish("migrate", output)
-        .context("writing the summary")?;
-    result.with_context(|| {
-        format!(
-            "pages already committed are recorded in {}; a re-run loads only the rest",
-            ledger.name()
-        )
-    })?;
-    checked?;
-    Ok(ExitCode::SUCCESS)
+    // Largest collection first, interleaved, so every worker has work from the start and the
+    // big ones are not left for last.
+    let mut work: Vec<_> = work
+        .into_iter()
+        .map(|(collection, range)| Work { collection, range })
+        .collect();
+    work.sort_by_key(|w| std::cmp::Reverse(tables[w.collection].count));
+    let units = interleave(work, tables.len())
+        .into_iter()
+        .map(|w| NewUnit {
+            table: tables[w.collection].table.clone(),
+            source: MIGRATE_SOURCE.to_owned(),
+            lo: w.range.lo.to_string(),
+            hi: w.range.hi.map(|k| k.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(NewPlan {
+        plan: serde_json::to_string(&tables).context("writing the run's plan")?,
+        units,
+    })
 }
 
 /// What the DDL and the binary encoder must know before any row is read: which id kinds exist
@@ -308,32 +440,36 @@ fn committed(entries: &[LedgerEntry], table: &str) -> anyhow::Result<(Vec<KeyRan
 fn table_job(
     args: &MigrateArgs,
     target: &Target,
-    schema: CollectionSchema,
-    facts: DataFacts,
-    count: u64,
+    table: PlannedTable,
     task: Arc<Task>,
 ) -> TableJob {
+    let PlannedTable {
+        table: name,
+        count,
+        layout,
+        facts,
+        span: _,
+    } = table;
     let syntax = if args.dialect == Dialect::Pgvector {
         VectorSyntax::Pgvector
     } else {
         VectorSyntax::Array
     };
     let (encoder, format) = if args.dialect == Dialect::Adbpg {
-        let encoder = TextRowEncoder::new(&schema.layout, syntax);
+        let encoder = TextRowEncoder::new(&layout, syntax);
         (RowEncoder::Text(encoder), CopyFormat::Text)
     } else {
-        let encoder =
-            BinaryRowEncoder::new(&schema.layout, &facts, syntax).with_halfvec(args.halfvec);
+        let encoder = BinaryRowEncoder::new(&layout, &facts, syntax).with_halfvec(args.halfvec);
         (RowEncoder::Binary(encoder), CopyFormat::Binary)
     };
     TableJob {
         copy: CopyTarget {
             schema: target.schema.clone(),
-            table: schema.name.clone(),
-            columns: column_names(&schema.layout, syntax),
+            table: name.clone(),
+            columns: column_names(&layout, syntax),
             format,
         },
-        name: schema.name,
+        name,
         count,
         encoder,
         facts,
@@ -342,61 +478,177 @@ fn table_job(
     }
 }
 
-/// Encodes one page and commits it with its ledger row.
+/// A page's place in its range's commit order: passed on once the page is settled; dropped
+/// unsettled (an error, a panic), it abandons the range, so no later page commits over the gap.
+struct Turn<'a> {
+    range: &'a ActiveRange,
+    seq: u64,
+    settled: bool,
+}
+
+impl Turn<'_> {
+    fn settle(mut self) {
+        self.settled = true;
+        self.range.pass(self.seq);
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.range.abandon();
+        }
+    }
+}
+
+/// How a page ended.
+enum Settled {
+    Committed {
+        rows: u64,
+        fence: PageFence,
+    },
+    /// Its rows were already in (an earlier attempt's commit went through unanswered).
+    AlreadyIn,
+    /// It accounts for nothing any more: its unit ended below it, or another worker has it.
+    Dropped(Fenced),
+}
+
+/// Encodes one page and commits it with its unit's fence and its ledger row, cutting it when
+/// its unit turns out to have been split below some of its ids.
 fn load_page(
+    pages: &Pages<'_>,
     job: &TableJob,
-    ledger: &Ledger,
     batch: &PageBatch,
     slot: &mut Slot<'_>,
-    ui: &Ui,
 ) -> anyhow::Result<()> {
+    let range = &batch.range;
+    let Some(lease) = range.lease() else {
+        bail!("ids {}: a page with no unit of the run", batch.covered);
+    };
+    let turn = Turn {
+        range,
+        seq: batch.seq,
+        settled: false,
+    };
+    let mut keep = batch.points.len();
+    let settled = loop {
+        match commit_page(pages, job, batch, &batch.points[..keep], lease, slot) {
+            Ok(settled) => break settled,
+            Err(PageError::Shrunk(hi)) => {
+                range.shrink(hi);
+                keep = batch.points[..keep]
+                    .iter()
+                    .take_while(|p| point_key(p).is_ok_and(|k| k < hi))
+                    .count();
+            }
+            Err(PageError::Failed(err)) => {
+                let note = format!("{err:#}");
+                if let Err(e) = pages.member.fail(lease, &note) {
+                    pages.ui.warn(&format!(
+                        "{}: cannot mark unit {} failed: {e:#}",
+                        job.name, lease.unit
+                    ));
+                }
+                return Err(err);
+            }
+        }
+    };
+    let release = match &settled {
+        Settled::Committed { rows, fence } => {
+            let bytes = slot.rows.len() as u64;
+            job.task.add(*rows, bytes);
+            if let Some(hi) = fence.hi {
+                range.shrink(hi);
+            }
+            fence.done
+        }
+        Settled::AlreadyIn => {
+            job.task.add_done_before(keep as u64);
+            batch.last
+        }
+        Settled::Dropped(Fenced::Lost) => {
+            pages.ui.info(&format!(
+                "{}: unit {} was taken over by another worker; leaving it to that one",
+                job.name, lease.unit
+            ));
+            range.abandon();
+            true
+        }
+        Settled::Dropped(_) => true,
+    };
+    if !matches!(settled, Settled::Dropped(Fenced::Lost)) {
+        turn.settle();
+    }
+    if release {
+        pages
+            .member
+            .release(lease.unit)
+            .with_context(|| format!("releasing unit {}", lease.unit))?;
+    }
+    Ok(())
+}
+
+/// Why one attempt at a page did not settle it.
+enum PageError {
+    /// Its unit now ends at this id, below some of the page's points.
+    Shrunk(PointKey),
+    Failed(anyhow::Error),
+}
+
+fn point_key(point: &qdrant_client::qdrant::RetrievedPoint) -> anyhow::Result<PointKey> {
+    Ok(PointKey::from_proto(point.id.as_ref())?)
+}
+
+/// One attempt at committing `points` (a page, or the part of it still inside its unit).
+fn commit_page(
+    pages: &Pages<'_>,
+    job: &TableJob,
+    batch: &PageBatch,
+    points: &[qdrant_client::qdrant::RetrievedPoint],
+    lease: Lease,
+    slot: &mut Slot<'_>,
+) -> Result<Settled, PageError> {
     let Slot {
         loader,
         rows,
         chunk,
     } = slot;
-    rows.clear();
-    let mut facts = job.facts.clone();
-    match &job.encoder {
-        RowEncoder::Binary(encoder) => {
-            BinaryRowEncoder::header(rows);
-            for point in &batch.points {
-                encoder.encode(point, rows, &mut facts).map_err(with_hint)?;
-            }
-            BinaryRowEncoder::trailer(rows);
-        }
-        RowEncoder::Text(encoder) => {
-            for point in &batch.points {
-                encoder.encode(point, rows, &mut facts)?;
-            }
-        }
-    }
-    if let Some(point) = facts.wide_number
-        && !job.warned_wide_number.swap(true, Ordering::Relaxed)
-    {
-        ui.warn(&wide_number_warning(&job.name, point));
-    }
+    let failed = |e: anyhow::Error| PageError::Failed(e.context(format!("ids {}", batch.covered)));
+    encode_rows(job, points, rows, pages.ui).map_err(failed)?;
+    let last_id = points.last().map(point_key).transpose().map_err(failed)?;
     let entry = LedgerEntry {
         table: job.name.clone(),
         source: MIGRATE_SOURCE.to_owned(),
         lo: batch.covered.lo.to_string(),
         hi: batch.covered.hi.map(|k| k.to_string()).unwrap_or_default(),
-        rows: batch.points.len() as u64,
+        rows: points.len() as u64,
         checksum: String::new(),
     };
+    let mut fence = None;
     let result = loader.run(
         |client| {
             copy_unit(
                 client,
                 &job.copy,
-                ledger,
+                pages.ledger,
                 &entry,
                 &mut rows.as_slice(),
                 chunk,
+                &mut |tx, entry| {
+                    if !batch.range.wait_turn(batch.seq) {
+                        return Err(CopyError::Fenced(Fenced::Lost));
+                    }
+                    fence = Some(
+                        pages
+                            .units
+                            .fence(tx, lease, entry, batch.covered, last_id)?,
+                    );
+                    Ok(())
+                },
             )
         },
         |failure, backoff, attempt, attempts| {
-            ui.warn(&format!(
+            pages.ui.warn(&format!(
                 "{} ids {}: {}; retrying on a fresh connection in {backoff:?} (attempt \
                  {attempt}/{attempts})",
                 job.name,
@@ -406,10 +658,52 @@ fn load_page(
         },
     );
     match result {
-        Ok(loaded) => job.task.add(loaded, rows.len() as u64),
-        // Another run committed this very page meanwhile: its rows are in, once.
-        Err(UnitFailure::Copy(CopyError::AlreadyLoaded)) => job.task.add_done_before(entry.rows),
-        Err(failure) => bail!("ids {}: {}", batch.covered, describe(&failure)),
+        Ok(rows) => Ok(Settled::Committed {
+            rows,
+            fence: fence.unwrap_or(PageFence {
+                done: false,
+                hi: None,
+            }),
+        }),
+        Err(UnitFailure::Copy(CopyError::AlreadyLoaded)) => Ok(Settled::AlreadyIn),
+        Err(UnitFailure::Copy(CopyError::Fenced(Fenced::Shrunk(hi)))) => {
+            let hi = hi.parse::<PointKey>().map_err(|e| failed(e.into()))?;
+            Err(PageError::Shrunk(hi))
+        }
+        Err(UnitFailure::Copy(CopyError::Fenced(reason @ (Fenced::Lost | Fenced::Finished)))) => {
+            Ok(Settled::Dropped(reason))
+        }
+        Err(failure) => Err(failed(anyhow::anyhow!("{}", describe(&failure)))),
+    }
+}
+
+/// Encodes `points` into `rows` (COPY binary with its header and trailer, or COPY text).
+fn encode_rows(
+    job: &TableJob,
+    points: &[qdrant_client::qdrant::RetrievedPoint],
+    rows: &mut Vec<u8>,
+    ui: &Ui,
+) -> anyhow::Result<()> {
+    rows.clear();
+    let mut facts = job.facts.clone();
+    match &job.encoder {
+        RowEncoder::Binary(encoder) => {
+            BinaryRowEncoder::header(rows);
+            for point in points {
+                encoder.encode(point, rows, &mut facts).map_err(with_hint)?;
+            }
+            BinaryRowEncoder::trailer(rows);
+        }
+        RowEncoder::Text(encoder) => {
+            for point in points {
+                encoder.encode(point, rows, &mut facts)?;
+            }
+        }
+    }
+    if let Some(point) = facts.wide_number
+        && !job.warned_wide_number.swap(true, Ordering::Relaxed)
+    {
+        ui.warn(&wide_number_warning(&job.name, point));
     }
     Ok(())
 }
@@ -435,17 +729,13 @@ fn describe(failure: &UnitFailure) -> String {
     }
 }
 
-/// Each table's committed rows (its ledger) against Qdrant's exact count at the start.
+/// Each table's committed rows (its ledger) against Qdrant's exact count when the run was
+/// planned.
 fn check_counts(target: &Target, ledger: &Ledger, jobs: &[TableJob]) -> anyhow::Result<()> {
     let mut admin = target.connect().context("connecting to check the counts")?;
     let mut wrong = Vec::new();
     for job in jobs {
-        let loaded: u64 = ledger
-            .entries(&mut admin, &job.name)?
-            .iter()
-            .filter(|e| e.source == MIGRATE_SOURCE)
-            .map(|e| e.rows)
-            .sum();
+        let loaded = ledger.loaded_rows(&mut admin, &job.name, MIGRATE_SOURCE)?;
         if loaded == job.count {
             job.task.finish("ok");
         } else {

@@ -6,4 +6,6 @@ pub mod import;
 pub mod index;
 pub mod migrate;
 pub mod plan;
+pub mod shared_run;
+pub mod status;
 pub mod verify;

@@ -11,7 +11,7 @@
 //! The primary key `(table_name, source, lo)` also makes two importers racing on the same unit
 //! safe: the second commit fails with a unique violation and its COPY rolls back with it.
 
-use postgres::{Client, GenericClient};
+use postgres::GenericClient;
 
 use super::ident::qualified;
 use crate::postgres::ddl::Dialect;
@@ -68,6 +68,17 @@ pub enum LedgerError {
     },
 }
 
+impl LedgerError {
+    /// The server's error underneath.
+    pub fn into_db(self) -> postgres::Error {
+        match self {
+            LedgerError::Create { source, .. }
+            | LedgerError::Read { source, .. }
+            | LedgerError::Forget { source, .. } => source,
+        }
+    }
+}
+
 /// The ledger of one target schema.
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -88,7 +99,11 @@ impl Ledger {
     }
 
     /// Creates the ledger table if it is missing. Greenplum distributes it by its key.
-    pub fn ensure(&self, client: &mut Client, dialect: Dialect) -> Result<(), LedgerError> {
+    pub fn ensure(
+        &self,
+        client: &mut impl GenericClient,
+        dialect: Dialect,
+    ) -> Result<(), LedgerError> {
         let distributed = if dialect == Dialect::Adbpg {
             " DISTRIBUTED BY (table_name, source, lo)"
         } else {
@@ -116,13 +131,32 @@ impl Ledger {
         client: &mut impl GenericClient,
         table: &str,
     ) -> Result<Vec<LedgerEntry>, LedgerError> {
+        self.entries_where(client, table, None)
+    }
+
+    /// The units recorded for `table` from one `source` (an export file).
+    pub fn entries_for(
+        &self,
+        client: &mut impl GenericClient,
+        table: &str,
+        source: &str,
+    ) -> Result<Vec<LedgerEntry>, LedgerError> {
+        self.entries_where(client, table, Some(source))
+    }
+
+    fn entries_where(
+        &self,
+        client: &mut impl GenericClient,
+        table: &str,
+        source: Option<&str>,
+    ) -> Result<Vec<LedgerEntry>, LedgerError> {
         let sql = format!(
             "SELECT source, lo, hi, rows, checksum FROM {} WHERE table_name = $1 \
-             ORDER BY source, lo",
+             AND ($2::text IS NULL OR source = $2) ORDER BY source, lo",
             self.name
         );
         let rows = client
-            .query(&sql, &[&table])
+            .query(&sql, &[&table, &source])
             .map_err(|source| LedgerError::Read {
                 table: self.name.clone(),
                 source,
@@ -144,6 +178,27 @@ impl Ledger {
                 table: self.name.clone(),
                 source,
             })
+    }
+
+    /// The rows recorded for `table` from `source` (`MIGRATE_SOURCE`), summed by the server.
+    pub fn loaded_rows(
+        &self,
+        client: &mut impl GenericClient,
+        table: &str,
+        source: &str,
+    ) -> Result<u64, LedgerError> {
+        let sql = format!(
+            "SELECT coalesce(sum(rows), 0)::int8 FROM {} WHERE table_name = $1 AND source = $2",
+            self.name
+        );
+        let rows: i64 = client
+            .query_one(&sql, &[&table, &source])
+            .map_err(|source| LedgerError::Read {
+                table: self.name.clone(),
+                source,
+            })?
+            .get(0);
+        Ok(rows.max(0) as u64)
     }
 
     /// Records a unit inside the caller's transaction, the one that holds its COPY.

@@ -8,7 +8,8 @@
 //! way and the dialects differ in exactly one place: [`ident`] quotes names, [`ddl`] writes
 //! `CREATE TABLE` for PostgreSQL, pgvector and AnalyticDB for PostgreSQL / Greenplum; [`ledger`]
 //! records which units of work a target already holds; [`table`] readies schema and tables for a
-//! load.
+//! load; [`run`] divides one load among many processes (the shared run), and [`units`] is
+//! migrate's side of it: id ranges as cursor work, and the fence each page's commit passes.
 
 pub mod catalog;
 pub mod compare;
@@ -16,4 +17,6 @@ pub mod ddl;
 pub mod ident;
 pub mod index;
 pub mod ledger;
+pub mod run;
 pub mod table;
+pub mod units;

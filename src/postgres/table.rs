@@ -7,7 +7,7 @@
 //! resumes it whatever `--if-exists` says, except `truncate` and `replace`, which start over.
 
 use anyhow::{Context, bail};
-use postgres::Client;
+use postgres::GenericClient;
 
 use crate::postgres::ddl::Dialect;
 use crate::postgres::ident::{qualified, quote_ident};
@@ -33,7 +33,7 @@ pub enum IfExists {
 
 /// Creates the schema, the pgvector extension when the dialect needs it, and the ledger.
 pub fn prepare_schema(
-    admin: &mut Client,
+    admin: &mut impl GenericClient,
     schema: &str,
     ledger: &Ledger,
     dialect: Dialect,
@@ -69,7 +69,7 @@ pub struct TableSpec<'a> {
 /// Applies `--if-exists` and creates the table; returns the table's ledger entries to resume
 /// from (callers keep those of their own `source`), or `None` to skip the table.
 pub fn prepare_table(
-    admin: &mut Client,
+    admin: &mut impl GenericClient,
     ledger: &Ledger,
     spec: &TableSpec<'_>,
     ui: &Ui,

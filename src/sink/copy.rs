@@ -2,7 +2,8 @@
 //!
 //! A unit is a stream of COPY bytes (a run of whole lines of an export file for import; encoded
 //! pages of an id range for migrate) plus the [`LedgerEntry`] that names it. [`copy_unit`]
-//! opens a transaction, streams the bytes, checks the row count the server reports, writes the
+//! opens a transaction, streams the bytes, checks the row count the server reports, passes the
+//! shared run's fence (is the unit still this worker's, and where does it end now), writes the
 //! ledger row and commits: the rows and their ledger row become visible together or not at all.
 //! Dropping the COPY writer or the transaction on any error aborts both (rust-postgres rolls a
 //! dropped transaction back), so a failed unit leaves nothing behind and can be retried.
@@ -24,8 +25,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::Context;
-use postgres::Client;
 use postgres::error::SqlState;
+use postgres::{Client, Transaction};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::postgres::Target;
@@ -137,6 +138,25 @@ pub enum CopyError {
     RowCount { expected: u64, actual: u64 },
     #[error("another run already recorded this unit in the ledger")]
     AlreadyLoaded,
+    #[error("{0}")]
+    Fenced(Fenced),
+}
+
+/// Why a shared run's unit refused a commit (its row is the fence every commit passes).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fenced {
+    /// Another worker claimed the unit: this one must leave it alone.
+    #[error("another worker has taken over this unit")]
+    Lost,
+    /// The unit was split below rows this commit holds: it now ends at `hi` (a point id).
+    #[error("the unit was split and now ends at {0}")]
+    Shrunk(String),
+    /// The unit ended before these rows (a split gave them to another unit).
+    #[error("the unit ended before these rows")]
+    Finished,
+    /// The unit's row holds what this tool never writes (edited by hand?).
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 fn describe(position: &ErrorPosition) -> String {
@@ -153,7 +173,10 @@ impl CopyError {
     pub fn is_transient(&self) -> bool {
         match self {
             CopyError::Db(e) | CopyError::Data { source: e, .. } => is_transient(e),
-            CopyError::Source(_) | CopyError::RowCount { .. } | CopyError::AlreadyLoaded => false,
+            CopyError::Source(_)
+            | CopyError::RowCount { .. }
+            | CopyError::AlreadyLoaded
+            | CopyError::Fenced(_) => false,
         }
     }
 }
@@ -185,9 +208,18 @@ fn has_io_source(err: &postgres::Error) -> bool {
     false
 }
 
-/// Streams `source` into `target` and records `entry` in `ledger`, all in one transaction.
-/// `entry.rows` is the row count the caller expects; `entry.checksum` is filled in here from
-/// the bytes actually sent. Returns the rows the server reported.
+/// What a unit's transaction passes before it commits: the shared run's check that the unit is
+/// still this worker's, which may also narrow `entry` (its end) or refuse with
+/// [`CopyError::Fenced`]. It runs after the COPY, so the bulk of the work overlaps whatever the
+/// fence waits for, and holds its row lock only until the commit.
+pub type Fence<'a> =
+    dyn FnMut(&mut Transaction<'_>, &mut LedgerEntry) -> Result<(), CopyError> + 'a;
+
+/// Streams `source` into `target`, passes `fence` and records `entry` in `ledger`, all in one
+/// transaction. `entry.rows` is the row count the caller expects; `entry.checksum` is filled
+/// in here from the bytes actually sent. A unit of no rows sends nothing and records nothing
+/// in the ledger (it holds rows), but still passes its fence. Returns the rows the server
+/// reported.
 pub fn copy_unit(
     client: &mut Client,
     target: &CopyTarget,
@@ -195,8 +227,15 @@ pub fn copy_unit(
     entry: &LedgerEntry,
     source: &mut dyn Read,
     buf: &mut Vec<u8>,
+    fence: &mut Fence<'_>,
 ) -> Result<u64, CopyError> {
     let mut tx = client.transaction().map_err(CopyError::Db)?;
+    let mut entry = entry.clone();
+    if entry.rows == 0 {
+        fence(&mut tx, &mut entry)?;
+        tx.commit().map_err(CopyError::Db)?;
+        return Ok(0);
+    }
     let mut hasher = Xxh3::new();
     let rows = {
         let mut writer = tx
@@ -223,10 +262,8 @@ pub fn copy_unit(
             actual: rows,
         });
     }
-    let entry = LedgerEntry {
-        checksum: format!("{:016x}", hasher.digest()),
-        ..entry.clone()
-    };
+    entry.checksum = format!("{:016x}", hasher.digest());
+    fence(&mut tx, &mut entry)?;
     ledger.record(&mut tx, &entry).map_err(|e| match e.code() {
         Some(&SqlState::UNIQUE_VIOLATION) => CopyError::AlreadyLoaded,
         _ => CopyError::Db(e),
@@ -264,6 +301,33 @@ pub struct LoadSettings {
     pub synchronous_commit_off: bool,
 }
 
+/// Waits between attempts on a fresh connection: [`FIRST_BACKOFF`], doubled each time up to
+/// [`MAX_BACKOFF`].
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff {
+            next: FIRST_BACKOFF,
+        }
+    }
+
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        wait
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff::new()
+    }
+}
+
 /// One loading connection, opened when first needed and replaced after any failure.
 pub struct Loader<'a> {
     target: &'a Target,
@@ -287,7 +351,7 @@ impl<'a> Loader<'a> {
         mut unit: impl FnMut(&mut Client) -> Result<T, CopyError>,
         mut on_retry: impl FnMut(&UnitFailure, Duration, u32, u32),
     ) -> Result<T, UnitFailure> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new();
         let mut attempt = 1;
         loop {
             let result = self
@@ -303,9 +367,9 @@ impl<'a> Loader<'a> {
                 return Err(failure);
             }
             attempt += 1;
-            on_retry(&failure, backoff, attempt, self.settings.retries);
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            let wait = backoff.next_wait();
+            on_retry(&failure, wait, attempt, self.settings.retries);
+            std::thread::sleep(wait);
         }
     }
 

@@ -66,6 +66,33 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// True once every id range has been read and `create_table.sql` written.
     pub complete: bool,
+    /// Set when this directory holds one part of a partitioned export (`export --partition`):
+    /// which part, and the ids it covers. Absent in whole exports (and older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Partition>,
+}
+
+/// One part of a partitioned export: part `index` of `count`, covering the ids `range`. The
+/// parts of one export tile the whole id order, so together they hold every point once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub index: u32,
+    pub count: u32,
+    pub range: KeyRange,
+}
+
+impl Partition {
+    /// The part's directory inside the collection's: `part-I-of-N`.
+    pub fn dir_name(index: u32, count: u32) -> String {
+        format!("part-{index}-of-{count}")
+    }
+
+    /// `(I, N)` of a `part-I-of-N` directory name.
+    pub fn parse_dir_name(name: &str) -> Option<(u32, u32)> {
+        let (index, count) = name.strip_prefix("part-")?.split_once("-of-")?;
+        let (index, count) = (index.parse().ok()?, count.parse().ok()?);
+        (index < count).then_some((index, count))
+    }
 }
 
 /// Reading or writing a manifest failed.
@@ -99,6 +126,7 @@ impl Manifest {
             points_count: None,
             files: Vec::new(),
             complete: false,
+            partition: None,
         }
     }
 
@@ -203,6 +231,15 @@ mod tests {
         manifest.store(dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), Some(manifest));
         assert!(!temporary_name(&dir.path().join(MANIFEST_FILE)).exists());
+    }
+
+    #[test]
+    fn part_directory_names_round_trip() {
+        assert_eq!(Partition::dir_name(3, 7), "part-3-of-7");
+        assert_eq!(Partition::parse_dir_name("part-3-of-7"), Some((3, 7)));
+        assert_eq!(Partition::parse_dir_name("part-7-of-7"), None);
+        assert_eq!(Partition::parse_dir_name("part-x-of-7"), None);
+        assert_eq!(Partition::parse_dir_name("0000000000.csv"), None);
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! Cursors: threads that each own one half-open id range at a time and scroll it page by page.
 //!
-//! The [`Scheduler`] hands out planned ranges from one queue shared by every collection. When
-//! the queue runs dry, an idle cursor splits the active range with the most estimated work
-//! left: the victim's unread remainder `[pos, hi)` is cut at its midpoint, the victim's `hi`
-//! shrinks to the midpoint and the thief takes `[mid, hi)`. The victim applies its current `hi`
-//! to every page under the same lock that advances `pos`, so a point is never read by both,
-//! even when the cut lands inside a page already in flight. Splits happen only above `pos`:
-//! nothing already read is ever handed out again.
+//! The [`Scheduler`] hands out ranges from one of two supplies:
+//! - **planned** (export, verify): one queue shared by every collection. When it runs dry, an
+//!   idle cursor splits the active range with the most estimated work left: the victim's
+//!   unread remainder `[pos, hi)` is cut at its midpoint, the victim's `hi` shrinks to the
+//!   midpoint and the thief takes `[mid, hi)`. The victim applies its current `hi` to every
+//!   page under the same lock that advances `pos`, so a point is never read by both, even when
+//!   the cut lands inside a page already in flight. Splits happen only above `pos`: nothing
+//!   already read is ever handed out again.
+//! - **shared** (migrate): units of a shared run, claimed or split in the target database by
+//!   every process of the run ([`SharedUnits`], implemented by `postgres::units`). Each range
+//!   then carries its unit's [`Lease`], and its pages commit in order ([`ActiveRange::wait_turn`]):
+//!   the database only knows how far a unit got, so page `n + 1` may commit only once page `n`
+//!   has. A split made by another process reaches the owner through its next commit, which
+//!   [`ActiveRange::shrink`]s the range so the cursor reads no further than the new end.
 //!
 //! Each page leaves as a [`PageBatch`] that says which ids it accounts for (`covered`), so the
-//! sink can record exactly which id ranges its files hold.
+//! sink can record exactly which id ranges its files (or ledger rows) hold.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,8 +26,14 @@ use crossbeam_channel::Sender;
 use qdrant_client::qdrant::RetrievedPoint;
 
 use crate::point_id::{KeyRange, PointKey};
+use crate::postgres::run::Lease;
 use crate::source::plan::{IdSpan, midpoint};
 use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+
+/// How long an idle cursor of a shared run waits before asking for a unit again when every
+/// open unit is held by a worker and too small to split: a unit a dead worker held is taken
+/// over within about this, and even 16 idle cursors cost only a few cheap queries a second.
+const CLAIM_POLL: Duration = Duration::from_millis(500);
 
 /// Reads pages of one collection; implemented by every source.
 pub trait PageReader {
@@ -66,6 +79,32 @@ pub struct Work {
     pub range: KeyRange,
 }
 
+/// Units of a shared run, as cursor work: what an idle cursor gets instead of the next planned
+/// range.
+pub trait SharedUnits: Sync {
+    /// Claims a unit to read, or cuts one off a claimed unit.
+    fn next(&self) -> Result<Claim, ClaimError>;
+}
+
+/// A claim failed (a database error, from the layer that owns the run).
+pub type ClaimError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an idle cursor gets from a shared run.
+#[derive(Debug)]
+pub enum Claim {
+    /// A unit to read: `work.range` is its unread part. `split_from` is the unit it was just
+    /// cut from, when this process cut it (its range here shrinks at once).
+    Unit {
+        work: Work,
+        lease: Lease,
+        split_from: Option<i32>,
+    },
+    /// Every open unit is held and too small to split: ask again later.
+    Wait,
+    /// Nothing is left to claim: this cursor is done.
+    Done,
+}
+
 /// One page on its way to the encoders.
 #[derive(Debug)]
 pub struct PageBatch {
@@ -79,16 +118,22 @@ pub struct PageBatch {
     pub covered: KeyRange,
     /// The last batch of its range.
     pub last: bool,
+    /// The range it was read from (its lease and commit order, for a shared run).
+    pub range: Arc<ActiveRange>,
 }
 
-/// A scroll failed; names the collection and the range.
+/// A cursor stopped.
 #[derive(Debug, thiserror::Error)]
-#[error("reading collection {collection:?}, ids {range}")]
-pub struct CursorError {
-    pub collection: String,
-    pub range: KeyRange,
-    #[source]
-    pub source: SourceError,
+pub enum CursorError {
+    #[error("reading collection {collection:?}, ids {range}")]
+    Read {
+        collection: String,
+        range: KeyRange,
+        #[source]
+        source: SourceError,
+    },
+    #[error("claiming work from the shared run")]
+    Claim(#[source] ClaimError),
 }
 
 /// Where one active range stands.
@@ -101,18 +146,76 @@ struct Progress {
     done: bool,
 }
 
+/// Which page of a range may commit next (shared runs commit a unit's pages in order).
+#[derive(Debug, Default)]
+struct Turn {
+    next: u64,
+    /// The unit went to another worker, or a page of it failed: nothing more commits.
+    abandoned: bool,
+}
+
 /// A range a cursor is reading.
 #[derive(Debug)]
 pub struct ActiveRange {
     id: u64,
     collection: usize,
     lo: PointKey,
+    lease: Option<Lease>,
     progress: Mutex<Progress>,
+    turn: Mutex<Turn>,
+    turned: Condvar,
 }
 
 impl ActiveRange {
     fn progress(&self) -> MutexGuard<'_, Progress> {
         self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn turn(&self) -> MutexGuard<'_, Turn> {
+        self.turn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The shared run's unit this range is, if any.
+    pub fn lease(&self) -> Option<Lease> {
+        self.lease
+    }
+
+    /// Blocks until every page before `seq` has committed or been dropped; `false` when the
+    /// range was abandoned meanwhile, so page `seq` must not commit.
+    pub fn wait_turn(&self, seq: u64) -> bool {
+        let mut turn = self.turn();
+        while !turn.abandoned && turn.next < seq {
+            turn = self.turned.wait(turn).unwrap_or_else(|e| e.into_inner());
+        }
+        !turn.abandoned
+    }
+
+    /// Page `seq` is committed (or needs no commit): the next one may go.
+    pub fn pass(&self, seq: u64) {
+        let mut turn = self.turn();
+        turn.next = turn.next.max(seq + 1);
+        drop(turn);
+        self.turned.notify_all();
+    }
+
+    /// Reads and commits nothing more of this range: its unit went to another worker, or one
+    /// of its pages failed (a later page must not commit over the gap).
+    pub fn abandon(&self) {
+        self.turn().abandoned = true;
+        self.turned.notify_all();
+        self.progress().done = true;
+    }
+
+    pub fn abandoned(&self) -> bool {
+        self.turn().abandoned
+    }
+
+    /// The range now ends at `hi` (its unit was split): the cursor reads no further.
+    pub fn shrink(&self, hi: PointKey) {
+        let mut p = self.progress();
+        if p.hi.is_none_or(|h| hi < h) {
+            p.hi = Some(hi);
+        }
     }
 }
 
@@ -123,10 +226,13 @@ struct State {
     stopped: bool,
 }
 
-/// Hands out ranges, and splits heavy ones once the queue is empty.
-pub struct Scheduler {
+/// Hands out ranges: planned ones (splitting heavy ones once the queue is empty), or units
+/// claimed from a shared run.
+pub struct Scheduler<'a> {
     state: Mutex<State>,
     changed: Condvar,
+    /// Units of a shared run, instead of `pending` and in-memory splits.
+    shared: Option<&'a dyn SharedUnits>,
     /// Per collection, where ids lie (midpoints are taken inside it).
     spans: Vec<IdSpan>,
     /// A range is split only if it has at least this many rows left by estimate: below it the
@@ -134,9 +240,9 @@ pub struct Scheduler {
     min_split_rows: u64,
 }
 
-impl Scheduler {
+impl Scheduler<'static> {
     /// `work` in the order it should be handed out.
-    pub fn new(work: Vec<Work>, spans: Vec<IdSpan>, min_split_rows: u64) -> Scheduler {
+    pub fn new(work: Vec<Work>, spans: Vec<IdSpan>, min_split_rows: u64) -> Self {
         Scheduler {
             state: Mutex::new(State {
                 pending: work.into(),
@@ -145,8 +251,27 @@ impl Scheduler {
                 stopped: false,
             }),
             changed: Condvar::new(),
+            shared: None,
             spans,
             min_split_rows,
+        }
+    }
+}
+
+impl<'a> Scheduler<'a> {
+    /// Ranges are the units of a shared run, claimed (and split) through `units`.
+    pub fn shared(units: &'a dyn SharedUnits) -> Self {
+        Scheduler {
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                active: Vec::new(),
+                next_id: 0,
+                stopped: false,
+            }),
+            changed: Condvar::new(),
+            shared: Some(units),
+            spans: Vec::new(),
+            min_split_rows: 0,
         }
     }
 
@@ -160,36 +285,47 @@ impl Scheduler {
         self.changed.notify_all();
     }
 
+    fn start(&self, state: &mut State, work: Work, lease: Option<Lease>) -> Arc<ActiveRange> {
+        let range = Arc::new(ActiveRange {
+            id: state.next_id,
+            collection: work.collection,
+            lo: work.range.lo,
+            lease,
+            progress: Mutex::new(Progress {
+                pos: work.range.lo,
+                hi: work.range.hi,
+                rows: 0,
+                done: false,
+            }),
+            turn: Mutex::new(Turn::default()),
+            turned: Condvar::new(),
+        });
+        state.next_id += 1;
+        state.active.push(Arc::clone(&range));
+        range
+    }
+
     /// The next range to read: `(range, its full extent, whether it was split off another)`.
     /// `None` once everything is read or the scheduler is stopped.
-    fn next(&self) -> Option<(Arc<ActiveRange>, KeyRange, bool)> {
+    fn next(&self) -> Result<Option<(Arc<ActiveRange>, KeyRange, bool)>, ClaimError> {
+        if let Some(units) = self.shared {
+            return self.claim(units);
+        }
         let mut state = self.state();
         loop {
             if state.stopped {
-                return None;
+                return Ok(None);
             }
             let (work, stolen) = match state.pending.pop_front() {
                 Some(work) => (Some(work), false),
                 None => (self.split_heaviest(&state.active), true),
             };
             if let Some(work) = work {
-                let range = Arc::new(ActiveRange {
-                    id: state.next_id,
-                    collection: work.collection,
-                    lo: work.range.lo,
-                    progress: Mutex::new(Progress {
-                        pos: work.range.lo,
-                        hi: work.range.hi,
-                        rows: 0,
-                        done: false,
-                    }),
-                });
-                state.next_id += 1;
-                state.active.push(Arc::clone(&range));
-                return Some((range, work.range, stolen));
+                let range = self.start(&mut state, work, None);
+                return Ok(Some((range, work.range, stolen)));
             }
             if state.active.is_empty() {
-                return None;
+                return Ok(None);
             }
             // Nothing to split yet: wait for a range to finish or to read further.
             state = self
@@ -197,6 +333,48 @@ impl Scheduler {
                 .wait_timeout(state, Duration::from_millis(50))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// The next unit of a shared run, waiting while every open unit is held by a worker.
+    fn claim(
+        &self,
+        units: &dyn SharedUnits,
+    ) -> Result<Option<(Arc<ActiveRange>, KeyRange, bool)>, ClaimError> {
+        loop {
+            if self.state().stopped {
+                return Ok(None);
+            }
+            match units.next()? {
+                Claim::Unit {
+                    work,
+                    lease,
+                    split_from,
+                } => {
+                    let mut state = self.state();
+                    if let Some(victim) = split_from {
+                        for range in &state.active {
+                            if range.lease.is_some_and(|l| l.unit == victim) {
+                                range.shrink(work.range.lo);
+                            }
+                        }
+                    }
+                    let range = self.start(&mut state, work, Some(lease));
+                    return Ok(Some((range, work.range, split_from.is_some())));
+                }
+                Claim::Done => return Ok(None),
+                Claim::Wait => {
+                    let state = self.state();
+                    if state.stopped {
+                        return Ok(None);
+                    }
+                    drop(
+                        self.changed
+                            .wait_timeout(state, CLAIM_POLL)
+                            .unwrap_or_else(|e| e.into_inner()),
+                    );
+                }
+            }
         }
     }
 
@@ -208,24 +386,12 @@ impl Scheduler {
             if p.done {
                 continue;
             }
-            let known_end = self.spans[range.collection].end_of_kind(p.pos);
-            let end = match (p.hi, known_end) {
-                (Some(hi), Some(known)) => hi.min(known),
-                (hi, known) => match hi.or(known) {
-                    Some(end) => end,
-                    None => continue,
-                },
-            };
-            let Some(mid) = midpoint(p.pos, end) else {
+            let span = &self.spans[range.collection];
+            let Some((estimate, mid)) =
+                split_point(range.lo, p.pos, p.hi, p.rows, span, self.min_split_rows)
+            else {
                 continue;
             };
-            if p.hi.is_some_and(|hi| mid >= hi) || mid <= p.pos {
-                continue;
-            }
-            let estimate = estimate_rows_left(range.lo, p.pos, end, p.rows);
-            if estimate < self.min_split_rows as f64 {
-                continue;
-            }
             if best.as_ref().is_none_or(|(e, _, _)| estimate > *e) {
                 best = Some((estimate, range, mid));
             }
@@ -260,7 +426,15 @@ impl Scheduler {
         page_size: u32,
         out: &Sender<PageBatch>,
     ) -> Result<(), Box<CursorError>> {
-        while let Some((range, extent, stolen)) = self.next() {
+        loop {
+            let (range, extent, stolen) = match self.next() {
+                Ok(Some(next)) => next,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.stop();
+                    return Err(Box::new(CursorError::Claim(e)));
+                }
+            };
             let collection = &collections[range.collection];
             let result =
                 self.read_range(reader, collection, &range, extent, stolen, page_size, out);
@@ -270,7 +444,7 @@ impl Scheduler {
                 Ok(false) => return Ok(()),
                 Err(source) => {
                     self.stop();
-                    return Err(Box::new(CursorError {
+                    return Err(Box::new(CursorError::Read {
                         collection: collection.clone(),
                         range: extent,
                         source,
@@ -278,7 +452,6 @@ impl Scheduler {
                 }
             }
         }
-        Ok(())
     }
 
     /// Reads one range to its end; `Ok(false)` when the consumer has gone away.
@@ -287,13 +460,22 @@ impl Scheduler {
         &self,
         reader: &dyn PageReader,
         collection: &str,
-        range: &ActiveRange,
+        range: &Arc<ActiveRange>,
         extent: KeyRange,
         stolen: bool,
         page_size: u32,
         out: &Sender<PageBatch>,
     ) -> Result<bool, SourceError> {
         let mut offset = extent.lo;
+        let batch = |seq, points, covered, last| PageBatch {
+            collection: range.collection,
+            range_id: range.id,
+            seq,
+            points,
+            covered,
+            last,
+            range: Arc::clone(range),
+        };
         if stolen {
             // A split-off range may well be empty (ids cluster); an id-only probe says so
             // without fetching a page of vectors, and skips any empty prefix.
@@ -307,31 +489,24 @@ impl Scheduler {
                         p.done = true;
                         p.hi
                     };
-                    let batch = PageBatch {
-                        collection: range.collection,
-                        range_id: range.id,
-                        seq: 0,
-                        points: Vec::new(),
-                        covered: KeyRange::new(extent.lo, hi),
-                        last: true,
-                    };
-                    return Ok(out.send(batch).is_ok());
+                    let covered = KeyRange::new(extent.lo, hi);
+                    return Ok(out.send(batch(0, Vec::new(), covered, true)).is_ok());
                 }
             }
         }
         let mut covered_lo = extent.lo;
         for seq in 0.. {
+            if range.abandoned() {
+                break;
+            }
             let page = reader.scroll(collection, offset, page_size, Fetch::Everything)?;
             let (points, end, last) = accept_page(range, collection, offset, page)?;
-            let batch = PageBatch {
-                collection: range.collection,
-                range_id: range.id,
-                seq,
-                points,
-                covered: KeyRange::new(covered_lo, end),
-                last,
-            };
-            if out.send(batch).is_err() {
+            // A range shrunk below where it was read to accounts for nothing more.
+            let end = end.map(|e| e.max(covered_lo));
+            if out
+                .send(batch(seq, points, KeyRange::new(covered_lo, end), last))
+                .is_err()
+            {
                 return Ok(false);
             }
             self.changed.notify_all();
@@ -393,6 +568,31 @@ fn accept_page(
         p.pos = next;
     }
     Ok((points, end, last))
+}
+
+/// Where to cut a range `[lo, hi)` of which `[lo, pos)` is read, holding `rows` points: the
+/// rows estimated left and the midpoint of the unread part. `None` when that part cannot be
+/// cut, or holds fewer than `min_rows` by estimate (below that a split costs more than it
+/// saves). Ends that are +∞ are taken as the end of the ids known in `pos`'s kind.
+pub fn split_point(
+    lo: PointKey,
+    pos: PointKey,
+    hi: Option<PointKey>,
+    rows: u64,
+    span: &IdSpan,
+    min_rows: u64,
+) -> Option<(f64, PointKey)> {
+    let known_end = span.end_of_kind(pos);
+    let end = match (hi, known_end) {
+        (Some(hi), Some(known)) => hi.min(known),
+        (hi, known) => hi.or(known)?,
+    };
+    let mid = midpoint(pos, end)?;
+    if hi.is_some_and(|hi| mid >= hi) || mid <= pos {
+        return None;
+    }
+    let estimate = estimate_rows_left(lo, pos, end, rows);
+    (estimate >= min_rows as f64).then_some((estimate, mid))
 }
 
 /// Rows left in `[pos, end)` at the density read so far over `[lo, pos)`; unknown (nothing

@@ -3,7 +3,10 @@
 //!
 //! Two layouts load the same way: qdrant2pg's own (with `manifest.json`, which alone decides
 //! which files exist — a file it does not list is ignored) and the guide's export.py output
-//! (`create_table.sql` + `*.csv`, no manifest: every `*.csv` counts, rows are counted).
+//! (`create_table.sql` + `*.csv`, no manifest: every `*.csv` counts, rows are counted). The
+//! parts of a partitioned export (`part-I-of-N/`, each with its own manifest) load as one
+//! collection once they are shown to be all there and disjoint: every index from 0 to N−1
+//! exactly once, their id ranges tiling the whole id order.
 //!
 //! A batch is a run of whole lines `[lo, hi)` of one file. Every raw `\n` in COPY text ends a
 //! row (an embedded newline is written `\n` escaped), so lines can be cut on bytes alone. The
@@ -19,7 +22,8 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::encode::text::column_names;
-use crate::sink::manifest::{MANIFEST_FILE, Manifest, ManifestError};
+use crate::point_id::PointKey;
+use crate::sink::manifest::{MANIFEST_FILE, Manifest, ManifestError, Partition};
 
 /// The guide's DDL file name.
 pub const CREATE_TABLE_FILE: &str = "create_table.sql";
@@ -44,6 +48,8 @@ pub enum ExportDirError {
         "{path} is not a qdrant2pg or guide export directory (no {MANIFEST_FILE}, no {CREATE_TABLE_FILE})"
     )]
     NotExport { path: PathBuf },
+    #[error("collection {collection:?}: {detail}")]
+    Parts { collection: String, detail: String },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportDirError + '_ {
@@ -135,6 +141,171 @@ impl ExportedCollection {
             dir: dir.to_owned(),
             manifest,
             files,
+        })
+    }
+
+    /// The parts of a partitioned export (`part-I-of-N` directories, in any number of export
+    /// directories) as one collection: its manifest merges theirs (files named
+    /// `part-I-of-N/<file>`, facts merged), after checking that the parts are one export's,
+    /// complete, all there and disjoint.
+    pub fn from_parts(name: &str, dirs: &[PathBuf]) -> Result<ExportedCollection, ExportDirError> {
+        let error = |detail: String| ExportDirError::Parts {
+            collection: name.to_owned(),
+            detail,
+        };
+        let mut parts = Vec::new();
+        for dir in dirs {
+            let manifest = Manifest::load(dir)?
+                .ok_or_else(|| error(format!("{} holds no {MANIFEST_FILE}", dir.display())))?;
+            let Some(partition) = manifest.partition else {
+                return Err(error(format!(
+                    "{} is not a part of a partitioned export (its manifest says so)",
+                    dir.display()
+                )));
+            };
+            if !manifest.complete {
+                return Err(error(format!(
+                    "part {} of {} in {} is not complete: run that part's export again to \
+                     finish it",
+                    partition.index,
+                    partition.count,
+                    dir.display()
+                )));
+            }
+            parts.push((partition, dir.clone(), manifest));
+        }
+        parts.sort_by_key(|(p, dir, _)| (p.index, dir.clone()));
+        let Some((first, first_dir, first_manifest)) = parts.first() else {
+            return Err(error("no parts found".to_owned()));
+        };
+        for (partition, dir, manifest) in &parts {
+            if partition.count != first.count {
+                return Err(error(format!(
+                    "{} is part {} of {} but {} is part {} of {}: parts of different exports",
+                    first_dir.display(),
+                    first.index,
+                    first.count,
+                    dir.display(),
+                    partition.index,
+                    partition.count
+                )));
+            }
+            if manifest.layout != first_manifest.layout
+                || manifest.vector_syntax != first_manifest.vector_syntax
+                || manifest.collection != first_manifest.collection
+            {
+                return Err(error(format!(
+                    "{} and {} hold different layouts: parts of different exports",
+                    first_dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+        for pair in parts.windows(2) {
+            if pair[0].0.index == pair[1].0.index {
+                return Err(error(format!(
+                    "part {} of {} appears twice: {} and {}",
+                    pair[0].0.index,
+                    first.count,
+                    pair[0].1.display(),
+                    pair[1].1.display()
+                )));
+            }
+        }
+        let missing: Vec<String> = (0..first.count)
+            .filter(|i| !parts.iter().any(|(p, _, _)| p.index == *i))
+            .map(|i| i.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(error(format!(
+                "part(s) {} of {} missing: export them, or pass every --data directory that \
+                 holds one",
+                missing.join(", "),
+                first.count
+            )));
+        }
+        let mut expected_lo = PointKey::MIN;
+        for (partition, dir, _) in &parts {
+            let range = partition.range;
+            if range.lo != expected_lo {
+                let how = if range.lo > expected_lo {
+                    "leaves a gap"
+                } else {
+                    "overlaps"
+                };
+                return Err(error(format!(
+                    "part {} of {} ({}) covers ids {range}, which {how} with the part before \
+                     it: the parts come from exports of different data; export them all again",
+                    partition.index,
+                    partition.count,
+                    dir.display()
+                )));
+            }
+            match range.hi {
+                Some(hi) => expected_lo = hi,
+                None if partition.index + 1 == partition.count => {}
+                None => {
+                    return Err(error(format!(
+                        "part {} of {} ({}) covers ids {range}, which overlaps every part after \
+                         it: the parts come from exports of different data",
+                        partition.index,
+                        partition.count,
+                        dir.display()
+                    )));
+                }
+            }
+        }
+        if parts.last().is_some_and(|(p, _, _)| p.range.hi.is_some()) {
+            return Err(error(
+                "the last part does not reach the end of the id order: the parts come from \
+                 exports of different data"
+                    .to_owned(),
+            ));
+        }
+        let mut merged = first_manifest.clone();
+        merged.files.clear();
+        merged.partition = None;
+        merged.points_count = first_manifest
+            .points_count
+            .filter(|count| parts.iter().all(|(_, _, m)| m.points_count == Some(*count)));
+        let mut files = Vec::new();
+        let columns = column_names(&merged.layout, merged.vector_syntax);
+        for (partition, dir, manifest) in &parts {
+            let prefix = Partition::dir_name(partition.index, partition.count);
+            for f in &manifest.files {
+                let mut entry = f.clone();
+                entry.name = format!("{prefix}/{}", f.name);
+                files.push(DataFile {
+                    name: entry.name.clone(),
+                    path: dir.join(&f.name),
+                    bytes: f.bytes,
+                    expected: Some((f.rows, f.xxh3.clone())),
+                    header: manifest.header,
+                    columns: columns.clone(),
+                });
+                merged.files.push(entry);
+            }
+        }
+        Ok(ExportedCollection {
+            name: name.to_owned(),
+            dir: first_dir.parent().unwrap_or(first_dir).to_owned(),
+            manifest: Some(merged),
+            files,
+        })
+    }
+
+    /// A warning when the rows exported differ from the count Qdrant gave when the export
+    /// started (parts cannot check it one by one: Qdrant counts no id range).
+    pub fn count_warning(&self) -> Option<String> {
+        let manifest = self.manifest.as_ref()?;
+        let count = manifest.points_count?;
+        (manifest.rows() != count).then(|| {
+            format!(
+                "{}: the export holds {} rows but Qdrant counted {count} points when it started \
+                 (was the collection written to meanwhile?)",
+                self.dir.display(),
+                manifest.rows()
+            )
         })
     }
 

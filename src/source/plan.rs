@@ -7,11 +7,13 @@
 //! whatever the probes saw. Skew the even cut misses is handled at run time by splitting heavy
 //! ranges (see `cursor`).
 
+use serde::{Deserialize, Serialize};
+
 use crate::point_id::{KeyRange, PointKey};
 use crate::source::qdrant::SourceError;
 
 /// Where a collection's ids lie: inclusive bounds per kind, `None` when there are none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdSpan {
     pub ints: Option<(u64, u64)>,
     pub uuids: Option<(u128, u128)>,
@@ -96,6 +98,45 @@ impl IdSpan {
         ranges.push(KeyRange::new(lo, None));
         ranges
     }
+}
+
+impl IdSpan {
+    /// Exactly `parts` ranges tiling the whole id order, cut evenly over where the ids lie —
+    /// a deterministic division: the same span always gives the same parts. Integers and UUIDs,
+    /// when both exist, get half the parts each (integers the odd one); a part may be empty
+    /// when there are more parts than ids.
+    pub fn partition(&self, parts: u32) -> Vec<KeyRange> {
+        let parts = parts.max(1) as u128;
+        let (int_parts, uuid_parts) = match (self.ints.is_some(), self.uuids.is_some()) {
+            (true, true) => (parts.div_ceil(2), parts / 2),
+            (false, true) => (0, parts),
+            _ => (parts, 0),
+        };
+        let mut bounds = Vec::new();
+        let (min, max) = self.ints.unwrap_or((0, 0));
+        let step = (u128::from(max) - u128::from(min) + 1) / int_parts.max(1);
+        bounds.extend((1..int_parts).map(|i| PointKey::Num((u128::from(min) + step * i) as u64)));
+        if int_parts > 0 && uuid_parts > 0 {
+            bounds.push(PointKey::FIRST_UUID);
+        }
+        if let Some((min, max)) = self.uuids {
+            let step = (max - min).saturating_add(1) / uuid_parts.max(1);
+            bounds.extend((1..uuid_parts).map(|i| PointKey::Uuid(min + step * i)));
+        }
+        let mut ranges = Vec::with_capacity(parts as usize);
+        let mut lo = PointKey::MIN;
+        for bound in bounds {
+            ranges.push(KeyRange::new(lo, Some(bound)));
+            lo = bound;
+        }
+        ranges.push(KeyRange::new(lo, None));
+        ranges
+    }
+}
+
+/// `ranges` cut down to the ids inside `within`.
+pub fn clip(ranges: &[KeyRange], within: &KeyRange) -> Vec<KeyRange> {
+    ranges.iter().filter_map(|r| r.intersect(within)).collect()
 }
 
 /// The `pieces - 1` interior cut points of `[lo, hi)`, evenly spaced.
@@ -233,6 +274,64 @@ mod tests {
             vec![r(0, Some(5)), r(15, Some(30))]
         );
         assert_eq!(subtract(&all, &[]), all.to_vec());
+    }
+
+    #[test]
+    fn partitions_are_exactly_n_ranges_tiling_the_order() {
+        let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+        let uuids: BTreeSet<PointKey> = (0..300)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                    .wrapping_add(1);
+                PointKey::Uuid(x)
+            })
+            .collect();
+        let ints: BTreeSet<PointKey> = (0..500).map(|i| PointKey::Num(i * 7 + 3)).collect();
+        let mixed: BTreeSet<PointKey> = ints.union(&uuids).copied().collect();
+        let one: BTreeSet<PointKey> = [PointKey::Num(u64::MAX)].into();
+        for ids in [&ints, &uuids, &mixed, &one, &BTreeSet::new()] {
+            let span = IdSpan::probe(probe_over(ids)).unwrap();
+            for n in [1, 2, 3, 7, 16] {
+                let parts = span.partition(n);
+                assert_eq!(parts.len(), n as usize);
+                assert_tiles(&parts, ids);
+                assert_eq!(parts, span.partition(n), "deterministic");
+            }
+        }
+        // Even over the ints seen: 500 ids in 5 parts of 100.
+        let dense: BTreeSet<PointKey> = (1000..1500).map(PointKey::Num).collect();
+        let span = IdSpan::probe(probe_over(&dense)).unwrap();
+        let counts: Vec<usize> = span
+            .partition(5)
+            .iter()
+            .map(|r| dense.iter().filter(|i| r.contains(**i)).count())
+            .collect();
+        assert_eq!(counts, [100, 100, 100, 100, 100]);
+    }
+
+    #[test]
+    fn clipping_keeps_only_the_ids_inside() {
+        let r = |lo: u64, hi: Option<u64>| KeyRange::new(PointKey::Num(lo), hi.map(PointKey::Num));
+        assert_eq!(
+            clip(
+                &[r(0, Some(10)), r(10, Some(20)), r(20, None)],
+                &r(5, Some(15))
+            ),
+            [r(5, Some(10)), r(10, Some(15))]
+        );
+        assert_eq!(clip(&[r(0, None)], &r(7, None)), [r(7, None)]);
+        assert!(clip(&[r(0, Some(5))], &r(5, None)).is_empty());
+    }
+
+    #[test]
+    fn spans_round_trip_through_json_with_128_bit_uuids() {
+        let span = IdSpan {
+            ints: Some((1, u64::MAX)),
+            uuids: Some((u128::MAX - 5, u128::MAX)),
+        };
+        let text = serde_json::to_string(&span).unwrap();
+        assert_eq!(serde_json::from_str::<IdSpan>(&text).unwrap(), span);
     }
 
     #[test]

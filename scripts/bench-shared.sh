@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Shared runs: rows/s of one migration divided among P processes of C connections each, against
+# one process with the same total connections, on one collection, measured in the same run.
+#
+#   scripts/bench-shared.sh [POINTS [DIM [ROUNDS]]]      default: 100000 768 3
+#
+# Starts the genuine Qdrant 1.18.3 (target/test-servers/qdrant, from scripts/install-test-deps.sh;
+# QDRANT_BIN overrides it) and a throwaway PostgreSQL 15 (fsync off for every run alike),
+# generates the collection through the Qdrant API, then, ROUNDS times and interleaved so that
+# load from elsewhere falls on every shape alike:
+#   1 process  x 4 connections   (the baseline)
+#   2 processes x 2 connections
+#   4 processes x 1 connection
+# (cursors = connections), each into a fresh schema, timed from the first start to the last exit.
+# Prints a markdown table (median rows/s per shape, its ratio to the baseline, the range of
+# ratios over the rounds) and writes target/bench/shared.json. On a machine with fewer cores
+# than connections this measures what sharing costs, not a speedup.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+points=${1:-100000}
+dim=${2:-768}
+rounds=${3:-3}
+shapes=("1 4" "2 2" "4 1")
+out=target/bench
+mkdir -p "$out"
+work=$(mktemp -d /tmp/qdrant2pg-bench-shared.XXXXXX)
+chmod 755 "$work"
+pids=()
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+pg_bin=/usr/lib/postgresql/15/bin
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.
+profile=${BENCH_PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release --quiet --bin qdrant2pg
+    q2p=$PWD/target/release/qdrant2pg
+else
+    cargo build --quiet --bin qdrant2pg
+    q2p=$PWD/target/debug/qdrant2pg
+fi
+
+qdrant=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
+[ -x "$qdrant" ] || { echo "no genuine Qdrant at $qdrant: run scripts/install-test-deps.sh" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+http_port=$(free_port)
+grpc_port=$(free_port)
+mkdir -p "$work/qdrant"
+(cd "$work/qdrant" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http_port \
+    QDRANT__SERVICE__GRPC_PORT=$grpc_port QDRANT__STORAGE__STORAGE_PATH=$work/qdrant/storage \
+    QDRANT__STORAGE__SNAPSHOTS_PATH=$work/qdrant/snapshots QDRANT__TELEMETRY_DISABLED=true \
+    exec "$qdrant" >"$work/qdrant/log" 2>&1) &
+pids+=($!)
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+url=http://127.0.0.1:$grpc_port
+
+pg_data=$work/pg
+mkdir -p "$pg_data"
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
+port=$(free_port)
+as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
+    -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB -c max_connections=100" start >/dev/null
+dsn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+export PGOPTIONS='-c client_min_messages=warning'
+psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+
+"$q2p" --quiet generate --url "$url" --collection big --points "$points" --dim "$dim" >/dev/null
+
+# One shared run of P processes x C connections into schema S; prints its seconds.
+run_shape() {
+    local procs=$1 conns=$2 schema=$3 started ended
+    psql_ -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
+    local children=()
+    started=$(date +%s.%N)
+    for _ in $(seq "$procs"); do
+        "$q2p" --quiet migrate --url "$url" --dsn "$dsn" --schema "$schema" --collection big \
+            -j "$conns" --cursors "$conns" >"$work/$schema.$RANDOM.log" 2>&1 &
+        children+=($!)
+    done
+    local failed=0
+    for child in "${children[@]}"; do wait "$child" || failed=1; done
+    ended=$(date +%s.%N)
+    [ "$failed" = 0 ] || { cat "$work/$schema".*.log >&2; exit 1; }
+    local rows
+    rows=$(psql_ -c "SELECT count(*) FROM $schema.big")
+    [ "$rows" = "$points" ] || { echo "$schema: $rows rows, expected $points" >&2; exit 1; }
+    python3 -c "print($ended - $started)"
+}
+
+declare -A seconds
+for round in $(seq "$rounds"); do
+    for shape in "${shapes[@]}"; do
+        read -r procs conns <<<"$shape"
+        s=$(run_shape "$procs" "$conns" "s${procs}x${conns}")
+        seconds["$shape"]+="$s "
+        echo "round $round: $procs x $conns: $s s ($(uptime | sed 's/.*load average: //'))" >&2
+    done
+done
+
+python3 - "$points" "$dim" "$rounds" "$out/shared.json" "$(nproc)" \
+    "1 4=${seconds["1 4"]}" "2 2=${seconds["2 2"]}" "4 1=${seconds["4 1"]}" <<'PY'
+import json, statistics, sys
+points, dim, rounds, path, cores = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+runs = {}
+for arg in sys.argv[6:]:
+    shape, times = arg.split("=")
+    runs[shape] = [float(t) for t in times.split()]
+base = runs["1 4"]
+print("| processes x connections | rows/s (median) | baseline 1 x 4, rows/s | ratio (median) | ratio range |")
+print("|---|---|---|---|---|")
+results = []
+for shape, times in runs.items():
+    procs, conns = shape.split()
+    # Each round's ratio is taken against the baseline of the same round.
+    ratios = [b / t for b, t in zip(base, times)]
+    rate = points / statistics.median(times)
+    row = {"processes": int(procs), "connections": int(conns), "rows_per_second": round(rate),
+           "baseline_rows_per_second": round(points / statistics.median(base)),
+           "ratio": round(statistics.median(ratios), 2), "ratio_min": round(min(ratios), 2),
+           "ratio_max": round(max(ratios), 2), "seconds": times}
+    results.append(row)
+    print(f"| {procs} x {conns} | {row['rows_per_second']} | {row['baseline_rows_per_second']} | "
+          f"{row['ratio']:.2f} | {row['ratio_min']:.2f}-{row['ratio_max']:.2f} |")
+json.dump({"points": points, "dim": dim, "rounds": rounds, "machine": f"{cores} cores",
+           "source": "genuine Qdrant 1.18.3", "results": results}, open(path, "w"), indent=1)
+print(f"\nwritten: {path}")
+PY

@@ -1,0 +1,80 @@
+//! What `migrate` and `import` say about the shared run they join (`postgres::run`): how this
+//! process came in, that a finished run has nothing left to do, and how the run ended.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::postgres::run::{Joining, Member, Outcome, Summary};
+use crate::progress::{OutputArgs, Ui};
+
+/// One line on how this process joined.
+pub fn announce(ui: &Ui, member: &Member, how: &Joining) {
+    let worker = member.worker;
+    match how {
+        Joining::Planned { replaced: None } => {
+            ui.info(&format!("worker {worker}: planned the run"));
+        }
+        Joining::Planned {
+            replaced: Some(old),
+        } => ui.info(&format!(
+            "worker {worker}: planned a new run; the previous one ({old}) had finished or had \
+             no live worker, and what it loaded stays in the ledger"
+        )),
+        Joining::Found { retried } => {
+            ui.info(&format!("worker {worker}: joined the run"));
+            if *retried > 0 {
+                ui.info(&format!(
+                    "worker {worker}: reopened {retried} failed unit(s), as no worker of the \
+                     run was left"
+                ));
+            }
+        }
+    }
+}
+
+/// The command's whole answer when its run had already finished.
+pub fn finished_run(
+    command: &str,
+    summary: &Summary,
+    ui: &Ui,
+    output: &OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    println!(
+        "qdrant2pg {command}: the run ({}) finished at {}: {} units, {} rows; nothing left to \
+         do (pass --run NAME to run it again)",
+        summary.command, summary.finished, summary.units, summary.rows
+    );
+    ui.finish_quietly(command, output)
+        .context("writing the report")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `Ok` when every unit of the run is done; else an error naming the failed units.
+pub fn outcome_result(member: &Member) -> anyhow::Result<()> {
+    match member.outcome()? {
+        Outcome::Complete => Ok(()),
+        Outcome::Failed { units, count } => {
+            let mut lines = vec![format!("{count} unit(s) of the run failed:")];
+            for unit in &units {
+                lines.push(format!(
+                    "  {} {} (worker {}): {}",
+                    unit.table, unit.source, unit.worker, unit.note
+                ));
+            }
+            if count > units.len() as i64 {
+                lines.push(format!("  … and {} more", count - units.len() as i64));
+            }
+            lines.push(
+                "Once the cause is fixed, the same command retries them (when no worker of the \
+                 run is left)."
+                    .to_owned(),
+            );
+            bail!("{}", lines.join("\n"))
+        }
+        Outcome::Unfinished { open } => bail!(
+            "{open} unit(s) of the run are still open; running the command again (on any host) \
+             finishes them"
+        ),
+    }
+}
