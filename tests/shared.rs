@@ -463,8 +463,8 @@ fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() 
         ints: Some((0, 999)),
         uuids: None,
     };
-    let units_a = RangeUnits::new(&a, vec!["t".into()], vec![span], 1);
-    let units_b = RangeUnits::new(&b, vec!["t".into()], vec![span], 1);
+    let units_a = RangeUnits::new(&a, vec!["t".into()], vec![span], vec![1000], 1);
+    let units_b = RangeUnits::new(&b, vec!["t".into()], vec![span], vec![1000], 1);
     let range = |lo: u64, hi: Option<u64>| KeyRange::new(PointKey::Num(lo), hi.map(PointKey::Num));
 
     let first = a.claim().expect("claim").expect("an open unit");

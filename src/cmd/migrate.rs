@@ -224,7 +224,14 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     drop(admin);
 
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
-    let units = RangeUnits::new(&member, names.clone(), spans, u64::from(args.page_size) * 2);
+    let points = jobs.iter().map(|j| j.count).collect();
+    let units = RangeUnits::new(
+        &member,
+        names.clone(),
+        spans,
+        points,
+        u64::from(args.page_size) * 2,
+    );
     let scheduler = Scheduler::shared(&units);
     let settings = LoadSettings {
         retries: args.copy_retries,
@@ -567,11 +574,14 @@ fn load_page(
             batch.last
         }
         Settled::Dropped(Fenced::Lost) => {
-            pages.ui.info(&format!(
-                "{}: unit {} was taken over by another worker; leaving it to that one",
-                job.name, lease.unit
-            ));
-            range.abandon();
+            // Said once per unit: its later pages find the range abandoned.
+            if !range.abandoned() {
+                pages.ui.info(&format!(
+                    "{}: unit {} was taken over by another worker; leaving it to that one",
+                    job.name, lease.unit
+                ));
+                range.abandon();
+            }
             true
         }
         Settled::Dropped(_) => true,
@@ -624,6 +634,12 @@ fn commit_page(
         rows: points.len() as u64,
         checksum: String::new(),
     };
+    // The page's turn comes before its transaction: waiting inside one would hold its locks
+    // while the page before it may need them (Greenplum's automatic ANALYZE after a COPY takes
+    // a table lock until commit), a deadlock no server can see.
+    if !batch.range.wait_turn(batch.seq) {
+        return Ok(Settled::Dropped(Fenced::Lost));
+    }
     let mut fence = None;
     let result = loader.run(
         |client| {
@@ -635,9 +651,6 @@ fn commit_page(
                 &mut rows.as_slice(),
                 chunk,
                 &mut |tx, entry| {
-                    if !batch.range.wait_turn(batch.seq) {
-                        return Err(CopyError::Fenced(Fenced::Lost));
-                    }
                     fence = Some(
                         pages
                             .units

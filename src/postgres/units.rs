@@ -22,7 +22,9 @@ use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::ledger::LedgerEntry;
 use crate::postgres::run::{Lease, Member, UnitRow};
 use crate::sink::copy::{CopyError, Fenced};
-use crate::source::cursor::{Claim, ClaimError, SharedUnits, Work, split_point};
+use crate::source::cursor::{
+    Claim, ClaimError, SharedUnits, Work, cut_point, estimate_rows_left, prior_rows,
+};
 use crate::source::plan::IdSpan;
 
 /// Times a claim looks for a unit to cut before it waits: a cut fails only when its victim
@@ -36,6 +38,8 @@ pub struct RangeUnits<'a> {
     tables: Vec<String>,
     /// Per table, where ids lie (midpoints of ranges open to +∞ are taken inside it).
     spans: Vec<IdSpan>,
+    /// Per table, the points it had when the run was planned.
+    points: Vec<u64>,
     min_split_rows: u64,
 }
 
@@ -49,16 +53,19 @@ pub struct PageFence {
 }
 
 impl<'a> RangeUnits<'a> {
+    /// `tables[i]` has `points[i]` points spread over `spans[i]`.
     pub fn new(
         member: &'a Member,
         tables: Vec<String>,
         spans: Vec<IdSpan>,
+        points: Vec<u64>,
         min_split_rows: u64,
     ) -> Self {
         RangeUnits {
             member,
             tables,
             spans,
+            points,
             min_split_rows,
         }
     }
@@ -139,16 +146,20 @@ impl<'a> RangeUnits<'a> {
     }
 
     /// Where to cut `row`, with the rows it is estimated to leave: the midpoint of its
-    /// uncommitted part, at the density of its committed part.
+    /// uncommitted part, at the density of its committed part — or, before anything of it is
+    /// committed, at the collection's average density. (Taking "nothing committed yet" as
+    /// plenty, as in-process splits may, would let idle workers halve fresh units again and
+    /// again before their owners' first commits, which take a round trip to show.)
     fn cut(&self, row: &UnitRow) -> Option<(f64, PointKey)> {
         let (lo, done_to, hi) = bounds(row).ok()?;
-        let span = self
-            .tables
-            .iter()
-            .position(|t| *t == row.table)
-            .map(|i| &self.spans[i])?;
-        let rows = u64::try_from(row.rows).unwrap_or(0);
-        split_point(lo, done_to, hi, rows, span, self.min_split_rows)
+        let table = self.tables.iter().position(|t| *t == row.table)?;
+        let span = &self.spans[table];
+        let (mid, end) = cut_point(done_to, hi, span)?;
+        let estimate = match u64::try_from(row.rows).unwrap_or(0) {
+            0 => prior_rows(done_to, end, span, self.points[table]),
+            rows => estimate_rows_left(lo, done_to, end, rows),
+        };
+        (estimate >= self.min_split_rows as f64).then_some((estimate, mid))
     }
 }
 

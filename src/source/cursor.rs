@@ -11,8 +11,9 @@
 //! - **shared** (migrate): units of a shared run, claimed or split in the target database by
 //!   every process of the run ([`SharedUnits`], implemented by `postgres::units`). Each range
 //!   then carries its unit's [`Lease`], and its pages commit in order ([`ActiveRange::wait_turn`]):
-//!   the database only knows how far a unit got, so page `n + 1` may commit only once page `n`
-//!   has. A split made by another process reaches the owner through its next commit, which
+//!   the database only knows how far a unit got, so page `n + 1` may start its transaction only
+//!   once page `n` has committed. Pages of different units load in parallel, so a process keeps
+//!   its connections busy with at least as many cursors as connections. A split made by another process reaches the owner through its next commit, which
 //!   [`ActiveRange::shrink`]s the range so the cursor reads no further than the new end.
 //!
 //! Each page leaves as a [`PageBatch`] that says which ids it accounts for (`covered`), so the
@@ -181,7 +182,8 @@ impl ActiveRange {
     }
 
     /// Blocks until every page before `seq` has committed or been dropped; `false` when the
-    /// range was abandoned meanwhile, so page `seq` must not commit.
+    /// range was abandoned meanwhile, so page `seq` must not commit. Call it outside any
+    /// transaction: a transaction waiting here would hold locks the page before may need.
     pub fn wait_turn(&self, seq: u64) -> bool {
         let mut turn = self.turn();
         while !turn.abandoned && turn.next < seq {
@@ -573,7 +575,7 @@ fn accept_page(
 /// Where to cut a range `[lo, hi)` of which `[lo, pos)` is read, holding `rows` points: the
 /// rows estimated left and the midpoint of the unread part. `None` when that part cannot be
 /// cut, or holds fewer than `min_rows` by estimate (below that a split costs more than it
-/// saves). Ends that are +∞ are taken as the end of the ids known in `pos`'s kind.
+/// saves).
 pub fn split_point(
     lo: PointKey,
     pos: PointKey,
@@ -582,6 +584,18 @@ pub fn split_point(
     span: &IdSpan,
     min_rows: u64,
 ) -> Option<(f64, PointKey)> {
+    let (mid, end) = cut_point(pos, hi, span)?;
+    let estimate = estimate_rows_left(lo, pos, end, rows);
+    (estimate >= min_rows as f64).then_some((estimate, mid))
+}
+
+/// The midpoint of the unread part `[pos, hi)` of a range and the end it was taken against
+/// (a +∞ end is taken as the end of the ids known in `pos`'s kind); `None` when it cannot be cut.
+pub fn cut_point(
+    pos: PointKey,
+    hi: Option<PointKey>,
+    span: &IdSpan,
+) -> Option<(PointKey, PointKey)> {
     let known_end = span.end_of_kind(pos);
     let end = match (hi, known_end) {
         (Some(hi), Some(known)) => hi.min(known),
@@ -591,26 +605,45 @@ pub fn split_point(
     if hi.is_some_and(|hi| mid >= hi) || mid <= pos {
         return None;
     }
-    let estimate = estimate_rows_left(lo, pos, end, rows);
-    (estimate >= min_rows as f64).then_some((estimate, mid))
+    Some((mid, end))
 }
 
 /// Rows left in `[pos, end)` at the density read so far over `[lo, pos)`; unknown (nothing
 /// read yet) counts as plenty.
-fn estimate_rows_left(lo: PointKey, pos: PointKey, end: PointKey, rows: u64) -> f64 {
-    let width = |a: PointKey, b: PointKey| -> f64 {
-        match (a, b) {
-            (PointKey::Num(a), PointKey::Num(b)) => b.saturating_sub(a) as f64,
-            (PointKey::Uuid(a), PointKey::Uuid(b)) => b.saturating_sub(a) as f64,
-            (PointKey::Num(a), PointKey::Uuid(_)) => (u64::MAX - a) as f64,
-            _ => 0.0,
-        }
-    };
-    let read = width(lo, pos);
+pub fn estimate_rows_left(lo: PointKey, pos: PointKey, end: PointKey, rows: u64) -> f64 {
+    let read = id_width(lo, pos);
     if rows == 0 || read <= 0.0 {
         return f64::INFINITY;
     }
-    rows as f64 * width(pos, end) / read
+    rows as f64 * id_width(pos, end) / read
+}
+
+/// Rows in `[pos, end)` if the collection's `points` were spread evenly over the ids of that
+/// kind in `span`: the estimate for a range nothing has been read of yet, which shrinks with
+/// the range instead of counting as plenty.
+pub fn prior_rows(pos: PointKey, end: PointKey, span: &IdSpan, points: u64) -> f64 {
+    let kind = match pos {
+        PointKey::Num(_) => span
+            .ints
+            .map(|(a, b)| id_width(PointKey::Num(a), PointKey::Num(b))),
+        PointKey::Uuid(_) => span
+            .uuids
+            .map(|(a, b)| id_width(PointKey::Uuid(a), PointKey::Uuid(b))),
+    };
+    match kind {
+        Some(width) => points as f64 * id_width(pos, end) / (width + 1.0),
+        None => 0.0,
+    }
+}
+
+/// How many ids `[a, b)` spans, as a float (exact enough to compare densities).
+fn id_width(a: PointKey, b: PointKey) -> f64 {
+    match (a, b) {
+        (PointKey::Num(a), PointKey::Num(b)) => b.saturating_sub(a) as f64,
+        (PointKey::Uuid(a), PointKey::Uuid(b)) => b.saturating_sub(a) as f64,
+        (PointKey::Num(a), PointKey::Uuid(_)) => (u64::MAX - a) as f64,
+        _ => 0.0,
+    }
 }
 
 #[cfg(test)]
@@ -715,6 +748,27 @@ mod tests {
             assert_eq!(pair[0].hi, Some(pair[1].lo), "coverage {covered:?}");
         }
         assert_eq!(covered.last().map(|r| r.hi), Some(None));
+    }
+
+    #[test]
+    fn a_prior_estimate_shrinks_with_the_range_and_is_zero_where_no_ids_are() {
+        let span = IdSpan {
+            ints: Some((0, 999)),
+            uuids: None,
+        };
+        let n = PointKey::Num;
+        assert_eq!(prior_rows(n(0), n(500), &span, 1000), 500.0);
+        assert_eq!(prior_rows(n(0), n(10), &span, 1000), 10.0);
+        assert_eq!(
+            prior_rows(PointKey::Uuid(0), PointKey::Uuid(1 << 100), &span, 1000),
+            0.0
+        );
+        // Read ranges use what was read; nothing read counts as plenty.
+        assert_eq!(estimate_rows_left(n(0), n(100), n(300), 50), 100.0);
+        assert!(estimate_rows_left(n(0), n(0), n(300), 0).is_infinite());
+        assert_eq!(cut_point(n(0), Some(n(100)), &span), Some((n(50), n(100))));
+        assert_eq!(cut_point(n(998), None, &span), Some((n(999), n(1000))));
+        assert_eq!(cut_point(n(999), None, &span), None);
     }
 
     #[test]

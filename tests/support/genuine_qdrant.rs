@@ -294,10 +294,13 @@ impl GenuineQdrant {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("qdrant exited ({status}):\n{}", this_start()));
             }
+            // `/readyz` can answer before the gRPC listener is bound: wait for both.
+            let grpc = std::net::SocketAddr::from(([127, 0, 0, 1], self.grpc_port));
             if agent()
                 .get(&ready)
                 .call()
                 .is_ok_and(|r| r.status().is_success())
+                && std::net::TcpStream::connect_timeout(&grpc, Duration::from_secs(1)).is_ok()
             {
                 self.child = Some(child);
                 return Ok(());
