@@ -146,6 +146,7 @@ fn no_command_prints_or_writes_a_password_or_an_api_key() {
     runs.run(true, &with(&[&["index"], &qdrant, &pg, &schema]), none);
     let migrated = ["--schema", "migrated"];
     runs.run(true, &with(&[&["migrate"], &qdrant, &pg, &migrated]), none);
+    runs.run(true, &with(&[&["status"], &pg, &migrated]), none);
 
     // Environment variables.
     let port = cluster.port().to_string();
@@ -170,6 +171,7 @@ fn no_command_prints_or_writes_a_password_or_an_api_key() {
     runs.run(true, &with(&[&["verify", "--full"], &schema]), &env);
     runs.run(true, &with(&[&["index"], &schema]), &env);
     runs.run(true, &["migrate", "--schema", "migrated_env"], &env);
+    runs.run(true, &["status", "--schema", "migrated_env"], &env);
     let env_wrong: Vec<(&str, &str)> = env
         .iter()
         .map(|&(k, v)| match k {
@@ -221,6 +223,7 @@ fn no_command_prints_or_writes_a_password_or_an_api_key() {
         &with(&[&["migrate", "--schema", "migrated_yaml"], &both]),
         none,
     );
+    runs.run(true, &["status", "--config", &target], none);
     fs::write(&runs.configs[0], source_yaml(WRONG_KEY)).expect("write the source YAML");
     fs::write(&runs.configs[1], target_yaml(WRONG_PASSWORD)).expect("write the target YAML");
     runs.run(false, &["plan", "--config", &source], none);
@@ -263,6 +266,7 @@ fn no_command_prints_or_writes_a_password_or_an_api_key() {
     runs.run(false, &with(&[&["verify"], &wrong_key, &pg]), none);
     runs.run(false, &with(&[&["verify"], &qdrant, &wrong_pg]), none);
     runs.run(false, &with(&[&["index"], &qdrant, &wrong_pg]), none);
+    runs.run(false, &with(&[&["status"], &wrong_pg]), none);
     let nobody = [
         "--url",
         "http://127.0.0.1:1",
