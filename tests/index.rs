@@ -132,6 +132,59 @@ fn hnsw_indexes_on_pgvector_serve_queries_with_high_recall() {
     ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
+
+    // The user's own query vectors, alone: one for fx_single's unnamed vector, one for
+    // fx_rich's "text"; a malformed line is named by file and line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queries = dir.path().join("queries.jsonl");
+    std::fs::write(
+        &queries,
+        format!(
+            "{}\n\n{}\n",
+            serde_json::json!({"collection": "fx_single", "query": vec![0.25f32; 16]}),
+            serde_json::json!({"collection": "fx_rich", "using": "text", "query": [1, 0, -1, 0.5, 2, 0, 0, 1]}),
+        ),
+    )
+    .expect("queries file");
+    let own = qdrant2pg(&[
+        "verify",
+        "--url",
+        &url,
+        "--dsn",
+        &dsn,
+        "--queries",
+        queries.to_str().expect("utf-8"),
+        "--collection",
+        "fx_single",
+        "--collection",
+        "fx_rich",
+        "--quiet",
+    ]);
+    assert_ok(&own);
+    let report = String::from_utf8_lossy(&own.stdout);
+    for needle in [
+        "search \"vector\" (hnsw fx_single_vector_idx, vector_cosine_ops): recall@10 1.000 against Qdrant's exact search, 1.000 overlap with Qdrant's HNSW, 1 queries",
+        "search \"text\" (hnsw fx_rich_text_idx, vector_ip_ops): recall@10 1.000 against Qdrant's exact search, 1.000 overlap with Qdrant's HNSW, 1 queries",
+    ] {
+        assert!(report.contains(needle), "{needle} missing from:\n{report}");
+    }
+    std::fs::write(&queries, "{\"query\": [1]}\n{\"query\": \"text\"}\n").expect("bad file");
+    let bad = qdrant2pg(&[
+        "verify",
+        "--url",
+        &url,
+        "--dsn",
+        &dsn,
+        "--queries",
+        queries.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("queries.jsonl:2:"),
+        "{}",
+        describe(&bad)
+    );
 }
 
 /// Payload keys reach the index SQL as literals: whatever they hold, the server reads back the
