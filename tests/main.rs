@@ -5,6 +5,7 @@ mod config;
 mod export;
 mod faults;
 mod genuine;
+mod greenplum;
 mod hostile;
 mod import;
 mod index;

@@ -22,6 +22,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::edge_qdrant::EdgeQdrant;
 use super::genuine_qdrant::{self, GenuineQdrant};
+use super::tier::installed_or_skipped;
 
 /// A Qdrant server for one test; dropping it stops it and removes its storage.
 pub enum QdrantServer {
@@ -135,21 +136,12 @@ impl QdrantServer {
 /// The genuine binary, or `None` after one line saying why (a panic under `CI=true`).
 fn genuine_binary() -> Option<&'static Path> {
     static SAID: Once = Once::new();
-    match genuine_qdrant::binary() {
-        Ok(bin) => Some(bin),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true needs the genuine Qdrant: {why}")
-        }
-        Err(why) => {
-            SAID.call_once(|| {
-                eprintln!(
-                    "genuine-Qdrant tier skipped: {why}; tests use the in-process server and skip \
-                     what only the genuine one can do"
-                )
-            });
-            None
-        }
-    }
+    installed_or_skipped(
+        &SAID,
+        "genuine Qdrant",
+        genuine_qdrant::binary(),
+        "tests use the in-process server and skip what only the genuine one can do",
+    )
 }
 
 /// A gRPC point as the REST API spells it (id and vectors; the payload is the caller's).
