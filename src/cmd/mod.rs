@@ -9,3 +9,4 @@ pub mod plan;
 pub mod shared_run;
 pub mod status;
 pub mod verify;
+pub mod verify_search;

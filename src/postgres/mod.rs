@@ -18,5 +18,6 @@ pub mod ident;
 pub mod index;
 pub mod ledger;
 pub mod run;
+pub mod search;
 pub mod table;
 pub mod units;
