@@ -24,6 +24,7 @@ use qdrant2pg::source::plan::IdSpan;
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, command, describe, qdrant2pg, qdrant2pg_with_env};
 use crate::support::flows::{FIXTURES, assert_verifies, fixture_server};
+use crate::support::greenplum::Greenplum;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -90,21 +91,23 @@ fn counts(db: &TestDb, table: &str) -> (i64, i64) {
     (row.get(0), row.get(1))
 }
 
-/// Whether the process `pid` holds an open unit it has committed pages of.
-fn holds_a_started_unit(db: &mut postgres::Client, pid: u32) -> bool {
+/// Whether the process `pid` holds an open unit of the run in `schema` it has committed pages
+/// of.
+fn holds_a_started_unit(db: &mut postgres::Client, schema: &str, pid: u32) -> bool {
     number(
         db,
         &format!(
-            "SELECT count(*) FROM public.qdrant2pg_units WHERE worker LIKE '%:{pid}' \
+            "SELECT count(*) FROM {schema}.qdrant2pg_units WHERE worker LIKE '%:{pid}' \
              AND state = 'todo' AND rows > 0"
         ),
     )
     .is_some_and(|n| n > 0)
 }
 
-/// `workers` identical commands (`args`) share one run; once worker 0 holds a unit it has
-/// started, it is killed -9, and started again when `restart`. Every process must succeed.
-fn share_with_a_kill(args: &[String], db: &TestDb, workers: usize, restart: bool) {
+/// `workers` identical commands (`args`, loading into `schema`) share one run; once worker 0
+/// holds a unit it has started, it is killed -9, and started again when `restart`. Every
+/// process must succeed.
+fn share_with_a_kill(args: &[String], db: &TestDb, schema: &str, workers: usize, restart: bool) {
     let logs = tempfile::tempdir().expect("tempdir");
     let log = |i: usize| logs.path().join(format!("worker-{i}.log"));
     let mut children: Vec<(Child, PathBuf)> = (0..workers)
@@ -118,7 +121,7 @@ fn share_with_a_kill(args: &[String], db: &TestDb, workers: usize, restart: bool
             "worker 0 finished before it could be killed:\n{}",
             std::fs::read_to_string(log(0)).unwrap_or_default()
         );
-        holds_a_started_unit(&mut client, victim)
+        holds_a_started_unit(&mut client, schema, victim)
     });
     children[0].0.kill().expect("kill -9");
     children[0].0.wait().expect("reap");
@@ -178,7 +181,7 @@ fn four_migrates_with_worker_0_killed(restart: bool) {
     let total = 60_000;
     big_collection(&server, "big", total);
     let db = PgCluster::pg15().create_database();
-    share_with_a_kill(&migrate_args(&server, &db), &db, 4, restart);
+    share_with_a_kill(&migrate_args(&server, &db), &db, "public", 4, restart);
     assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
     assert_verifies(&server, &db, &[], 1);
     assert!(workers_that_finished_units(&db) >= 3, "the work was shared");
@@ -223,7 +226,7 @@ fn three_imports_with_worker_0_killed(restart: bool) {
         "20000",
         "--quiet",
     ]);
-    share_with_a_kill(&args, &db, 3, restart);
+    share_with_a_kill(&args, &db, "public", 3, restart);
     assert_eq!(counts(&db, "public.docs"), (total as i64, total as i64));
     assert_verifies(&server, &db, &[], 1);
     assert!(workers_that_finished_units(&db) >= 2, "the work was shared");
@@ -301,7 +304,7 @@ fn a_run_with_other_settings_is_refused_and_status_shows_the_run() {
     let mut child = spawn(&args, &log);
     let mut client = db.client();
     wait_until("the run to commit pages", || {
-        holds_a_started_unit(&mut client, child.id())
+        holds_a_started_unit(&mut client, "public", child.id())
     });
     // Stopped, the worker still holds its unit and is alive to the run.
     let pid = child.id() as libc::pid_t;
@@ -705,4 +708,130 @@ fn a_set_of_parts_with_one_missing_twice_or_overlapping_is_refused() {
     manifest["partition"]["range"]["hi"] = serde_json::json!(null);
     std::fs::write(&manifest_path, manifest.to_string()).expect("write");
     refused(&[&three, &moved], "overlaps every part after it");
+}
+
+/// Every row of `schema.table` as the server sends it in binary — ids as text, vectors as the
+/// exact `f32` bits, payloads as text — sorted by id: equal on two servers means bit for bit.
+fn rows_of(db: &TestDb, schema: &str, table: &str) -> Vec<(String, Vec<u32>, String)> {
+    let mut rows: Vec<(String, Vec<u32>, String)> = db
+        .client()
+        .query(
+            &format!("SELECT id::text, vector, payload::text FROM {schema}.{table}"),
+            &[],
+        )
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let vector: Vec<f32> = r.get(1);
+            (
+                r.get(0),
+                vector.iter().map(|v| v.to_bits()).collect(),
+                r.get(2),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// A shared run on Greenplum (AnalyticDB's engine), where its locks and ledger live on the
+/// coordinator and its tables on segments: 3 `migrate` workers with one killed -9 mid-unit and
+/// started again, then 2 `import` workers with one killed for good, both end with every row once
+/// and bit for bit what a single migrate into PostgreSQL 15 holds.
+#[test]
+fn a_shared_run_on_greenplum_survives_a_killed_worker() {
+    let Some(gp) = Greenplum::shared() else {
+        return;
+    };
+    let server = QdrantServer::start();
+    let total = 20_000u64;
+    let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let ids: Vec<PointKey> = (0..total)
+        .map(|i| {
+            if i % 2 == 0 {
+                PointKey::Num(i * 5 + 1)
+            } else {
+                x = x
+                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                    .wrapping_add(1);
+                PointKey::Uuid(x)
+            }
+        })
+        .collect();
+    load_ids(&server, "mixed", 16, &ids);
+    let db = gp.create_database();
+    let url = server.url();
+    let args = strings(&[
+        "migrate",
+        "--url",
+        &url,
+        "--dsn",
+        &db.dsn(),
+        "--collection",
+        "mixed",
+        "--dialect",
+        "adbpg",
+        "--page-size",
+        "50",
+        "-j",
+        "1",
+        "--cursors",
+        "2",
+        "--quiet",
+    ]);
+    share_with_a_kill(&args, &db, "public", 3, true);
+    assert_eq!(counts(&db, "public.mixed"), (total as i64, total as i64));
+    let reference = PgCluster::pg15().create_database();
+    assert_ok(&qdrant2pg(&[
+        "migrate",
+        "--url",
+        &url,
+        "--dsn",
+        &reference.dsn(),
+        "--collection",
+        "mixed",
+        "--quiet",
+    ]));
+    let expected = rows_of(&reference, "public", "mixed");
+    assert_eq!(expected.len(), total as usize);
+    assert!(
+        rows_of(&db, "public", "mixed") == expected,
+        "Greenplum's rows differ"
+    );
+
+    let export = tempfile::tempdir().expect("tempdir");
+    let out = export.path().to_str().expect("utf-8");
+    assert_ok(&qdrant2pg(&[
+        "export",
+        "--url",
+        &url,
+        "--output",
+        out,
+        "--dialect",
+        "adbpg",
+        "--max-lines",
+        "500",
+        "--quiet",
+    ]));
+    let args = strings(&[
+        "import",
+        "--dsn",
+        &db.dsn(),
+        "--schema",
+        "imported",
+        "--dialect",
+        "adbpg",
+        "--data",
+        out,
+        "-j",
+        "1",
+        "--batch-bytes",
+        "20000",
+        "--quiet",
+    ]);
+    share_with_a_kill(&args, &db, "imported", 2, false);
+    assert!(
+        rows_of(&db, "imported", "mixed") == expected,
+        "imported rows differ"
+    );
 }

@@ -731,15 +731,19 @@ impl SharedRun {
         generation: i32,
         name: &str,
     ) -> Result<i32, RunError> {
-        let sql = format!(
-            "INSERT INTO {w} (worker, generation, name) SELECT coalesce(max(worker), 0) + 1, $1, \
-             $2 FROM {w} RETURNING worker",
-            w = self.workers
-        );
+        // Two statements, not INSERT … SELECT max(): the plan lock already serialises them,
+        // and on Greenplum that form needs a gang on the coordinator itself.
+        let next = format!("SELECT coalesce(max(worker), 0) + 1 FROM {}", self.workers);
         let worker: i32 = tx
-            .query_one(&sql, &[&generation, &name])
-            .map_err(self.db("registering this worker"))?
+            .query_one(&next, &[])
+            .map_err(self.db("numbering this worker"))?
             .get(0);
+        let insert = format!(
+            "INSERT INTO {} (worker, generation, name) VALUES ($1, $2, $3)",
+            self.workers
+        );
+        tx.execute(&insert, &[&worker, &generation, &name])
+            .map_err(self.db("registering this worker"))?;
         self.take_liveness(&mut tx, worker)?;
         tx.commit().map_err(self.db("committing the plan"))?;
         Ok(worker)
