@@ -14,7 +14,11 @@
 # (cursors = connections), each into a fresh schema, timed from the first start to the last exit.
 # Prints a markdown table (median rows/s per shape, its ratio to the baseline, the range of
 # ratios over the rounds) and writes target/bench/shared.json. On a machine with fewer cores
-# than connections this measures what sharing costs, not a speedup.
+# than connections this measures what sharing costs, not a speedup. Wall time on a shared machine
+# is as noisy as its neighbours; so each run also counts the CPU seconds it cost — every
+# qdrant2pg process, the PostgreSQL backends and the Qdrant server — which other load inflates
+# far less, and the table gives that ratio too (baseline CPU / shape CPU: at or above 1.00,
+# sharing cost no extra work).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -53,11 +57,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 http_port=$(free_port)
 grpc_port=$(free_port)
 mkdir -p "$work/qdrant"
-(cd "$work/qdrant" && QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http_port \
+(cd "$work/qdrant" && exec env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http_port \
     QDRANT__SERVICE__GRPC_PORT=$grpc_port QDRANT__STORAGE__STORAGE_PATH=$work/qdrant/storage \
     QDRANT__STORAGE__SNAPSHOTS_PATH=$work/qdrant/snapshots QDRANT__TELEMETRY_DISABLED=true \
-    exec "$qdrant" >"$work/qdrant/log" 2>&1) &
+    "$qdrant" >"$work/qdrant/log" 2>&1) &
 pids+=($!)
+qdrant_pid=$!
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 url=http://127.0.0.1:$grpc_port
 
@@ -74,62 +79,88 @@ psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@";
 
 "$q2p" --quiet generate --url "$url" --collection big --points "$points" --dim "$dim" >/dev/null
 
-# One shared run of P processes x C connections into schema S; prints its seconds.
+postmaster=$(head -n1 "$pg_data/postmaster.pid")
+ticks=$(getconf CLK_TCK)
+# CPU seconds a server process and its reaped children (PostgreSQL's backends) have used so far.
+cpu_of() { awk -v t="$ticks" '{ print ($14 + $15 + $16 + $17) / t }' "/proc/$1/stat"; }
+
+# One shared run of P processes x C connections into schema S; prints its wall seconds and the
+# CPU seconds it cost (clients, PostgreSQL, Qdrant).
 run_shape() {
     local procs=$1 conns=$2 schema=$3 started ended
     psql_ -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
-    local children=()
+    local children=() cpu_before
+    cpu_before=$(python3 -c "print($(cpu_of "$postmaster") + $(cpu_of "$qdrant_pid"))")
+    rm -f "$work/$schema".*.cpu
     started=$(date +%s.%N)
-    for _ in $(seq "$procs"); do
-        "$q2p" --quiet migrate --url "$url" --dsn "$dsn" --schema "$schema" --collection big \
-            -j "$conns" --cursors "$conns" >"$work/$schema.$RANDOM.log" 2>&1 &
+    for i in $(seq "$procs"); do
+        /usr/bin/time -f '%U %S' -o "$work/$schema.$i.cpu" "$q2p" --quiet migrate --url "$url" \
+            --dsn "$dsn" --schema "$schema" --collection big -j "$conns" --cursors "$conns" \
+            >"$work/$schema.$i.log" 2>&1 &
         children+=($!)
     done
     local failed=0
     for child in "${children[@]}"; do wait "$child" || failed=1; done
     ended=$(date +%s.%N)
     [ "$failed" = 0 ] || { cat "$work/$schema".*.log >&2; exit 1; }
-    local rows
+    local rows clients servers
     rows=$(psql_ -c "SELECT count(*) FROM $schema.big")
     [ "$rows" = "$points" ] || { echo "$schema: $rows rows, expected $points" >&2; exit 1; }
-    python3 -c "print($ended - $started)"
+    clients=$(cat "$work/$schema".*.cpu | awk '{ s += $1 + $2 } END { print s }')
+    servers=$(python3 -c "print($(cpu_of "$postmaster") + $(cpu_of "$qdrant_pid") - $cpu_before)")
+    python3 -c "print($ended - $started, $clients + $servers)"
 }
 
-declare -A seconds
+declare -A seconds cpu
+loads=()
 for round in $(seq "$rounds"); do
     for shape in "${shapes[@]}"; do
         read -r procs conns <<<"$shape"
-        s=$(run_shape "$procs" "$conns" "s${procs}x${conns}")
+        read -r s c <<<"$(run_shape "$procs" "$conns" "s${procs}x${conns}")"
         seconds["$shape"]+="$s "
-        echo "round $round: $procs x $conns: $s s ($(uptime | sed 's/.*load average: //'))" >&2
+        cpu["$shape"]+="$c "
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        loads+=("$load")
+        echo "round $round: $procs x $conns: $s s wall, $c s CPU (load $load)" >&2
     done
 done
 
-python3 - "$points" "$dim" "$rounds" "$out/shared.json" "$(nproc)" \
-    "1 4=${seconds["1 4"]}" "2 2=${seconds["2 2"]}" "4 1=${seconds["4 1"]}" <<'PY'
+python3 - "$points" "$dim" "$rounds" "$out/shared.json" "$(nproc)" "${loads[*]}" \
+    "1 4=${seconds["1 4"]}=${cpu["1 4"]}" "2 2=${seconds["2 2"]}=${cpu["2 2"]}" \
+    "4 1=${seconds["4 1"]}=${cpu["4 1"]}" <<'PY'
 import json, statistics, sys
 points, dim, rounds, path, cores = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+loads = [float(l) for l in sys.argv[6].split()]
 runs = {}
-for arg in sys.argv[6:]:
-    shape, times = arg.split("=")
-    runs[shape] = [float(t) for t in times.split()]
-base = runs["1 4"]
-print("| processes x connections | rows/s (median) | baseline 1 x 4, rows/s | ratio (median) | ratio range |")
-print("|---|---|---|---|---|")
+for arg in sys.argv[7:]:
+    shape, times, cpus = arg.split("=")
+    runs[shape] = ([float(t) for t in times.split()], [float(c) for c in cpus.split()])
+base, base_cpu = runs["1 4"]
+print(f"{rounds} rounds, 1-minute load {min(loads):.1f}-{max(loads):.1f} during the runs")
+print()
+print("| processes x connections | rows/s (median) | 1 x 4, rows/s | rows/s ratio (median, range) "
+      "| CPU s per run (median) | CPU ratio (median, range) |")
+print("|---|---|---|---|---|---|")
 results = []
-for shape, times in runs.items():
+for shape, (times, cpus) in runs.items():
     procs, conns = shape.split()
-    # Each round's ratio is taken against the baseline of the same round.
+    # Each round's ratios are taken against the baseline of the same round.
     ratios = [b / t for b, t in zip(base, times)]
-    rate = points / statistics.median(times)
-    row = {"processes": int(procs), "connections": int(conns), "rows_per_second": round(rate),
+    cpu_ratios = [b / c for b, c in zip(base_cpu, cpus)]
+    row = {"processes": int(procs), "connections": int(conns),
+           "rows_per_second": round(points / statistics.median(times)),
            "baseline_rows_per_second": round(points / statistics.median(base)),
            "ratio": round(statistics.median(ratios), 2), "ratio_min": round(min(ratios), 2),
-           "ratio_max": round(max(ratios), 2), "seconds": times}
+           "ratio_max": round(max(ratios), 2), "cpu_seconds": round(statistics.median(cpus), 1),
+           "cpu_ratio": round(statistics.median(cpu_ratios), 2),
+           "cpu_ratio_min": round(min(cpu_ratios), 2), "cpu_ratio_max": round(max(cpu_ratios), 2),
+           "seconds": times, "cpu": cpus}
     results.append(row)
     print(f"| {procs} x {conns} | {row['rows_per_second']} | {row['baseline_rows_per_second']} | "
-          f"{row['ratio']:.2f} | {row['ratio_min']:.2f}-{row['ratio_max']:.2f} |")
+          f"{row['ratio']:.2f} ({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | "
+          f"{row['cpu_seconds']} | {row['cpu_ratio']:.2f} ({row['cpu_ratio_min']:.2f}-{row['cpu_ratio_max']:.2f}) |")
 json.dump({"points": points, "dim": dim, "rounds": rounds, "machine": f"{cores} cores",
-           "source": "genuine Qdrant 1.18.3", "results": results}, open(path, "w"), indent=1)
+           "load": [min(loads), max(loads)], "source": "genuine Qdrant 1.18.3",
+           "results": results}, open(path, "w"), indent=1)
 print(f"\nwritten: {path}")
 PY

@@ -42,7 +42,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use postgres::error::SqlState;
 use postgres::{Client, GenericClient, Transaction};
 use serde::Serialize;
 use serde_json::Value;
@@ -404,6 +406,7 @@ impl SharedRun {
                 client: Some(client),
                 held: BTreeSet::new(),
             }),
+            waiter: Mutex::new(None),
         })
     }
 
@@ -1019,6 +1022,9 @@ pub struct Member {
     name: String,
     attempts: u32,
     conn: Mutex<Connection>,
+    /// A second session, for [`wait_for`](Member::wait_for): a wait there holds up no claim
+    /// or release on the first.
+    waiter: Mutex<Option<Client>>,
 }
 
 struct Connection {
@@ -1133,6 +1139,45 @@ impl Member {
             }
             Ok(claimed)
         })
+    }
+
+    /// Blocks until whoever holds `unit` lets go of it — it finished the unit, lost it, or died
+    /// and its session ended — or `at_most` has passed: a shared lock on the unit's key, which
+    /// PostgreSQL grants the moment the holder's lock goes, taken and let go in one transaction
+    /// on a session of its own. A failure here only ends the wait (the next claim says more).
+    pub fn wait_for(&self, unit: i32, at_most: Duration) -> Result<(), RunError> {
+        let mut waiter = self.waiter.lock().unwrap_or_else(|e| e.into_inner());
+        if waiter.is_none() {
+            let mut client = self.target.connect()?;
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .map_err(self.run.db("setting up the waiting session"))?;
+            *waiter = Some(client);
+        }
+        let Some(client) = waiter.as_mut() else {
+            return Ok(());
+        };
+        let millis = at_most.as_millis().max(1);
+        let waited = client.transaction().and_then(|mut tx| {
+            tx.batch_execute(&format!("SET LOCAL lock_timeout = {millis}"))?;
+            tx.execute(
+                "SELECT pg_advisory_xact_lock_shared($1, $2)",
+                &[&self.run.unit_class, &unit],
+            )?;
+            tx.commit()
+        });
+        match waited {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Ok(()),
+            Err(e) => {
+                *waiter = None;
+                if is_transient(&e) {
+                    Ok(())
+                } else {
+                    Err(self.run.db("waiting for a unit")(e))
+                }
+            }
+        }
     }
 
     /// Every unit not done (open or failed), in unit order.

@@ -16,6 +16,8 @@
 //! ([`Fenced::Finished`]), and a page of a unit another worker has claimed since is dropped
 //! ([`Fenced::Lost`]). So whoever splits, and whenever, no id is committed twice.
 
+use std::time::Duration;
+
 use postgres::Transaction;
 
 use crate::point_id::{KeyRange, PointKey};
@@ -151,6 +153,17 @@ impl<'a> RangeUnits<'a> {
     /// plenty, as in-process splits may, would let idle workers halve fresh units again and
     /// again before their owners' first commits, which take a round trip to show.)
     fn cut(&self, row: &UnitRow) -> Option<(f64, PointKey)> {
+        let (estimate, mid) = self.estimate(row)?;
+        (estimate >= self.min_split_rows as f64).then_some((estimate, mid))
+    }
+
+    /// The rows `row` has left by estimate: none when it is too narrow to cut.
+    fn rows_left(&self, row: &UnitRow) -> f64 {
+        self.estimate(row).map_or(0.0, |(estimate, _)| estimate)
+    }
+
+    /// The rows `row` has left by estimate, and the midpoint of its uncommitted part.
+    fn estimate(&self, row: &UnitRow) -> Option<(f64, PointKey)> {
         let (lo, done_to, hi) = bounds(row).ok()?;
         let table = self.tables.iter().position(|t| *t == row.table)?;
         let span = &self.spans[table];
@@ -159,7 +172,7 @@ impl<'a> RangeUnits<'a> {
             0 => prior_rows(done_to, end, span, self.points[table]),
             rows => estimate_rows_left(lo, done_to, end, rows),
         };
-        (estimate >= self.min_split_rows as f64).then_some((estimate, mid))
+        Some((estimate, mid))
     }
 }
 
@@ -184,7 +197,11 @@ impl SharedUnits for RangeUnits<'_> {
                 .filter_map(|row| self.cut(row).map(|(estimate, _)| (estimate, row.unit)))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             let Some((_, victim)) = heaviest else {
-                return Ok(Claim::Wait);
+                let soonest = unfinished
+                    .iter()
+                    .map(|row| (self.rows_left(row), row.unit))
+                    .min_by(|a, b| a.0.total_cmp(&b.0));
+                return Ok(Claim::Wait(soonest.map(|(_, unit)| unit)));
             };
             let cut = |row: &UnitRow| self.cut(row).map(|(_, mid)| mid.to_string());
             let Some(new) = self.member.split(victim, &cut)? else {
@@ -199,7 +216,11 @@ impl SharedUnits for RangeUnits<'_> {
                 });
             }
         }
-        Ok(Claim::Wait)
+        Ok(Claim::Wait(None))
+    }
+
+    fn wait(&self, unit: i32, at_most: Duration) -> Result<(), ClaimError> {
+        Ok(self.member.wait_for(unit, at_most)?)
     }
 }
 

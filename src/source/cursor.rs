@@ -32,8 +32,10 @@ use crate::source::plan::{IdSpan, midpoint};
 use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
 
 /// How long an idle cursor of a shared run waits before asking for a unit again when every
-/// open unit is held by a worker and too small to split: a unit a dead worker held is taken
-/// over within about this, and even 16 idle cursors cost only a few cheap queries a second.
+/// open unit is held by a worker and too small to split. One cursor per process waits on the
+/// unit likeliest to finish first (and wakes the moment its holder lets go of it: finished, or
+/// dead), the others on that one: so the end of a run is seen at once, any unit a dead worker
+/// held is taken over within about this, and a waiting process costs two small queries a poll.
 const CLAIM_POLL: Duration = Duration::from_millis(500);
 
 /// Reads pages of one collection; implemented by every source.
@@ -85,6 +87,10 @@ pub struct Work {
 pub trait SharedUnits: Sync {
     /// Claims a unit to read, or cuts one off a claimed unit.
     fn next(&self) -> Result<Claim, ClaimError>;
+
+    /// Blocks until whoever holds `unit` lets go of it (it finished, lost or died), or
+    /// `at_most` has passed.
+    fn wait(&self, unit: i32, at_most: Duration) -> Result<(), ClaimError>;
 }
 
 /// A claim failed (a database error, from the layer that owns the run).
@@ -100,8 +106,9 @@ pub enum Claim {
         lease: Lease,
         split_from: Option<i32>,
     },
-    /// Every open unit is held and too small to split: ask again later.
-    Wait,
+    /// Every open unit is held and too small to split: ask again later, or once the unit
+    /// named (the likeliest to finish first) is let go.
+    Wait(Option<i32>),
     /// Nothing is left to claim: this cursor is done.
     Done,
 }
@@ -226,6 +233,8 @@ struct State {
     active: Vec<Arc<ActiveRange>>,
     next_id: u64,
     stopped: bool,
+    /// A cursor of this process is waiting on a unit of the shared run; the others wait on it.
+    waiting: bool,
 }
 
 /// Hands out ranges: planned ones (splitting heavy ones once the queue is empty), or units
@@ -251,6 +260,7 @@ impl Scheduler<'static> {
                 active: Vec::new(),
                 next_id: 0,
                 stopped: false,
+                waiting: false,
             }),
             changed: Condvar::new(),
             shared: None,
@@ -269,6 +279,7 @@ impl<'a> Scheduler<'a> {
                 active: Vec::new(),
                 next_id: 0,
                 stopped: false,
+                waiting: false,
             }),
             changed: Condvar::new(),
             shared: Some(units),
@@ -365,16 +376,26 @@ impl<'a> Scheduler<'a> {
                     return Ok(Some((range, work.range, split_from.is_some())));
                 }
                 Claim::Done => return Ok(None),
-                Claim::Wait => {
-                    let state = self.state();
+                Claim::Wait(unit) => {
+                    let mut state = self.state();
                     if state.stopped {
                         return Ok(None);
                     }
-                    drop(
-                        self.changed
-                            .wait_timeout(state, CLAIM_POLL)
-                            .unwrap_or_else(|e| e.into_inner()),
-                    );
+                    match unit.filter(|_| !state.waiting) {
+                        Some(unit) => {
+                            state.waiting = true;
+                            drop(state);
+                            let waited = units.wait(unit, CLAIM_POLL);
+                            self.state().waiting = false;
+                            self.changed.notify_all();
+                            waited?;
+                        }
+                        None => drop(
+                            self.changed
+                                .wait_timeout(state, CLAIM_POLL)
+                                .unwrap_or_else(|e| e.into_inner()),
+                        ),
+                    }
                 }
             }
         }
