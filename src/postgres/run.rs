@@ -16,14 +16,17 @@
 //! the others wait on the lock, then read the plan. A run with other [`Settings`] (another
 //! collection set, dialect, export…) is refused while a worker of it lives; once it is
 //! finished, or no worker of it lives, a new plan replaces it. A finished run with the same
-//! settings is not repeated: the process says so and exits (`--run NAME` starts another).
+//! settings is not repeated: the process says so and exits (`--run NAME` starts another; a run
+//! whose tables were dropped since is planned anew).
 //!
 //! **Claiming.** A worker claims a unit with a session-level advisory lock on `(class, unit)`,
 //! held on its coordination connection for as long as it works on the unit, and bumps the
 //! unit's `claims`: the new count is its token ([`Lease`]). A worker that dies — kill -9, host
 //! lost — loses its connection and with it its locks, so its units are claimable again, and the
 //! next claim changes their tokens. Each worker also holds a lock on its own number, which is
-//! how any process tells live workers from gone ones.
+//! how any process tells live workers from gone ones. A worker with nothing to claim waits on a
+//! held unit's lock ([`Member::wait_for`]), which PostgreSQL grants the moment its holder lets
+//! go — finished, or dead.
 //!
 //! **Fencing.** The ledger, committed with each COPY, stays the only truth of what the tables
 //! hold; the units only divide the work. Every COPY transaction locks its unit's row and checks
@@ -1302,13 +1305,6 @@ impl Member {
             ledger
                 .entries_for(client, table, source)
                 .map_err(|e| run.db("reading the ledger")(e.into_db()))
-        })
-    }
-
-    /// Whether any unit of the run failed.
-    pub fn has_failures(&self) -> Result<bool, RunError> {
-        self.with("reading failed units", |run, client, _| {
-            Ok(run.failures(client)?.1 > 0)
         })
     }
 
