@@ -20,7 +20,7 @@ use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::catalog::{id_is_indexed, table_columns};
-use crate::postgres::compare::{ColumnForm, RowText, compare_row};
+use crate::postgres::compare::{ColumnForm, RealArrayText, RowText, compare_row};
 use crate::postgres::ident::{qualified, quote_ident};
 use crate::progress::{OutputArgs, Ui};
 use crate::source::Source;
@@ -96,8 +96,10 @@ struct Table {
     name: String,
     schema: CollectionSchema,
     forms: Vec<ColumnForm>,
-    /// `id::text, col::text, …, payload::text`.
+    /// `id::text, col::text, …, payload::text`, but `real[]` columns as they are.
     select: String,
+    /// Per selected column, whether it is a `real[]` read in binary ([`RealArrayText`]).
+    real_arrays: Vec<bool>,
     /// `ORDER BY` in Qdrant's id order.
     order: &'static str,
     id_type: String,
@@ -193,6 +195,18 @@ fn describe_table(
     let schema_info =
         CollectionSchema::from_info(collection, reader.collection_info(collection)?, payload)?;
     let mut select = vec!["id::text".to_owned()];
+    let mut real_arrays = vec![false];
+    // `real[]` is read in binary: text would be formatted by the server with whatever
+    // `extra_float_digits` reaches the code doing it (see `postgres::compare`).
+    let mut read = |column: &str| {
+        let real = type_of(column).as_deref() == Some("real[]");
+        select.push(if real {
+            quote_ident(column).into_owned()
+        } else {
+            format!("{}::text", quote_ident(column))
+        });
+        real_arrays.push(real);
+    };
     let mut forms = Vec::new();
     for spec in &schema_info.layout.vectors {
         let base = spec.column();
@@ -203,17 +217,18 @@ fn describe_table(
                 if type_of(&column).is_none() {
                     bail!("table {name} has no column {column:?} for sparse vector {base:?}");
                 }
-                select.push(format!("{}::text", quote_ident(&column)));
+                read(&column);
             }
         } else {
             if type_of(base).is_none() {
                 bail!("table {name} has no column {base:?} for vector {base:?}");
             }
-            select.push(format!("{}::text", quote_ident(base)));
+            read(base);
         }
         forms.push(form);
     }
     select.push("payload::text".to_owned());
+    real_arrays.push(false);
     // Aliases keep `ORDER BY id` on the column itself: a bare name in ORDER BY would otherwise
     // mean the output column `id::text` and sort integers as text.
     let select: Vec<String> = select
@@ -233,6 +248,7 @@ fn describe_table(
         schema: schema_info,
         forms,
         select: select.join(", "),
+        real_arrays,
         order,
         id_type,
     })
@@ -268,10 +284,17 @@ fn check(
     }
 }
 
-fn row_fields(row: &postgres::Row) -> Vec<Option<String>> {
+fn row_fields(table: &Table, row: &postgres::Row) -> anyhow::Result<Vec<Option<String>>> {
     (0..row.len())
-        .map(|i| row.get::<_, Option<String>>(i))
-        .collect()
+        .map(|i| {
+            Ok(if table.real_arrays[i] {
+                row.try_get::<_, Option<RealArrayText>>(i)?.map(|a| a.0)
+            } else {
+                row.try_get::<_, Option<String>>(i)?
+            })
+        })
+        .collect::<Result<_, postgres::Error>>()
+        .with_context(|| format!("reading a row of {}", table.name))
 }
 
 /// `--sample N`: ids spread evenly over where ids lie, looked up on both sides.
@@ -321,7 +344,7 @@ fn verify_sample(
             .with_context(|| format!("reading {}", table.name))?;
         let mut by_key = std::collections::HashMap::new();
         for row in &rows {
-            let fields = row_fields(row);
+            let fields = row_fields(table, row)?;
             if let Some(key) = fields[0].as_deref().and_then(key_of_text)
                 && by_key.insert(key, fields).is_some()
             {
@@ -405,7 +428,7 @@ fn verify_range(
     let mut rows = db
         .query_raw(&sql, params)
         .with_context(|| format!("reading {}", table.name))?;
-    let mut pending_row = next_row(&mut rows)?;
+    let mut pending_row = next_row(table, &mut rows)?;
     let mut offset = Some(range.lo);
     while let Some(at) = offset {
         let page = reader.scroll(collection, at, PAGE, Fetch::Everything)?;
@@ -422,12 +445,12 @@ fn verify_range(
                     break;
                 }
                 findings.differ(format!("id {row_key}: in the table but not in Qdrant"));
-                pending_row = next_row(&mut rows)?;
+                pending_row = next_row(table, &mut rows)?;
             }
             match pending_row.take() {
                 Some((row_key, fields)) if row_key == key => {
                     check(table, fields, &point, key, &mut findings);
-                    pending_row = next_row(&mut rows)?;
+                    pending_row = next_row(table, &mut rows)?;
                 }
                 other => {
                     findings.differ(format!("id {key}: missing from the table"));
@@ -438,19 +461,20 @@ fn verify_range(
     }
     while let Some((row_key, _)) = pending_row {
         findings.differ(format!("id {row_key}: in the table but not in Qdrant"));
-        pending_row = next_row(&mut rows)?;
+        pending_row = next_row(table, &mut rows)?;
     }
     Ok(findings)
 }
 
 /// The next table row and its id.
 fn next_row(
+    table: &Table,
     rows: &mut postgres::RowIter<'_>,
 ) -> anyhow::Result<Option<(PointKey, Vec<Option<String>>)>> {
     let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    let fields = row_fields(&row);
+    let fields = row_fields(table, &row)?;
     let key = fields[0]
         .as_deref()
         .and_then(key_of_text)

@@ -1,15 +1,22 @@
 //! Comparing a table row with the Qdrant point it came from, value by value.
 //!
-//! Rows are read back as PostgreSQL's own text output (`col::text`), which is unambiguous for
-//! every type involved: `real` prints the shortest text that reads back to the same bits (so
-//! parsing it gives the stored f32 exactly), arrays print as `{…}`, pgvector as `[…]` and
-//! `{i:v,…}/dim`, and `json`/`jsonb` as JSON text. Vectors are compared bit for bit (any NaN
-//! equals any NaN, as PostgreSQL does not keep NaN payloads), payloads as JSON values.
+//! Rows are read back as text, which is unambiguous for every type involved: arrays as `{…}`,
+//! pgvector as `[…]` and `{i:v,…}/dim`, and `json`/`jsonb` as JSON text — PostgreSQL's own
+//! output (`col::text`), except for `real[]` columns, which are read in binary and written as
+//! the same text here ([`RealArrayText`]) with the shortest floats that read back to the same
+//! bits. The server's `real` text would be exact only where the session's `extra_float_digits`
+//! reaches the code that formats it, and Greenplum 6 formats the casts of a distributed query on
+//! its segments, whose sessions take the coordinator's `SET`s for simple queries but not for
+//! the extended protocol's (observed on 6.24.3: 6 significant digits). Vectors are compared bit
+//! for bit (any NaN equals any NaN, as PostgreSQL does not keep NaN payloads), payloads as JSON
+//! values.
 
 use half::f16;
+use postgres::types::{FromSql, Type};
 use qdrant_client::qdrant::RetrievedPoint;
 use serde_json::Value as Json;
 
+use crate::encode::float::write_f32;
 use crate::encode::vectors::{VectorRef, vector_of};
 use crate::layout::{Layout, VectorShape, VectorSpec};
 use crate::source::edge::grpc_to_json;
@@ -40,6 +47,74 @@ impl ColumnForm {
             ColumnForm::Array
         }
     }
+}
+
+/// A `real[]` (or `real[][]`) value read in binary, as the text PostgreSQL prints for it
+/// (`{1.5,NULL,NaN}`, `{{1,2},{3,4}}`, `{}`), floats in their shortest exact form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RealArrayText(pub String);
+
+impl<'a> FromSql<'a> for RealArrayText {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let mut raw = raw;
+        let mut int = || -> Result<i32, String> {
+            let (head, rest) = raw
+                .split_first_chunk::<4>()
+                .ok_or("a truncated real[] value")?;
+            raw = rest;
+            Ok(i32::from_be_bytes(*head))
+        };
+        let ndim = int()?;
+        let _has_nulls = int()?;
+        let _element_type = int()?;
+        let mut dims = Vec::new();
+        for _ in 0..ndim {
+            let len = usize::try_from(int()?).map_err(|_| "a negative real[] dimension")?;
+            let _lower_bound = int()?;
+            dims.push(len);
+        }
+        let mut floats = Vec::new();
+        let elements = if ndim == 0 { 0 } else { dims.iter().product() };
+        for _ in 0..elements {
+            floats.push(match int()? {
+                -1 => None,
+                4 => Some(f32::from_bits(int()? as u32)),
+                n => return Err(format!("a real[] element of {n} bytes").into()),
+            });
+        }
+        let mut text = Vec::with_capacity(floats.len() * 12 + 2);
+        write_array(&mut text, &dims, &mut floats.into_iter());
+        Ok(RealArrayText(String::from_utf8(text)?))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::FLOAT4_ARRAY
+    }
+}
+
+/// Writes the elements of an array of dimensions `dims` as PostgreSQL's array text.
+fn write_array(
+    out: &mut Vec<u8>,
+    dims: &[usize],
+    elements: &mut impl Iterator<Item = Option<f32>>,
+) {
+    out.push(b'{');
+    if let Some((&len, inner)) = dims.split_first() {
+        for i in 0..len {
+            if i > 0 {
+                out.push(b',');
+            }
+            if inner.is_empty() {
+                match elements.next().flatten() {
+                    Some(v) => write_f32(out, v),
+                    None => out.extend_from_slice(b"NULL"),
+                }
+            } else {
+                write_array(out, inner, elements);
+            }
+        }
+    }
+    out.push(b'}');
 }
 
 /// One vector as compared: f32 bits (NaN canonicalised), rows for multivectors, indices for
@@ -310,6 +385,58 @@ fn json_equal_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `real[]` in PostgreSQL's binary form: header, dimensions (lower bound 1), elements.
+    fn binary_array(dims: &[i32], elements: &[Option<f32>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut int = |v: i32| out.extend_from_slice(&v.to_be_bytes());
+        int(dims.len() as i32);
+        int(i32::from(elements.iter().any(Option::is_none)));
+        int(700);
+        for &d in dims {
+            int(d);
+            int(1);
+        }
+        for e in elements {
+            match e {
+                Some(v) => {
+                    int(4);
+                    int(v.to_bits() as i32);
+                }
+                None => int(-1),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn real_arrays_read_in_binary_print_as_postgresql_does_with_exact_floats() {
+        let text = |dims: &[i32], elements: &[Option<f32>]| {
+            RealArrayText::from_sql(&Type::FLOAT4_ARRAY, &binary_array(dims, elements))
+                .unwrap()
+                .0
+        };
+        let tenth = 0.1f32;
+        let third = f32::from_bits((1.0f32 / 3.0).to_bits() + 1);
+        assert_eq!(
+            text(&[4], &[Some(tenth), None, Some(f32::NAN), Some(-0.0)]),
+            "{0.1,NULL,NaN,-0.0}"
+        );
+        assert_eq!(text(&[], &[]), "{}");
+        assert_eq!(
+            text(
+                &[2, 2],
+                &[Some(1.0), Some(third), Some(f32::INFINITY), Some(1e-45)]
+            ),
+            "{{1.0,0.33333337},{Infinity,1e-45}}"
+        );
+        let rows = parse_rows(&text(
+            &[2, 2],
+            &[Some(1.0), Some(third), Some(3.0), Some(4.0)],
+        ));
+        assert_eq!(rows.unwrap()[0][1].to_bits(), third.to_bits());
+        assert!(RealArrayText::from_sql(&Type::FLOAT4_ARRAY, &[0, 0, 0, 1]).is_err());
+    }
 
     #[test]
     fn parses_every_text_form() {
