@@ -1001,6 +1001,7 @@ fn generate_f32(rng: &mut Rng, datatype: Datatype, finite: bool, half: bool) -> 
         0xff7f_ffff, // f32::MIN
         0x3f80_0001, // 1 + ulp
         0x3dcc_cccd, // 0.1
+        0x15ae_43fd, // 7.038531e-26, which reading through f64 (PostgreSQL < 12) would bend
     ];
     loop {
         let v = match (datatype, rng.below(4)) {

@@ -4,7 +4,11 @@
 //! back (Rust's `str::parse::<f32>`, C's `strtof`, PostgreSQL's `float4in`) to the identical
 //! bits, nearest the exact value: `ryu`'s output, straight from its stack buffer into the
 //! caller's reused `Vec`. An exhaustive test over all 2^32 bit patterns checks the read-back
-//! (`scripts/check-f32-all.sh`).
+//! (`scripts/check-f32-all.sh`), both ways a server reads `real`: straight to f32 (PostgreSQL
+//! 12 and later) and through f64 then a cast to f32 (`strtod` in the `float4in` of PostgreSQL
+//! before 12, so of Greenplum 6 and AnalyticDB 6). Rounding twice lands on the neighbouring f32
+//! for exactly one shortest text among all 2^32 patterns (and its negative): `7.038531e-26`,
+//! which is therefore written one digit longer ([`TWICE_ROUNDED`]).
 //!
 //! A Schubfach formatter specialised for embedding values (digits stored straight into the
 //! output, a branch-free layout for 1e-5 ≤ |v| < 1) was built and passed the same exhaustive
@@ -16,6 +20,13 @@
 
 /// The longest text one `f32` can need (ryu's longest, e.g. `-1.17549435e-38`).
 pub const MAX_F32_LEN: usize = 16;
+
+/// The bits (sign cleared) of the one f32 whose shortest text, `7.038531e-26`, reads back as
+/// its neighbour `7.0385313e-26` when read as f64 and then cast to f32 — as PostgreSQL before
+/// 12 reads `real` (the case PostgreSQL 12 switched `float4in` to `strtof` for). Found by the
+/// exhaustive test; [`TWICE_ROUNDED_TEXT`] reads back right both ways.
+const TWICE_ROUNDED: u32 = 0x15ae_43fd;
+const TWICE_ROUNDED_TEXT: &[u8] = b"7.0385307e-26";
 
 /// Appends the shortest round-trip text of `v` to `out`.
 pub fn write_f32(out: &mut Vec<u8>, v: f32) {
@@ -36,8 +47,21 @@ pub fn write_f32_list(out: &mut Vec<u8>, values: &[f32]) {
 
 #[inline(always)]
 fn write_with(out: &mut Vec<u8>, buf: &mut ryu::Buffer, v: f32) {
-    if v.is_finite() {
+    if v.is_finite() && v.to_bits() & 0x7fff_ffff != TWICE_ROUNDED {
         out.extend_from_slice(buf.format_finite(v).as_bytes());
+    } else {
+        write_rare(out, v);
+    }
+}
+
+/// Non-finite values, and the one value rounding twice would bend.
+#[cold]
+fn write_rare(out: &mut Vec<u8>, v: f32) {
+    if v.is_finite() {
+        if v.is_sign_negative() {
+            out.push(b'-');
+        }
+        out.extend_from_slice(TWICE_ROUNDED_TEXT);
     } else {
         write_non_finite(out, v);
     }
@@ -86,8 +110,9 @@ mod tests {
         (digits, exp)
     }
 
-    /// Checks one bit pattern: parses back to the same bits, and has ryu's digits (shortest,
-    /// nearest). Returns a description of the failure.
+    /// Checks one bit pattern: parses back to the same bits, straight and through f64, and has
+    /// ryu's digits (shortest, nearest) unless it is [`TWICE_ROUNDED`]. Returns a description of
+    /// the failure.
     fn check(bits: u32, ryu: &mut ryu::Buffer, out: &mut Vec<u8>) -> Result<(), String> {
         let v = f32::from_bits(bits);
         out.clear();
@@ -113,7 +138,19 @@ mod tests {
                 "{bits:#010x} ({v:e}): {ours:?} reads back as {back:e}"
             ));
         }
-        if v.is_finite() && v != 0.0 {
+        if v.is_finite() {
+            let through_f64 = ours
+                .parse::<f64>()
+                .map_err(|e| format!("{bits:#010x}: {ours:?} does not parse as f64: {e}"))?
+                as f32;
+            if through_f64.to_bits() != bits {
+                return Err(format!(
+                    "{bits:#010x} ({v:e}): {ours:?} read as f64 then cast reads back as \
+                     {through_f64:e}"
+                ));
+            }
+        }
+        if v.is_finite() && v != 0.0 && bits & 0x7fff_ffff != TWICE_ROUNDED {
             let theirs = ryu.format_finite(v);
             if digits_of(ours) != digits_of(theirs) {
                 return Err(format!("{bits:#010x}: ours {ours:?}, ryu {theirs:?}"));
@@ -154,6 +191,22 @@ mod tests {
         }
         assert_eq!(text(f32::MAX), "3.4028235e38");
         assert_eq!(text(f32::from_bits(1)), "1e-45");
+    }
+
+    #[test]
+    fn the_one_value_rounding_twice_would_bend_is_written_one_digit_longer() {
+        for v in [
+            f32::from_bits(TWICE_ROUNDED),
+            -f32::from_bits(TWICE_ROUNDED),
+        ] {
+            let shortest = ryu::Buffer::new().format_finite(v).to_owned();
+            let through_f64 = |t: &str| t.parse::<f64>().unwrap() as f32;
+            assert_ne!(through_f64(&shortest).to_bits(), v.to_bits(), "{shortest}");
+            let ours = text(v);
+            assert_eq!(ours.trim_start_matches('-'), "7.0385307e-26");
+            assert_eq!(ours.parse::<f32>().unwrap().to_bits(), v.to_bits());
+            assert_eq!(through_f64(&ours).to_bits(), v.to_bits());
+        }
     }
 
     #[test]
