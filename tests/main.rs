@@ -14,6 +14,7 @@ mod pg_harness;
 mod plan;
 mod qdrant_server;
 mod roundtrip;
+mod search;
 mod secrets;
 mod snapshot;
 mod support;

@@ -44,8 +44,13 @@ impl QdrantServer {
     /// A genuine server, for tests of what only it has; `None` (the test is skipped, which it
     /// says in one line) where none is installed and `CI` is not `true`.
     pub fn genuine() -> Option<QdrantServer> {
+        Self::genuine_with(None)
+    }
+
+    /// [`genuine`](Self::genuine), refusing every call without `api-key: <key>` when given.
+    pub fn genuine_with(api_key: Option<&str>) -> Option<QdrantServer> {
         let bin = genuine_binary()?;
-        Some(QdrantServer::Genuine(GenuineQdrant::start(bin, None)))
+        Some(QdrantServer::Genuine(GenuineQdrant::start(bin, api_key)))
     }
 
     fn launch(api_key: Option<&str>) -> QdrantServer {
