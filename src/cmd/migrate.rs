@@ -15,10 +15,10 @@
 //! (ids covered, no points) are not recorded; a re-run only scans them again.
 //!
 //! Format: COPY BINARY (`encode::binary`), which spares the server all float parsing, except
-//! for `--dialect adbpg`, which gets COPY text (`encode::text`, the rows the guide's files
-//! hold): AnalyticDB's binary COPY support is not something this tool can test, and text is
-//! what its own import path takes. At the end each table's ledger rows must add up to Qdrant's
-//! exact count, else the run fails naming the table.
+//! on a Greenplum-based server older than PostgreSQL 9.4 (Greenplum 5, AnalyticDB 4.3), which
+//! gets COPY text (`encode::text`, the rows the guide's files hold): see [`copy_format`]. At the
+//! end each table's ledger rows must add up to Qdrant's exact count, else the run fails naming
+//! the table.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +36,7 @@ use crate::encode::json::wide_number_warning;
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
+use crate::postgres::catalog::server_version_num;
 use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
@@ -72,7 +73,7 @@ pub struct MigrateArgs {
     /// A collection to migrate (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
-    /// The target's SQL dialect; `adbpg` loads COPY text, the others COPY BINARY.
+    /// The target's SQL dialect (rows travel as COPY BINARY; Greenplum before 6 gets text).
     #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
     pub dialect: Dialect,
     /// pgvector: when dense vectors become halfvec instead of vector.
@@ -149,6 +150,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ledger = Ledger::new(&target.schema);
     let mut admin = target.connect().context("connecting for setup")?;
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
+    let format = copy_format(args.dialect, &mut admin)?;
 
     let tuning = ReadTuning {
         cursors: args.cursors,
@@ -194,7 +196,9 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             range,
         }));
         spans.push(span);
-        jobs.push(table_job(&args, &target, schema, facts, count, task));
+        jobs.push(table_job(
+            &args, &target, format, schema, facts, count, task,
+        ));
     }
     drop(admin);
 
@@ -305,9 +309,30 @@ fn committed(entries: &[LedgerEntry], table: &str) -> anyhow::Result<(Vec<KeyRan
     Ok((ranges, rows))
 }
 
+/// The server version from which the `adbpg` dialect loads COPY BINARY: Greenplum 6 and
+/// AnalyticDB for PostgreSQL 6 are PostgreSQL 9.4 underneath.
+const ADBPG_BINARY_FROM: u32 = 90400;
+
+/// How migrate's rows travel. Binary spares the server all float parsing, and every PostgreSQL
+/// takes it. So does Greenplum 6, where it measured 2.6–3.9 times COPY text through the
+/// coordinator (`scripts/bench-greenplum.sh`); Greenplum before 6 (AnalyticDB 4.3) has no binary
+/// COPY, so older Greenplum-based servers get text, as their import path does.
+fn copy_format(dialect: Dialect, admin: &mut postgres::Client) -> anyhow::Result<CopyFormat> {
+    if dialect != Dialect::Adbpg {
+        return Ok(CopyFormat::Binary);
+    }
+    let version = server_version_num(admin).context("asking the target's version")?;
+    Ok(if version >= ADBPG_BINARY_FROM {
+        CopyFormat::Binary
+    } else {
+        CopyFormat::Text
+    })
+}
+
 fn table_job(
     args: &MigrateArgs,
     target: &Target,
+    format: CopyFormat,
     schema: CollectionSchema,
     facts: DataFacts,
     count: u64,
@@ -318,13 +343,11 @@ fn table_job(
     } else {
         VectorSyntax::Array
     };
-    let (encoder, format) = if args.dialect == Dialect::Adbpg {
-        let encoder = TextRowEncoder::new(&schema.layout, syntax);
-        (RowEncoder::Text(encoder), CopyFormat::Text)
-    } else {
-        let encoder =
-            BinaryRowEncoder::new(&schema.layout, &facts, syntax).with_halfvec(args.halfvec);
-        (RowEncoder::Binary(encoder), CopyFormat::Binary)
+    let encoder = match format {
+        CopyFormat::Text => RowEncoder::Text(TextRowEncoder::new(&schema.layout, syntax)),
+        CopyFormat::Binary => RowEncoder::Binary(
+            BinaryRowEncoder::new(&schema.layout, &facts, syntax).with_halfvec(args.halfvec),
+        ),
     };
     TableJob {
         copy: CopyTarget {
