@@ -18,6 +18,8 @@ use qdrant_client::qdrant as grpc;
 use qdrant2pg::point_id::PointKey;
 
 use crate::config::odd_identifiers_migrate_and_verify;
+use crate::export::load_ids;
+use crate::import::bad_data_is_reported;
 use crate::migrate::{if_exists_acts_alike_in_migrate_and_import, kill_9_mid_migrate_then_rerun};
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::{
@@ -397,6 +399,171 @@ fn greenplum_cluster_spreads_rows_over_two_segments_with_a_database_per_test() {
     assert!(
         String::from_utf8_lossy(&psql.stdout).contains("9.4"),
         "{psql:?}"
+    );
+}
+
+/// `import --via gpfdist` with the install's gpfdist.
+fn via_gpfdist(gp: &Greenplum) -> Vec<String> {
+    let gpfdist = gp.program_path("gpfdist");
+    ["--dialect", "adbpg", "--via", "gpfdist", "--gpfdist"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([gpfdist.display().to_string()])
+        .collect()
+}
+
+/// The gpfdist servers among the children of process `pid`.
+fn gpfdist_children(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let parent: u32 = stat.rsplit(") ").next()?.split(' ').nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (parent == pid && cmdline.split(|b| *b == 0).next()?.ends_with(b"gpfdist"))
+                .then_some(child)
+        })
+        .collect()
+}
+
+#[test]
+fn import_via_gpfdist_loads_whole_files_exactly_once_across_a_kill_9() {
+    let Some(gp) = Greenplum::shared() else {
+        return;
+    };
+    let db = gp.create_database();
+    let server = QdrantServer::start();
+    let total = 30_000u64;
+    let ids: Vec<PointKey> = (0..total).map(|i| PointKey::Num(i * 7 + 3)).collect();
+    load_ids(&server, "big", 64, &ids);
+    let out = tempfile::tempdir().expect("tempdir");
+    let data = out.path().to_str().expect("utf-8");
+    assert_ok(&qdrant2pg(&[
+        "export",
+        "--url",
+        &server.url(),
+        "--output",
+        data,
+        "--dialect",
+        "adbpg",
+        "--max-lines",
+        "500",
+        "--quiet",
+    ]));
+    let dsn = db.dsn();
+    let via = via_gpfdist(gp);
+    let via: Vec<&str> = via.iter().map(String::as_str).collect();
+    let import = [
+        &["import", "--dsn", &dsn, "--data", data, "-j", "2"][..],
+        &via,
+    ]
+    .concat();
+    let mut child = crate::support::cli::command(&import)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    let mut client = db.client();
+    let mut servers = Vec::new();
+    loop {
+        servers.extend(gpfdist_children(child.id()));
+        let units: Option<i64> = client
+            .query_opt(
+                "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source <> ''",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        if units.is_some_and(|n| n >= 3) {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "import finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress in the ledger"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    servers.extend(gpfdist_children(child.id()));
+    child.kill().expect("kill"); // SIGKILL
+    child.wait().expect("reap");
+    assert!(
+        !servers.is_empty(),
+        "no gpfdist was seen serving the import"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while servers.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        servers.iter().all(|&pid| !alive(pid)),
+        "gpfdist outlived the killed import: {servers:?}"
+    );
+    let partial: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        partial > 0 && partial < total as i64,
+        "killed after {partial} rows"
+    );
+
+    let rerun = qdrant2pg(&[&import[..], &["--quiet"]].concat());
+    assert_ok(&rerun);
+    let row = client
+        .query_one("SELECT count(*), count(DISTINCT id) FROM big", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (total as i64, total as i64)
+    );
+    // Every unit is a whole file, its ledger span the file's bytes.
+    let partial_units: i64 = client
+        .query_one(
+            "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source <> '' AND lo <> '0'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(partial_units, 0);
+    assert_verifies(&server, &db, &[], 1);
+    assert_eq!(rows_per_segment(&db, "big").len(), 2);
+}
+
+#[test]
+fn import_via_gpfdist_names_the_bad_file_line_and_column() {
+    let Some(gp) = Greenplum::shared() else {
+        return;
+    };
+    let via = via_gpfdist(gp);
+    let via: Vec<&str> = via.iter().map(String::as_str).collect();
+    bad_data_is_reported(&gp.create_database(), &via);
+}
+
+#[test]
+fn import_via_gpfdist_refuses_a_server_without_external_tables() {
+    let Some(gp) = Greenplum::shared() else {
+        return;
+    };
+    let db = crate::support::pg::PgCluster::pg15().create_database();
+    let out = tempfile::tempdir().expect("tempdir");
+    let via = via_gpfdist(gp);
+    let via: Vec<&str> = via.iter().map(String::as_str).collect();
+    let dsn = db.dsn();
+    let data = out.path().to_str().expect("utf-8");
+    let run = qdrant2pg(&[&["import", "--dsn", &dsn, "--data", data][..], &via].concat());
+    assert!(!run.status.success(), "{}", describe(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("--via gpfdist needs Greenplum"),
+        "{}",
+        describe(&run)
     );
 }
 

@@ -192,7 +192,12 @@ fn odd_collection_names_load_in_parallel_batches_exactly_once() {
 
 #[test]
 fn bad_data_is_reported_as_file_line_and_column() {
-    let db = PgCluster::pg15().create_database();
+    bad_data_is_reported(&PgCluster::pg15().create_database(), &[]);
+}
+
+/// A file with a bad row fails naming its file, line and column (never the value), and
+/// nothing of it is loaded; `extra` flags go to import.
+pub(crate) fn bad_data_is_reported(db: &TestDb, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut bad = rows(100, 50, false);
     bad.push_str("150|{1,2,3}|{not json\n");
@@ -203,7 +208,7 @@ fn bad_data_is_reported_as_file_line_and_column() {
         &[rows(0, 100, false), bad],
         VectorSyntax::Array,
     );
-    let out = import(&db, tmp.path(), &["--connections", "1"]);
+    let out = import(db, tmp.path(), &[&["--connections", "1"], extra].concat());
     assert!(!out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Line 1 is the header: the bad row is line 52 of the second file.
@@ -218,7 +223,7 @@ fn bad_data_is_reported_as_file_line_and_column() {
         describe(&out)
     );
     // Its transaction rolled back; the good file is in.
-    assert_eq!(count(&db, "public.docs"), 100);
+    assert_eq!(count(db, "public.docs"), 100);
 }
 
 #[test]

@@ -8,6 +8,10 @@
 //! manifest, cut points) and feeds batches into one bounded queue; N workers, one connection
 //! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
 //! sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
+//!
+//! `--via gpfdist` (Greenplum, AnalyticDB): a file no earlier run touched is one batch that the
+//! segments pull through an external table from the worker's own gpfdist (`sink::gpfdist`),
+//! with the same one-transaction ledger row; what a COPY run left of a file still goes by COPY.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +23,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
+use crate::postgres::catalog::{is_greenplum, table_columns};
 use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
@@ -28,6 +33,7 @@ use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
     file_span,
 };
+use crate::sink::gpfdist::{GpfdistArgs, GpfdistServer, GpfdistSettings, Via, insert_file};
 use crate::sink::manifest::VectorSyntax;
 use crate::source::export_dir::{DataFile, ExportedCollection, Loaded, Span};
 
@@ -88,11 +94,15 @@ pub struct ImportArgs {
     /// forget the last batches, which the next run loads again).
     #[arg(long)]
     pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub gpfdist: GpfdistArgs,
 }
 
 /// One table's share of the run.
 struct TableJob {
     collection: ExportedCollection,
+    /// `(column, SQL type)` of the table, for `--via gpfdist`'s external tables.
+    columns: Vec<(String, String)>,
     task: Arc<Task>,
     /// Files not yet fully loaded or given up.
     files_left: AtomicUsize,
@@ -139,6 +149,15 @@ impl FileJob {
 struct Batch {
     file: Arc<FileJob>,
     span: Span,
+    /// `--via gpfdist`: the span is the whole file, pulled by the segments.
+    whole_file: Option<WholeFile>,
+}
+
+/// What a whole-file batch needs beyond its span.
+struct WholeFile {
+    /// xxh3 of the file, recorded in the ledger for the span `[0, size)`.
+    xxh3: String,
+    longest_line: u64,
 }
 
 /// What every worker shares.
@@ -147,6 +166,8 @@ struct Shared {
     target: Target,
     ledger: Ledger,
     args: ImportArgs,
+    /// Set with `--via gpfdist`.
+    gpfdist: Option<GpfdistSettings>,
     stop: AtomicBool,
     failures: Mutex<Vec<String>>,
 }
@@ -174,6 +195,22 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     }
     let collections = open_collections(&data, &args.collections)?;
     let mut admin = target.connect().context("connecting for setup")?;
+    let gpfdist = match args.gpfdist.via {
+        Via::Copy => None,
+        Via::Gpfdist => {
+            if !is_greenplum(&mut admin).context("asking what the target is")? {
+                bail!(
+                    "--via gpfdist needs Greenplum or AnalyticDB for PostgreSQL (external \
+                     tables), and {} is neither: use --via copy",
+                    target.describe()
+                );
+            }
+            Some(GpfdistSettings::resolve(
+                &args.gpfdist,
+                target.coordinator(),
+            )?)
+        }
+    };
     let ledger = Ledger::new(&target.schema);
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
     let shared = Arc::new(Shared {
@@ -181,6 +218,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         ledger,
         target,
         args,
+        gpfdist,
         stop: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
     });
@@ -208,9 +246,12 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
+        let columns = table_columns(&mut admin, &shared.target.schema, &collection.name)
+            .with_context(|| format!("reading the columns of {}", collection.name))?;
         let job = Arc::new(TableJob {
             files_left: AtomicUsize::new(collection.files.len()),
             collection,
+            columns,
             task,
             failed: AtomicBool::new(false),
             done: AtomicBool::new(false),
@@ -225,10 +266,10 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
 
     let (tx, rx) = bounded::<Batch>(shared.args.connections * QUEUED_PER_CONNECTION);
     let workers: Vec<_> = (0..shared.args.connections)
-        .map(|_| {
+        .map(|index| {
             let shared = Arc::clone(&shared);
             let rx = rx.clone();
-            std::thread::spawn(move || worker(&shared, &rx))
+            std::thread::spawn(move || worker(&shared, &rx, index))
         })
         .collect();
     drop(rx);
@@ -433,6 +474,27 @@ fn plan(
             table.file_done();
             continue;
         }
+        // gpfdist takes whole files: one that a COPY run loaded in part goes on by COPY.
+        let whole_file = (shared.gpfdist.is_some() && loaded.is_empty()).then(|| {
+            (
+                Span {
+                    lo: 0,
+                    hi: file.bytes,
+                    first_line: 1,
+                    rows: scanned.rows,
+                },
+                WholeFile {
+                    xxh3: scanned.xxh3.clone(),
+                    longest_line: scanned.longest_line,
+                },
+            )
+        });
+        if shared.gpfdist.is_some() && whole_file.is_none() {
+            shared.ui.info(&format!(
+                "{}: partly loaded by an earlier COPY run; the rest goes by COPY",
+                file.path.display()
+            ));
+        }
         let job = Arc::new(FileJob {
             copy: CopyTarget {
                 schema: shared.target.schema.clone(),
@@ -442,25 +504,40 @@ fn plan(
             },
             table,
             file,
-            batches_left: AtomicUsize::new(scanned.spans.len()),
+            batches_left: AtomicUsize::new(if whole_file.is_some() {
+                1
+            } else {
+                scanned.spans.len()
+            }),
             failed: AtomicBool::new(false),
         });
-        for span in scanned.spans {
-            if tx
-                .send(Batch {
+        let batches: Vec<Batch> = match whole_file {
+            Some((span, whole)) => vec![Batch {
+                file: Arc::clone(&job),
+                span,
+                whole_file: Some(whole),
+            }],
+            None => scanned
+                .spans
+                .into_iter()
+                .map(|span| Batch {
                     file: Arc::clone(&job),
                     span,
+                    whole_file: None,
                 })
-                .is_err()
-            {
+                .collect(),
+        };
+        for batch in batches {
+            if tx.send(batch).is_err() {
                 return;
             }
         }
     }
 }
 
-/// One loader: one connection, one batch at a time.
-fn worker(shared: &Shared, rx: &Receiver<Batch>) {
+/// One loader: one connection, one batch at a time (and with `--via gpfdist`, one gpfdist,
+/// started when first needed).
+fn worker(shared: &Shared, rx: &Receiver<Batch>, index: usize) {
     let mut loader = Loader::new(
         &shared.target,
         LoadSettings {
@@ -469,19 +546,59 @@ fn worker(shared: &Shared, rx: &Receiver<Batch>) {
         },
     );
     let mut buf = Vec::new();
+    let mut gpfdist = None;
     for batch in rx {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
         if !batch.file.failed.load(Ordering::Acquire) {
-            load(shared, &batch, &mut loader, &mut buf);
+            let server = Served {
+                index,
+                server: &mut gpfdist,
+            };
+            load(shared, &batch, &mut loader, &mut buf, server);
         }
         batch.file.batch_done();
     }
 }
 
+/// A worker's gpfdist, started when its first whole file comes.
+struct Served<'a> {
+    index: usize,
+    server: &'a mut Option<GpfdistServer>,
+}
+
+impl Served<'_> {
+    /// The URL the segments load `file` from.
+    fn url(
+        &mut self,
+        shared: &Shared,
+        file: &DataFile,
+        longest_line: u64,
+    ) -> Result<String, CopyError> {
+        let failed = |e| CopyError::Source(std::io::Error::other(e));
+        let settings = shared
+            .gpfdist
+            .as_ref()
+            .ok_or_else(|| failed(crate::sink::gpfdist::GpfdistError::NotFound))?;
+        let server = match self.server {
+            Some(server) => server,
+            None => self.server.insert(
+                GpfdistServer::start(settings, self.index as u16, longest_line).map_err(failed)?,
+            ),
+        };
+        server.serve(&file.path, longest_line).map_err(failed)
+    }
+}
+
 /// Loads one batch, retrying on a fresh connection while the failure is a lost connection.
-fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u8>) {
+fn load(
+    shared: &Shared,
+    batch: &Batch,
+    loader: &mut Loader<'_>,
+    buf: &mut Vec<u8>,
+    mut gpfdist: Served<'_>,
+) {
     let file = &batch.file;
     let span = batch.span;
     let entry = LedgerEntry {
@@ -490,14 +607,34 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
         lo: span.lo.to_string(),
         hi: span.hi.to_string(),
         rows: span.rows,
-        checksum: String::new(),
+        checksum: batch
+            .whole_file
+            .as_ref()
+            .map(|whole| whole.xxh3.clone())
+            .unwrap_or_default(),
     };
     let result = loader.run(
-        |client| {
-            let mut source = std::fs::File::open(&file.file.path)
-                .and_then(|f| file_span(f, span.lo, span.hi))
-                .map_err(CopyError::Source)?;
-            copy_unit(client, &file.copy, &shared.ledger, &entry, &mut source, buf)
+        |client| match &batch.whole_file {
+            Some(whole) => {
+                let types = file_column_types(&file.table.columns, &file.copy)?;
+                let url = gpfdist.url(shared, &file.file, whole.longest_line)?;
+                let header = file.file.header;
+                insert_file(
+                    client,
+                    &file.copy,
+                    &types,
+                    &url,
+                    header,
+                    &shared.ledger,
+                    &entry,
+                )
+            }
+            None => {
+                let mut source = std::fs::File::open(&file.file.path)
+                    .and_then(|f| file_span(f, span.lo, span.hi))
+                    .map_err(CopyError::Source)?;
+                copy_unit(client, &file.copy, &shared.ledger, &entry, &mut source, buf)
+            }
         },
         |failure, backoff, attempt, attempts| {
             shared.ui.warn(&format!(
@@ -528,6 +665,28 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
     if shared.args.on_error == OnError::Stop || !data_error {
         shared.stop.store(true, Ordering::Release);
     }
+}
+
+/// The SQL types of the file's columns, from the table's.
+fn file_column_types(
+    table: &[(String, String)],
+    copy: &CopyTarget,
+) -> Result<Vec<String>, CopyError> {
+    copy.columns
+        .iter()
+        .map(|column| {
+            table
+                .iter()
+                .find(|(name, _)| name == column)
+                .map(|(_, sql_type)| sql_type.clone())
+                .ok_or_else(|| {
+                    CopyError::Source(std::io::Error::other(format!(
+                        "the file has a column {column:?} that table {} lacks",
+                        copy.table
+                    )))
+                })
+        })
+        .collect()
 }
 
 /// `file:line: column c: message`, from the server's error and the batch's first line.

@@ -248,6 +248,21 @@ impl Target {
         Ok(target)
     }
 
+    /// The first TCP host and its port: where the coordinator is, for a server that must
+    /// reach back to this host. `None` for a unix socket (the server is local).
+    pub fn coordinator(&self) -> Option<(String, u16)> {
+        let port = self
+            .config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(DEFAULT_PORT);
+        match self.config.get_hosts().first()? {
+            postgres::config::Host::Tcp(host) => Some((host.clone(), port)),
+            postgres::config::Host::Unix(_) => None,
+        }
+    }
+
     /// `user@host:port/dbname`, for messages: never the password.
     pub fn describe(&self) -> String {
         let hosts = self

@@ -47,6 +47,13 @@ pub fn server_version_num(db: &mut impl GenericClient) -> Result<u32, postgres::
     Ok(text.trim().parse().unwrap_or(0))
 }
 
+/// Whether the server is Greenplum-based (Greenplum, AnalyticDB for PostgreSQL), as its
+/// `version()` says.
+pub fn is_greenplum(db: &mut impl GenericClient) -> Result<bool, postgres::Error> {
+    let version: String = db.query_one("SELECT version()", &[])?.get(0);
+    Ok(version.contains("Greenplum"))
+}
+
 /// Whether the index access method `name` (`hnsw`, AnalyticDB's `ann`) is installed.
 pub fn access_method_exists(
     db: &mut impl GenericClient,

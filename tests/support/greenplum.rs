@@ -124,6 +124,11 @@ impl Greenplum {
         command
     }
 
+    /// Where the install's program `name` is (`gpfdist`, for `import --gpfdist`).
+    pub fn program_path(&self, name: &str) -> PathBuf {
+        self.prefix.join("bin").join(name)
+    }
+
     /// A superuser session on the coordinator over the private unix socket (`trust`).
     fn admin(&self) -> postgres::Client {
         socket_config(&self.root, self.port)
