@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use serde_json::{Value as Json, json};
 
 use crate::support::flows::{FIXTURES, fixtures_dir};
@@ -51,7 +52,7 @@ fn uploaded_fixtures_serve_the_recorded_points() {
                 .expect("fixture"),
         ))
         .lines()
-        .map(|line| serde_json::from_str(&line.expect("a line")).expect("JSON"))
+        .map(|line| parse_json_exactly(&line.expect("a line")).expect("JSON"))
         .collect();
         let served = rest_scroll(&server, name);
         assert_eq!(served.len(), truth.len(), "{name}: points");

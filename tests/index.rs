@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::postgres::ident::quote_literal;
 use serde_json::Value as Json;
 
@@ -94,7 +95,7 @@ fn ground_vectors() -> Vec<(u64, Vec<f32>)> {
     BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(|line| {
-            let p: Json = serde_json::from_str(&line.expect("line")).expect("json");
+            let p: Json = parse_json_exactly(&line.expect("line")).expect("json");
             let v = p["vector"]
                 .as_array()
                 .expect("vector")

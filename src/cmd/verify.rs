@@ -18,6 +18,7 @@ use qdrant_client::qdrant::RetrievedPoint;
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
+use crate::payload::PointRef;
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::catalog::{id_is_indexed, table_columns};
 use crate::postgres::compare::{ColumnForm, RowText, compare_row};
@@ -159,6 +160,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print!("{out}");
+    if let Some(why) = reader.inexact_because() {
+        ui.warn(&format!(
+            "payload numbers between 2^63 and 2^64 were compared as Qdrant's gRPC API sends \
+             them, the nearest doubles, because they could not be read exactly ({why}): a table \
+             holding such integers exactly is reported as different"
+        ));
+    }
     ui.finish("verify", output)?;
     Ok(if all_clean {
         ExitCode::SUCCESS
@@ -255,7 +263,7 @@ fn key_of_point(point: &RetrievedPoint) -> anyhow::Result<PointKey> {
 fn check(
     table: &Table,
     fields: Vec<Option<String>>,
-    point: &RetrievedPoint,
+    point: PointRef<'_>,
     key: PointKey,
     findings: &mut Findings,
 ) {
@@ -310,7 +318,7 @@ fn verify_sample(
     keys.truncate(n);
     let mut findings = Findings::default();
     for chunk in keys.chunks(PAGE as usize) {
-        let points = reader.get_points(collection, chunk)?;
+        let (points, exact) = reader.get_points(collection, chunk)?;
         let texts: Vec<String> = chunk.iter().map(|k| k.to_string()).collect();
         let sql = format!(
             "SELECT {} FROM {} WHERE id::text = ANY($1)",
@@ -328,8 +336,8 @@ fn verify_sample(
                 findings.differ(format!("id {key}: more than one row in the table"));
             }
         }
-        for point in &points {
-            let key = key_of_point(point)?;
+        for point in exact.points(&points) {
+            let key = key_of_point(point.point)?;
             match by_key.remove(&key) {
                 Some(fields) => check(table, fields, point, key, &mut findings),
                 None => findings.differ(format!("id {key}: missing from the table")),
@@ -410,8 +418,8 @@ fn verify_range(
     while let Some(at) = offset {
         let page = reader.scroll(collection, at, PAGE, Fetch::Everything)?;
         offset = page.next.filter(|n| range.contains(*n));
-        for point in page.points {
-            let key = key_of_point(&point)?;
+        for point in page.exact.points(&page.points) {
+            let key = key_of_point(point.point)?;
             if !range.contains(key) {
                 offset = None;
                 break;
@@ -426,7 +434,7 @@ fn verify_range(
             }
             match pending_row.take() {
                 Some((row_key, fields)) if row_key == key => {
-                    check(table, fields, &point, key, &mut findings);
+                    check(table, fields, point, key, &mut findings);
                     pending_row = next_row(&mut rows)?;
                 }
                 other => {

@@ -32,6 +32,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
+
+use crate::payload::ExactPayloads;
 use qdrant_edge::{EdgeShard, OperationError, WithPayloadInterface, WithVector};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -695,8 +697,11 @@ impl SnapshotSet {
             &WithVector::Bool(everything),
         )
         .map_err(Self::read_error(name))?;
+        let (points, exact) =
+            edge::records_to_points(page.records).map_err(Self::read_error(name))?;
         Ok(ScrollPage {
-            points: page.records.into_iter().map(edge::record_to_grpc).collect(),
+            points,
+            exact,
             next: page.next_offset,
         })
     }
@@ -722,7 +727,7 @@ impl SnapshotSet {
         &self,
         name: &str,
         ids: &[PointKey],
-    ) -> Result<Vec<RetrievedPoint>, SnapshotError> {
+    ) -> Result<(Vec<RetrievedPoint>, ExactPayloads), SnapshotError> {
         let collection = self.collection(name)?;
         let edge_ids: Vec<_> = ids.iter().map(|k| edge::key_to_edge(*k)).collect();
         let mut found = HashMap::new();
@@ -740,11 +745,8 @@ impl SnapshotSet {
                 .map_err(Self::read_error(name))?;
             found.extend(records.into_iter().map(|r| (edge::key_from_edge(r.id), r)));
         }
-        Ok(ids
-            .iter()
-            .filter_map(|k| found.remove(k))
-            .map(edge::record_to_grpc)
-            .collect())
+        let records = ids.iter().filter_map(|k| found.remove(k)).collect();
+        edge::records_to_points(records).map_err(Self::read_error(name))
     }
 }
 
