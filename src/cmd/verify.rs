@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use postgres::fallible_iterator::FallibleIterator;
 use qdrant_client::qdrant::RetrievedPoint;
 
+use crate::cmd::verify_search::{self, SearchArgs, read_queries};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
@@ -60,6 +61,8 @@ pub struct VerifyArgs {
     /// Parallel range workers for --full (each one Qdrant and one PostgreSQL connection).
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub workers: usize,
+    #[command(flatten)]
+    pub parity: SearchArgs,
 }
 
 /// What one collection's check found.
@@ -117,8 +120,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &wanted,
     )?;
     let names = reader.collections(&wanted)?;
+    let user_queries = match &args.parity.queries {
+        Some(path) => read_queries(path)?,
+        None => Vec::new(),
+    };
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
+    let mut searches = Vec::new();
     let mut out = String::new();
     for name in &names {
         let task = ui.task(name, None);
@@ -142,8 +150,29 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         };
         findings.merge(content);
         task.add(findings.checked, 0);
+        let searched = if args.parity.wanted() {
+            let server = reader.server().context(
+                "verify --search compares with Qdrant's own search: it needs a Qdrant server, \
+                 not --snapshot",
+            )?;
+            let sample = match args.parity.search {
+                Some(n) => reader.keys_spread(name, &span, n)?,
+                None => Vec::new(),
+            };
+            verify_search::check_collection(
+                server,
+                &mut db,
+                &target.schema,
+                &table.schema,
+                &sample,
+                &user_queries,
+                &args.parity,
+            )?
+        } else {
+            Vec::new()
+        };
         let clean = findings.is_clean();
-        all_clean &= clean;
+        all_clean &= clean && searched.iter().all(|s| s.passed);
         task.finish(if clean { "ok" } else { "DIFFERS" });
         out.push_str(&format!(
             "{name}: Qdrant {qdrant_count} points, table {} {table_count} rows, {} compared ({}): {}\n",
@@ -158,6 +187,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         if findings.more > 0 {
             out.push_str(&format!("  … and {} more difference(s)\n", findings.more));
         }
+        for s in &searched {
+            out.push_str(&format!(
+                "  {}\n",
+                s.line(args.parity.top, args.parity.min_recall)
+            ));
+        }
+        searches.extend(searched);
     }
     print!("{out}");
     if let Some(why) = reader.inexact_because() {
@@ -166,6 +202,9 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
              them, the nearest doubles, because they could not be read exactly ({why}): a table \
              holding such integers exactly is reported as different"
         ));
+    }
+    if args.parity.wanted() {
+        ui.record("search", serde_json::to_value(&searches)?);
     }
     ui.finish("verify", output)?;
     Ok(if all_clean {
@@ -291,31 +330,7 @@ fn verify_sample(
     n: usize,
 ) -> anyhow::Result<Findings> {
     let collection = &table.schema.name;
-    let mut probes = Vec::new();
-    let kinds = usize::from(span.ints.is_some()) + usize::from(span.uuids.is_some());
-    let per_kind = n.div_ceil(kinds.max(1)).max(1);
-    if let Some((lo, hi)) = span.ints {
-        let step = (u128::from(hi - lo) / per_kind as u128).max(1);
-        probes.extend(
-            (0..per_kind as u128)
-                .map(|i| PointKey::Num((u128::from(lo) + step * i).min(u128::from(hi)) as u64)),
-        );
-    }
-    if let Some((lo, hi)) = span.uuids {
-        let step = ((hi - lo) / per_kind as u128).max(1);
-        probes.extend(
-            (0..per_kind as u128).map(|i| PointKey::Uuid(lo.saturating_add(step * i).min(hi))),
-        );
-    }
-    let mut keys = Vec::new();
-    for probe in probes {
-        if let Some(key) = reader.first_at_or_after(collection, probe)? {
-            keys.push(key);
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys.truncate(n);
+    let keys = reader.keys_spread(collection, span, n)?;
     let mut findings = Findings::default();
     for chunk in keys.chunks(PAGE as usize) {
         let (points, exact) = reader.get_points(collection, chunk)?;
