@@ -16,6 +16,7 @@ use qdrant2pg::source::edge::json_to_grpc;
 use serde_json::{Map, Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::edge_qdrant::EdgeQdrant;
 use crate::support::flows::{client, export_import, runtime};
 use crate::support::genuine_qdrant::GenuineQdrant;
 use crate::support::pg::{PgCluster, TestDb};
@@ -669,4 +670,47 @@ fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
             .expect("change it back");
     }
     verify_full(&server, &db, &["--rest-url", &rest_url]);
+}
+
+#[test]
+fn a_snapshot_payload_deeper_than_qdrant_stores_fails_its_collection_naming_the_point() {
+    // Only a server other than Qdrant can write such a snapshot: the in-process one can.
+    let server = QdrantServer::InProcess(EdgeQdrant::start());
+    for name in ["deep", "fine"] {
+        create_collection(&server, name);
+        for id in 1..=5 {
+            upsert_rest(&server, name, id, json!({ "id": id }));
+        }
+    }
+    upsert_rest(&server, "deep", 3, json!({ "deep": nested(200) }));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let snapshots = tmp.path().join("snapshots");
+    std::fs::create_dir(&snapshots).expect("mkdir");
+    for name in ["deep", "fine"] {
+        snapshot(&server, name, &snapshots);
+    }
+    let out = tmp.path().join("out");
+    let run = qdrant2pg(&[
+        "export",
+        "--snapshot",
+        snapshots.to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
+        "--quiet",
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("1 of 2 collection(s) could not be exported completely")
+            && stderr.contains("point 3: the Qdrant engine cannot read its payload"),
+        "{}",
+        describe(&run)
+    );
+    let manifest = |name: &str| {
+        qdrant2pg::sink::manifest::Manifest::load(&out.join(name))
+            .expect("load")
+            .expect("a manifest")
+    };
+    assert!(manifest("fine").complete && manifest("fine").rows() == 5);
+    assert!(!manifest("deep").complete);
 }

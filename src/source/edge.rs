@@ -58,6 +58,23 @@ pub enum EdgeError {
     PointId(#[from] PointIdError),
     #[error("payload value cannot become JSON: {0}")]
     BadValue(String),
+    #[error("the Qdrant engine failed (it panicked) reading points: {0}")]
+    Panicked(String),
+}
+
+/// Runs an engine read, turning a panic inside the engine into [`EdgeError::Panicked`]. The
+/// engine unwraps what it cannot parse in its own payload storage — JSON nested deeper than
+/// serde_json's 128 levels, which no Qdrant writes but a snapshot from elsewhere may hold — and
+/// one such point must fail its collection, not the process.
+pub fn guarded<T>(read: impl FnOnce() -> Result<T, EdgeError>) -> Result<T, EdgeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(EdgeError::Panicked(message))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
