@@ -203,22 +203,6 @@ impl<'a> JsonRef<'a> {
         }
     }
 
-    /// How deeply this value nests: 0 for a scalar, 1 for `{}` or `[1]`, and so on.
-    pub fn depth(&self) -> usize {
-        let mut ends: Vec<usize> = Vec::new();
-        let mut deepest = 0;
-        for i in self.index..self.end() {
-            while ends.last().is_some_and(|&end| end <= i) {
-                ends.pop();
-            }
-            if let Node::Object { end, .. } | Node::Array { end, .. } = self.doc.nodes[i] {
-                ends.push(end);
-                deepest = deepest.max(ends.len());
-            }
-        }
-        deepest
-    }
-
     /// The index of the first node after this value's subtree.
     fn end(&self) -> usize {
         match self.doc.nodes[self.index] {
@@ -654,9 +638,6 @@ mod tests {
             JsonKind::Number("18446744073709551615")
         ));
         assert!(root.get("missing").is_none());
-        assert_eq!(root.depth(), 3);
-        assert_eq!(root.get("n").unwrap().depth(), 2);
-        assert_eq!(root.get("f").unwrap().depth(), 0);
         let copy = ExactJson::copy_of(root.get("n").unwrap());
         assert_eq!(show(copy.root()), "[null,true,false,{},[]]");
         assert_eq!(copy.root(), root.get("n").unwrap());
@@ -703,14 +684,16 @@ mod tests {
                 limit: 5
             })
         );
-        // A million levels: heap only, no stack to overflow.
+        // A million levels: heap only, no stack to overflow, in the parse, the copy, the
+        // comparison or the drop.
         let doc = ExactJson::parse(&deep(1_000_000), usize::MAX).unwrap();
-        assert_eq!(doc.root().depth(), 1_000_000);
-        let objects = format!("{}1{}", r#"{"k":"#.repeat(1000), "}".repeat(1000));
-        assert_eq!(
-            ExactJson::parse(&objects, 1000).unwrap().root().depth(),
-            1000
-        );
+        assert_eq!(ExactJson::copy_of(doc.root()).root(), doc.root());
+        let objects = |d: usize| format!("{}1{}", r#"{"k":"#.repeat(d), "}".repeat(d));
+        assert!(ExactJson::parse(&objects(1000), 1000).is_ok());
+        assert!(matches!(
+            ExactJson::parse(&objects(1001), 1000),
+            Err(JsonError::TooDeep { limit: 1000, .. })
+        ));
     }
 
     #[test]
