@@ -146,8 +146,9 @@ fn bare_point(id: u64) -> grpc::PointStruct {
     }
 }
 
-/// Reads every payload of `table` back and compares it with `expected`, point by point.
-fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>)]) {
+/// Reads every payload of `table` back and compares it with `expected` (by id), value for
+/// value and kind for kind (a `json` column).
+fn assert_payloads(db: &TestDb, table: &str, expected: &BTreeMap<u64, Json>) {
     let rows = db
         .client()
         .query(
@@ -156,17 +157,26 @@ fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>
         )
         .expect("read the payloads back");
     assert_eq!(rows.len(), expected.len(), "rows of {table}");
-    for (row, (id, sent)) in rows.iter().zip(expected) {
-        assert_eq!(row.get::<_, i64>(0), *id as i64, "ids of {table}");
-        let text: String = row.get(1);
-        let stored = parse_json_exactly(&text)
+    for row in &rows {
+        let id = row.get::<_, i64>(0) as u64;
+        let stored = parse_json_exactly(row.get(1))
             .unwrap_or_else(|e| panic!("{table} id {id}: payload is not JSON: {e}"));
-        let sent = Json::Object(sent.clone());
+        let want = expected
+            .get(&id)
+            .unwrap_or_else(|| panic!("{table} id {id}: not expected"));
         assert!(
-            json_identical(&stored, &sent),
+            json_identical(&stored, want),
             "{table} id {id}: the payload changed on the way"
         );
     }
+}
+
+/// The corpus as [`assert_payloads`] expects it.
+fn by_id(corpus: Vec<(u64, Map<String, Json>)>) -> BTreeMap<u64, Json> {
+    corpus
+        .into_iter()
+        .map(|(id, payload)| (id, Json::Object(payload)))
+        .collect()
 }
 
 fn verify_full(server: &QdrantServer, db: &TestDb, extra: &[&str]) {
@@ -186,7 +196,7 @@ fn verify_full(server: &QdrantServer, db: &TestDb, extra: &[&str]) {
 fn hostile_payloads_round_trip_exactly_through_export_import_and_migrate() {
     let server = QdrantServer::start();
     load_corpus(&server);
-    let expected = corpus();
+    let expected = by_id(corpus());
 
     let db = PgCluster::pg15().create_database();
     let out = tempfile::tempdir().expect("tempdir");
@@ -420,28 +430,6 @@ fn rest_payloads(genuine: &GenuineQdrant, collection: &str) -> BTreeMap<u64, Jso
         .collect()
 }
 
-/// Every payload of `table` equals what the REST API returned, value for value and kind for
-/// kind (a `json` column).
-fn assert_table_is_rest(db: &TestDb, table: &str, rest: &BTreeMap<u64, Json>) {
-    let rows = db
-        .client()
-        .query(
-            &format!("SELECT id, payload::text FROM {table} ORDER BY id"),
-            &[],
-        )
-        .expect("read the payloads back");
-    assert_eq!(rows.len(), rest.len(), "rows of {table}");
-    for row in &rows {
-        let id = row.get::<_, i64>(0) as u64;
-        let stored = parse_json_exactly(row.get(1)).expect("JSON");
-        assert!(
-            json_identical(&stored, &rest[&id]),
-            "{table} id {id}: {stored} is not what REST returns, {}",
-            rest[&id]
-        );
-    }
-}
-
 #[test]
 fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
     let Some(server) = QdrantServer::genuine() else {
@@ -546,7 +534,7 @@ fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
         output,
         "--quiet",
     ]));
-    assert_table_is_rest(&db, name, &rest);
+    assert_payloads(&db, name, &rest);
 
     // migrate, the REST address from the guide's YAML (`port`, beside `grpc_port`).
     let port = |url: &str| url.rsplit(':').next().expect("a port").to_owned();
@@ -570,7 +558,7 @@ fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
         &migrated_db.dsn(),
         "--quiet",
     ]));
-    assert_table_is_rest(&migrated_db, name, &rest);
+    assert_payloads(&migrated_db, name, &rest);
     // jsonb keeps values, not spellings: verify compares them as such.
     assert_ok(&qdrant2pg(&[
         "migrate",
@@ -611,7 +599,7 @@ fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
         output,
         "--quiet",
     ]));
-    assert_table_is_rest(&snap_db, name, &rest);
+    assert_payloads(&snap_db, name, &rest);
 
     // verify --full: identical, and a value changed back to what gRPC alone would have
     // written, or a double moved by one unit in the last place, is found.

@@ -20,6 +20,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use crate::config::qdrant::{Connection, Secret};
 use crate::payload::{ExactJson, JsonKind, MAX_PAYLOAD_DEPTH};
 use crate::point_id::PointKey;
+use crate::sink::copy::error_chain;
 use crate::source::qdrant::{FIRST_BACKOFF, MAX_BACKOFF};
 use crate::source::wire::PayloadTooDeep;
 
@@ -278,18 +279,6 @@ fn path_segment(name: &str) -> String {
         }
     }
     out
-}
-
-/// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
