@@ -9,6 +9,11 @@
 //! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
 //! sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
 //!
+//! One collection does not sink the others: an incomplete export is named and not loaded, and
+//! data a table rejects stops that table (`--on-error stop`) or that file (`skip-file`) while
+//! the other tables load to the end. The run then exits non-zero naming each failure; the same
+//! command again loads only what the ledger lacks.
+//!
 //! `--via gpfdist` (Greenplum, AnalyticDB): a file no earlier run touched is one batch that the
 //! segments pull through an external table from the worker's own gpfdist (`sink::gpfdist`),
 //! with the same one-transaction ledger row; what a COPY run left of a file still goes by COPY.
@@ -48,7 +53,7 @@ const QUEUED_PER_CONNECTION: usize = 2;
 /// What to do when the server rejects a file's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnError {
-    /// Finish the batches in flight, then stop.
+    /// Stop loading that table (batches in flight finish); the other tables go on.
     #[default]
     Stop,
     /// Skip the rest of that file and go on with the others.
@@ -193,7 +198,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let collections = open_collections(&data, &args.collections)?;
+    let (collections, incomplete) = open_collections(&data, &args.collections)?;
     let mut admin = target.connect().context("connecting for setup")?;
     let gpfdist = match args.gpfdist.via {
         Via::Copy => None,
@@ -222,6 +227,14 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         stop: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
     });
+    for (name, dir) in incomplete {
+        ui.task(&name, None).finish("INCOMPLETE");
+        shared.fail(format!(
+            "collection {name}: the export in {} is not complete (its manifest says so), so \
+             nothing of it was loaded: run the export again to finish it, then import",
+            dir.display()
+        ));
+    }
     let mut tables = Vec::new();
     let mut loaded = Vec::new();
     for collection in collections {
@@ -304,8 +317,12 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-/// The collection directories to load, by name.
-fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<ExportedCollection>> {
+/// The collection directories to load, by name, and those whose export is incomplete (name and
+/// directory), which are not loaded.
+type Collections = (Vec<ExportedCollection>, Vec<(String, PathBuf)>);
+
+/// The collection directories to load, by name, and the incomplete ones.
+fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Collections> {
     let mut dirs = Vec::new();
     let entries = std::fs::read_dir(data)
         .with_context(|| format!("cannot read the export directory {}", data.display()))?;
@@ -326,20 +343,18 @@ fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<Exported
     }
     dirs.sort();
     let mut collections = Vec::new();
-    for (_, dir) in dirs {
+    let mut incomplete = Vec::new();
+    for (name, dir) in dirs {
         let collection = ExportedCollection::open(&dir)?;
         if let Some(manifest) = &collection.manifest
             && !manifest.complete
         {
-            bail!(
-                "the export in {} is not complete (its manifest says so): run the export \
-                 again to finish it, then import",
-                dir.display()
-            );
+            incomplete.push((name, dir));
+            continue;
         }
         collections.push(collection);
     }
-    Ok(collections)
+    Ok((collections, incomplete))
 }
 
 /// The table's DDL: written from the manifest for the chosen dialect, or the guide's
@@ -455,8 +470,8 @@ fn plan(
             return;
         }
         if table.failed.load(Ordering::Acquire) && shared.args.on_error == OnError::Stop {
-            shared.stop.store(true, Ordering::Release);
-            return;
+            table.file_done();
+            continue;
         }
         let scanned = match file.scan(&loaded, shared.args.batch_bytes) {
             Ok(scanned) => scanned,
@@ -464,9 +479,6 @@ fn plan(
                 shared.fail(format!("{e:#}"));
                 table.failed.store(true, Ordering::Release);
                 table.file_done();
-                if shared.args.on_error == OnError::Stop {
-                    shared.stop.store(true, Ordering::Release);
-                }
                 continue;
             }
         };
@@ -551,7 +563,9 @@ fn worker(shared: &Shared, rx: &Receiver<Batch>, index: usize) {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        if !batch.file.failed.load(Ordering::Acquire) {
+        let table_stopped = shared.args.on_error == OnError::Stop
+            && batch.file.table.failed.load(Ordering::Acquire);
+        if !batch.file.failed.load(Ordering::Acquire) && !table_stopped {
             let server = Served {
                 index,
                 server: &mut gpfdist,
@@ -658,11 +672,13 @@ fn load(
     shared.fail(describe_failure(file, span, &failure));
     file.failed.store(true, Ordering::Release);
     file.table.failed.store(true, Ordering::Release);
+    // Data the table rejects stops that table (or file); anything else — the server lost
+    // for good — stops the run.
     let data_error = matches!(
         failure,
         UnitFailure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
     );
-    if shared.args.on_error == OnError::Stop || !data_error {
+    if !data_error {
         shared.stop.store(true, Ordering::Release);
     }
 }

@@ -19,6 +19,7 @@ use crate::cmd::verify_search::{self, SearchArgs, read_queries};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::layout::{PayloadType, VectorShape};
+use crate::payload::PointRef;
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::catalog::{id_is_indexed, table_columns};
 use crate::postgres::compare::{ColumnForm, RealArrayText, RowText, compare_row};
@@ -197,6 +198,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         searches.extend(searched);
     }
     print!("{out}");
+    if let Some(why) = reader.inexact_because() {
+        ui.warn(&format!(
+            "payload numbers between 2^63 and 2^64 were compared as Qdrant's gRPC API sends \
+             them, the nearest doubles, because they could not be read exactly ({why}): a table \
+             holding such integers exactly is reported as different"
+        ));
+    }
     if args.parity.wanted() {
         ui.record("search", serde_json::to_value(&searches)?);
     }
@@ -310,7 +318,7 @@ fn key_of_point(point: &RetrievedPoint) -> anyhow::Result<PointKey> {
 fn check(
     table: &Table,
     fields: Vec<Option<String>>,
-    point: &RetrievedPoint,
+    point: PointRef<'_>,
     key: PointKey,
     findings: &mut Findings,
 ) {
@@ -348,7 +356,7 @@ fn verify_sample(
     let keys = reader.keys_spread(collection, span, n)?;
     let mut findings = Findings::default();
     for chunk in keys.chunks(PAGE as usize) {
-        let points = reader.get_points(collection, chunk)?;
+        let (points, exact) = reader.get_points(collection, chunk)?;
         let texts: Vec<String> = chunk.iter().map(|k| k.to_string()).collect();
         let sql = format!(
             "SELECT {} FROM {} WHERE id::text = ANY($1)",
@@ -366,8 +374,8 @@ fn verify_sample(
                 findings.differ(format!("id {key}: more than one row in the table"));
             }
         }
-        for point in &points {
-            let key = key_of_point(point)?;
+        for point in exact.points(&points) {
+            let key = key_of_point(point.point)?;
             match by_key.remove(&key) {
                 Some(fields) => check(table, fields, point, key, &mut findings),
                 None => findings.differ(format!("id {key}: missing from the table")),
@@ -448,8 +456,8 @@ fn verify_range(
     while let Some(at) = offset {
         let page = reader.scroll(collection, at, PAGE, Fetch::Everything)?;
         offset = page.next.filter(|n| range.contains(*n));
-        for point in page.points {
-            let key = key_of_point(&point)?;
+        for point in page.exact.points(&page.points) {
+            let key = key_of_point(point.point)?;
             if !range.contains(key) {
                 offset = None;
                 break;
@@ -464,7 +472,7 @@ fn verify_range(
             }
             match pending_row.take() {
                 Some((row_key, fields)) if row_key == key => {
-                    check(table, fields, &point, key, &mut findings);
+                    check(table, fields, point, key, &mut findings);
                     pending_row = next_row(table, &mut rows)?;
                 }
                 other => {

@@ -8,8 +8,12 @@
 //! reaches the code that formats it, and Greenplum 6 formats the casts of a distributed query on
 //! its segments, whose sessions take the coordinator's `SET`s for simple queries but not for
 //! the extended protocol's (observed on 6.24.3: 6 significant digits). Vectors are compared bit
-//! for bit (any NaN equals any NaN, as PostgreSQL does not keep NaN payloads), payloads as JSON
-//! values.
+//! for bit (any NaN equals any NaN, as PostgreSQL does not keep NaN payloads). Payloads are
+//! compared in the canonical form of `encode::json::write_canonical` on both sides — the point's
+//! payload as the source read it exactly, the table's text parsed without rounding
+//! (`payload::ExactJson`) — so numbers are equal exactly when their decimal values are:
+//! `jsonb`'s `10000000000000000000` equals Qdrant's `1e19`, and `18446744073709551615` never
+//! equals `1.8446744073709552e19`.
 
 use half::f16;
 use postgres::types::{FromSql, Type};
@@ -17,9 +21,11 @@ use qdrant_client::qdrant::RetrievedPoint;
 use serde_json::Value as Json;
 
 use crate::encode::float::write_f32;
+use crate::encode::json::write_canonical;
 use crate::encode::vectors::{VectorRef, vector_of};
-use crate::layout::{Layout, VectorShape, VectorSpec};
-use crate::source::edge::grpc_to_json;
+use crate::layout::{Layout, PayloadType, VectorShape, VectorSpec};
+use crate::payload::exact_json::{Canonical, JsonError};
+use crate::payload::{ExactJson, JsonKind, JsonRef, MAX_PAYLOAD_DEPTH, PayloadRef, PointRef};
 
 /// How a vector column is typed in the target, as read from the catalog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,7 +270,7 @@ pub fn compare_row(
     layout: &Layout,
     forms: &[ColumnForm],
     row: &RowText<'_>,
-    point: &RetrievedPoint,
+    PointRef { point, payload }: PointRef<'_>,
 ) -> Result<(), String> {
     let mut at = 1;
     for (spec, &form) in layout.vectors.iter().zip(forms) {
@@ -302,81 +308,120 @@ pub fn compare_row(
             return Err(format!("vector {:?} {what}", spec.column()));
         }
     }
-    let payload_text = row.fields.get(at).copied().flatten();
-    let stored: Json = match payload_text {
-        Some(text) => {
-            serde_json::from_str(text).map_err(|_| "payload in the table is not JSON".to_owned())?
-        }
-        None => Json::Null,
+    let stored = match row.fields.get(at).copied().flatten() {
+        // Parsed without recursion or rounding, however deep the table's JSON is.
+        Some(text) => Some(
+            ExactJson::parse(text, usize::MAX)
+                .map_err(|_| "payload in the table is not JSON".to_owned())?,
+        ),
+        None => None,
     };
-    let source = Json::Object(
-        point
-            .payload
-            .iter()
-            .map(|(k, v)| {
-                Ok((
-                    k.clone(),
-                    grpc_to_json(v.clone()).map_err(|e| e.to_string())?,
-                ))
-            })
-            .collect::<Result<_, String>>()?,
+    // A json column keeps each number's text, so an integer is not a float of the same value;
+    // jsonb keeps values only.
+    let form = match layout.payload {
+        PayloadType::Json => Canonical::ValuesAndKinds,
+        PayloadType::Jsonb => Canonical::Values,
+    };
+    let stored_text = canonical(
+        stored.as_ref().map(|doc| PayloadRef::Exact(doc.root())),
+        form,
     );
-    if !json_equal(&stored, &source) {
-        let keys = |j: &Json| {
-            j.as_object()
-                .map(|m| m.keys().cloned().collect::<Vec<_>>())
-                .unwrap_or_default()
-        };
-        let differing: Vec<String> = keys(&source)
-            .into_iter()
-            .filter(|k| !json_equal(&stored[k.as_str()], &source[k.as_str()]))
-            .chain(
-                keys(&stored)
-                    .into_iter()
-                    .filter(|k| source.get(k).is_none()),
-            )
-            .collect();
-        return Err(format!("payload differs (keys {differing:?})"));
+    let source_text = canonical(Some(payload), form);
+    if stored_text != source_text {
+        return Err(format!(
+            "payload differs (keys {:?})",
+            differing_keys(&stored_text, &source_text)
+        ));
     }
     Ok(())
 }
 
-/// JSON equality where numbers compare by value (`1.0` in jsonb may print as `1.0` or keep
-/// trailing zeros; an integer and a float of the same value are equal).
-fn json_equal(a: &Json, b: &Json) -> bool {
-    json_equal_with(a, b, &|x, y| match (x.as_i64(), y.as_i64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => x.as_f64() == y.as_f64(),
-    })
+/// A payload's canonical text; a SQL NULL as `null`.
+fn canonical(payload: Option<PayloadRef<'_>>, form: Canonical) -> Vec<u8> {
+    let mut out = Vec::new();
+    match payload {
+        Some(payload) => write_canonical(&mut out, payload, form),
+        None => out.extend_from_slice(b"null"),
+    }
+    out
+}
+
+/// The top-level keys whose values differ between two canonical payloads (keys only on one
+/// side included). Canonical texts are compared as written: equal text, equal value.
+fn differing_keys(a: &[u8], b: &[u8]) -> Vec<String> {
+    let parse = |text: &[u8]| {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| ExactJson::parse(t, usize::MAX).ok())
+    };
+    let (a, b) = (parse(a), parse(b));
+    fn members(doc: &Option<ExactJson>) -> Vec<(&str, JsonRef<'_>)> {
+        match doc.as_ref().map(|d| d.root().kind()) {
+            Some(JsonKind::Object(members)) => members
+                .map(|(key, value)| (key.unwrap_or_default(), value))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    let (a, b) = (members(&a), members(&b));
+    let mut keys: Vec<String> = a
+        .iter()
+        .filter(|entry| !b.contains(entry))
+        .chain(b.iter().filter(|entry| !a.contains(entry)))
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Parses JSON text into serde_json values with every float read correctly rounded, which
+/// serde_json's own reading is not in this build (see Cargo.toml): what the round-trip tests
+/// read tables and REST answers back with before [`json_identical`]. At most twice
+/// [`MAX_PAYLOAD_DEPTH`] levels (a payload and what wraps it), so the recursive build and drop
+/// of the result stay shallow.
+pub fn parse_json_exactly(text: &str) -> Result<Json, JsonError> {
+    fn build(value: JsonRef<'_>) -> Json {
+        match value.kind() {
+            JsonKind::Null => Json::Null,
+            JsonKind::Bool(b) => Json::Bool(b),
+            JsonKind::Number(n) if n.contains(['.', 'e', 'E']) => n
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number),
+            JsonKind::Number(n) => n
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| n.parse::<u64>().map(Json::from))
+                .unwrap_or_else(|_| n.parse::<f64>().map_or(Json::Null, Json::from)),
+            JsonKind::String(s) => Json::String(s.to_owned()),
+            JsonKind::Array(members) => Json::Array(members.map(|(_, v)| build(v)).collect()),
+            JsonKind::Object(members) => Json::Object(
+                members
+                    .map(|(k, v)| (k.unwrap_or_default().to_owned(), build(v)))
+                    .collect(),
+            ),
+        }
+    }
+    Ok(build(ExactJson::parse(text, 2 * MAX_PAYLOAD_DEPTH)?.root()))
 }
 
 /// JSON equality with nothing forgiven: an integer never equals a float, and floats compare
-/// bit for bit (`-0.0` is not `0.0`). What the round-trip tests demand of a `json` column.
+/// bit for bit (`-0.0` is not `0.0`); object keys in any order. What the round-trip tests
+/// demand of a `json` column.
 pub fn json_identical(a: &Json, b: &Json) -> bool {
-    json_equal_with(a, b, &|x, y| {
-        if x.is_f64() || y.is_f64() {
-            x.is_f64() && y.is_f64() && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
-        } else {
-            x == y
-        }
-    })
-}
-
-/// Structural JSON equality (object keys in any order) with `numbers` deciding numbers.
-fn json_equal_with(
-    a: &Json,
-    b: &Json,
-    numbers: &dyn Fn(&serde_json::Number, &serde_json::Number) -> bool,
-) -> bool {
     match (a, b) {
-        (Json::Number(x), Json::Number(y)) => numbers(x, y),
+        (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
+            x.is_f64() && y.is_f64() && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
+        }
         (Json::Array(x), Json::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal_with(a, b, numbers))
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_identical(a, b))
         }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal_with(v, w, numbers)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_identical(v, w)))
         }
         _ => a == b,
     }
@@ -464,9 +509,21 @@ mod tests {
                 vec![0.5f32.to_bits(), 2f32.to_bits()]
             ))
         );
-        assert!(json_equal(
+        assert!(json_identical(
+            &serde_json::json!({"a": 1.0, "b": [1]}),
+            &serde_json::json!({"b": [1], "a": 1.0})
+        ));
+        assert!(!json_identical(
             &serde_json::json!({"a": 1.0}),
             &serde_json::json!({"a": 1})
         ));
+        // serde_json's own reading gives the double after this one.
+        let exact =
+            parse_json_exactly(r#"{"f": 0.39118921785523453, "u": 18446744073709551615}"#).unwrap();
+        assert_eq!(
+            exact["f"].as_f64().map(f64::to_bits),
+            Some(0x3fd9093e804f1b78)
+        );
+        assert_eq!(exact["u"].as_u64(), Some(u64::MAX));
     }
 }
