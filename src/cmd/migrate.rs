@@ -357,7 +357,7 @@ fn committed(entries: &[LedgerEntry], table: &str) -> anyhow::Result<(Vec<KeyRan
 const ADBPG_BINARY_FROM: u32 = 90400;
 
 /// How migrate's rows travel. Binary spares the server all float parsing, and every PostgreSQL
-/// takes it. So does Greenplum 6, where it measured 2.2–4.4 times COPY text through the
+/// takes it. So does Greenplum 6, where it measured 2.2–5.1 times COPY text through the
 /// coordinator (`scripts/bench-greenplum.sh`); Greenplum before 6 (AnalyticDB 4.3) has no binary
 /// COPY, so older Greenplum-based servers get text, as their import path does.
 fn copy_format(dialect: Dialect, admin: &mut postgres::Client) -> anyhow::Result<CopyFormat> {
