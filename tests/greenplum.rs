@@ -8,11 +8,10 @@
 //! so in one line and returns (under `CI=true` it fails).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qdrant_client::qdrant as grpc;
 use qdrant2pg::point_id::PointKey;
@@ -23,10 +22,12 @@ use crate::import::bad_data_is_reported;
 use crate::migrate::{if_exists_acts_alike_in_migrate_and_import, kill_9_mid_migrate_then_rerun};
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::{
-    FIXTURES, assert_verifies, client, export_import, fixture_server, runtime,
+    FIXTURES, assert_verifies, client, export_import, fixture_server, kill_9_once_the_ledger_holds,
+    runtime,
 };
 use crate::support::greenplum::Greenplum;
 use crate::support::pg::TestDb;
+use crate::support::probe::{self, alive, children_of, wait_until_gone};
 use crate::support::qdrant::QdrantServer;
 
 const ADBPG: [&str; 2] = ["--dialect", "adbpg"];
@@ -414,16 +415,15 @@ fn via_gpfdist(gp: &Greenplum) -> Vec<String> {
 
 /// The gpfdist servers among the children of process `pid`.
 fn gpfdist_children(pid: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let child: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            let parent: u32 = stat.rsplit(") ").next()?.split(' ').nth(1)?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            (parent == pid && cmdline.split(|b| *b == 0).next()?.ends_with(b"gpfdist"))
-                .then_some(child)
+    children_of(pid)
+        .into_iter()
+        .filter(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline")).is_ok_and(|cmdline| {
+                cmdline
+                    .split(|b| *b == 0)
+                    .next()
+                    .is_some_and(|program| program.ends_with(b"gpfdist"))
+            })
         })
         .collect()
 }
@@ -465,47 +465,21 @@ fn import_via_gpfdist_loads_whole_files_exactly_once_across_a_kill_9() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    let mut client = db.client();
     let mut servers = Vec::new();
-    loop {
-        servers.extend(gpfdist_children(child.id()));
-        let units: Option<i64> = client
-            .query_opt(
-                "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source <> ''",
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if units.is_some_and(|n| n >= 3) {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "import finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no progress in the ledger"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    servers.extend(gpfdist_children(child.id()));
-    child.kill().expect("kill"); // SIGKILL
-    child.wait().expect("reap");
+    let pid = child.id();
+    kill_9_once_the_ledger_holds(&db, &mut child, "source <> ''", 3, || {
+        servers.extend(gpfdist_children(pid));
+    });
     assert!(
         !servers.is_empty(),
         "no gpfdist was seen serving the import"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while servers.iter().any(|&pid| alive(pid)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
+    let left = wait_until_gone(&servers, Duration::from_secs(10));
     assert!(
-        servers.iter().all(|&pid| !alive(pid)),
-        "gpfdist outlived the killed import: {servers:?}"
+        left.is_empty(),
+        "gpfdist outlived the killed import: {left:?}"
     );
+    let mut client = db.client();
     let partial: i64 = client
         .query_one("SELECT count(*) FROM big", &[])
         .unwrap()
@@ -592,35 +566,12 @@ fn greenplum_probe() {
 
 /// Runs [`greenplum_probe`] in a new test process; returns it and the cluster root it reports.
 fn start_probe(mode: &str) -> (std::process::Child, PathBuf) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "greenplum::greenplum_probe",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .arg("--test-threads=1")
-        .env(PROBE_VAR, mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut root = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let line = line.find("PROBE ").map_or("", |at| &line[at..]);
-        if let Some(dir) = line.strip_prefix("PROBE root ") {
-            root = Some(PathBuf::from(dir));
-        } else if line == "PROBE ready" {
-            break;
-        }
-    }
-    thread::spawn(move || lines.for_each(drop));
-    let root = root.unwrap_or_else(|| {
+    let (mut child, said) = probe::start_probe("greenplum::greenplum_probe", PROBE_VAR, mode);
+    let root = said.iter().find_map(|line| line.strip_prefix("root "));
+    let Some(root) = root.map(PathBuf::from) else {
         let _ = child.kill();
         panic!("the probe reported no cluster")
-    });
+    };
     (child, root)
 }
 
@@ -631,32 +582,8 @@ fn server_pids(root: &Path) -> Vec<u32> {
         .filter_map(|name| std::fs::read_to_string(root.join(name).join("postmaster.pid")).ok())
         .filter_map(|pid_file| pid_file.lines().next()?.trim().parse().ok())
         .collect();
-    let mut pids = postmasters.clone();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let parent = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit(") ").next()?.split(' ').nth(1)?.parse().ok());
-        if parent.is_some_and(|p: u32| postmasters.contains(&p)) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Alive as far as anyone can tell: it exists and is not a zombie awaiting its reaper.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(") ")
-            .next()
-            .is_some_and(|rest| !rest.starts_with('Z'))
-    })
+    let children = postmasters.iter().flat_map(|&pid| children_of(pid));
+    postmasters.iter().copied().chain(children).collect()
 }
 
 #[test]
@@ -673,12 +600,7 @@ fn greenplum_servers_die_with_the_test_process() {
     );
     killed.kill().unwrap();
     killed.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut left = pids.clone();
-    while !left.is_empty() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        left.retain(|&pid| alive(pid));
-    }
+    let left = wait_until_gone(&pids, Duration::from_secs(30));
     assert!(
         left.is_empty(),
         "Greenplum processes outlived the killed test process: {left:?}"

@@ -12,6 +12,7 @@ use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::sink::manifest::{FileEntry, Manifest, VectorSyntax};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::flows::kill_9_once_the_ledger_holds;
 use crate::support::pg::{Auth, PgCluster, PgVersion, TestDb};
 
 /// `rows` lines of `id|{a,b,c}|{"n":id}` for ids `first..first+rows`.
@@ -297,29 +298,7 @@ fn kill_9_mid_load_then_rerun_has_every_row_exactly_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let mut client = db.client();
-    loop {
-        let loaded: Option<i64> = client
-            .query_opt("SELECT count(*) FROM public.qdrant2pg_ledger", &[])
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if loaded.is_some_and(|n| n >= 3) {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "import finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no progress in the ledger"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_9_once_the_ledger_holds(&db, &mut child, "true", 3, || {});
     let partial = count(&db, "public.big");
     assert!(
         partial > 0 && partial < total as i64,

@@ -9,7 +9,7 @@ use qdrant2pg::point_id::PointKey;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{assert_verifies, fixture_server};
+use crate::support::flows::{assert_verifies, fixture_server, kill_9_once_the_ledger_holds};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -133,32 +133,7 @@ pub(crate) fn kill_9_mid_migrate_then_rerun(db: &TestDb, extra: &[&str]) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    let mut client = db.client();
-    loop {
-        let units: Option<i64> = client
-            .query_opt(
-                "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source = 'qdrant'",
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if units.is_some_and(|n| n >= 5) {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "migrate finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no progress in the ledger"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("kill"); // SIGKILL
-    child.wait().expect("reap");
+    kill_9_once_the_ledger_holds(db, &mut child, "source = 'qdrant'", 5, || {});
     let (partial, _) = counts(db, "public.big");
     assert!(
         partial > 0 && partial < total as i64,

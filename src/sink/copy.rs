@@ -239,12 +239,22 @@ pub fn copy_unit(
         checksum: format!("{:016x}", hasher.digest()),
         ..entry.clone()
     };
-    ledger.record(&mut tx, &entry).map_err(|e| match e.code() {
+    commit_unit(tx, ledger, &entry)?;
+    Ok(rows)
+}
+
+/// Records `entry` in `ledger` inside `tx`, the transaction holding the unit's rows, and commits
+/// both. A unit another run recorded first is [`CopyError::AlreadyLoaded`] (and rolls back).
+pub fn commit_unit(
+    mut tx: postgres::Transaction<'_>,
+    ledger: &Ledger,
+    entry: &LedgerEntry,
+) -> Result<(), CopyError> {
+    ledger.record(&mut tx, entry).map_err(|e| match e.code() {
         Some(&SqlState::UNIQUE_VIOLATION) => CopyError::AlreadyLoaded,
         _ => CopyError::Db(e),
     })?;
-    tx.commit().map_err(CopyError::Db)?;
-    Ok(rows)
+    tx.commit().map_err(CopyError::Db)
 }
 
 /// A unit that could not be loaded, even after the retries.

@@ -29,11 +29,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use postgres::Client;
-use postgres::error::SqlState;
 
 use crate::postgres::ident::{qualified, quote_ident, quote_literal};
 use crate::postgres::ledger::{Ledger, LedgerEntry};
-use crate::sink::copy::{CopyError, CopyTarget, ErrorPosition, located_error};
+use crate::sink::copy::{CopyError, CopyTarget, ErrorPosition, commit_unit, located_error};
 
 /// gpfdist's own bounds on `-m`: 32 KiB (its default) to 256 MiB.
 const MIN_LINE: u64 = 32 << 10;
@@ -404,11 +403,7 @@ pub fn insert_file(
     }
     tx.batch_execute(&format!("DROP EXTERNAL TABLE {EXTERNAL_TABLE}"))
         .map_err(CopyError::Db)?;
-    ledger.record(&mut tx, entry).map_err(|e| match e.code() {
-        Some(&SqlState::UNIQUE_VIOLATION) => CopyError::AlreadyLoaded,
-        _ => CopyError::Db(e),
-    })?;
-    tx.commit().map_err(CopyError::Db)?;
+    commit_unit(tx, ledger, entry)?;
     Ok(rows)
 }
 
