@@ -16,4 +16,5 @@ pub mod ddl;
 pub mod ident;
 pub mod index;
 pub mod ledger;
+pub mod scan;
 pub mod table;

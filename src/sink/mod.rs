@@ -2,5 +2,6 @@
 //! connections streaming COPY with a ledger.
 
 pub mod copy;
+pub mod digest;
 pub mod files;
 pub mod manifest;
