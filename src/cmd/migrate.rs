@@ -36,7 +36,7 @@ use crate::encode::json::wide_number_warning;
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
@@ -78,6 +78,9 @@ pub struct MigrateArgs {
     /// pgvector: when dense vectors become halfvec instead of vector.
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
+    /// The storage of float array columns in the tables it creates.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     /// The payload column type.
     #[arg(long, value_enum, default_value_t)]
     pub payload_type: PayloadType,
@@ -173,6 +176,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             DdlOptions {
                 dialect: args.dialect,
                 halfvec: args.halfvec,
+                storage: args.vector_storage,
             },
         );
         let task = ui.task(name, Some(count));
