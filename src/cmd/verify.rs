@@ -6,12 +6,14 @@
 //! `--full` reads everything, both sides at once and each in parallel — Qdrant with export's
 //! cursors, the table in binary over ctid ranges (`postgres::scan`) — and folds every row into
 //! digest buckets by id (`sink::digest`): neither side's order nor an index matters, and memory
-//! stays fixed. Buckets that differ are read again keeping just their rows' digests by id; the
-//! first differing ids are then read by id from both sides and named with what differs — never
-//! the values. Any difference exits 1. With `--snapshot` the points come from snapshot files.
+//! stays fixed. Where buckets differ, both sides list their ids again (ids only), keeping those
+//! that fall into the differing buckets; just those rows are read by id from both sides and
+//! named with what differs — never the values. Any difference exits 1. With `--snapshot` the
+//! points come from snapshot files.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::ExitCode;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
@@ -22,27 +24,31 @@ use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
 use crate::point_id::PointKey;
 use crate::postgres::catalog::table_columns;
-use crate::postgres::compare::{CanonicalRow, RowForm};
+use crate::postgres::compare::{CanonicalRow, RowForm, write_id};
 use crate::postgres::ident::qualified;
 use crate::postgres::scan::{
     Part, TableScan, default_parts, has_tid_range_scans, heap_blocks, read_parts, rows_by_id, tile,
 };
 use crate::progress::{OutputArgs, Task, Ui};
-use crate::sink::digest::{Buckets, Differing, IdDigests};
+use crate::sink::digest::{BUCKETS, Buckets, Differing, bucket_of};
 use crate::source::Source;
 use crate::source::cursor::{PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::IdSpan;
+use crate::source::qdrant::Fetch;
 use crate::source::snapshot::SnapshotArgs;
 
 /// Differences listed per collection before the rest are only counted.
 const SHOWN_DIFFERENCES: usize = 10;
 /// Ids per request when reading points and rows by id.
 const BY_ID_CHUNK: usize = 256;
-/// Rows of differing buckets drilled into in one run: each costs about 64 bytes per side in
-/// the second read. Buckets beyond it are counted, not drilled: the first differences named
-/// are what a user fixes first, and a table that differs in more rows needs no finer list.
+/// Rows of differing buckets drilled into in one run: their ids are held in memory (about 64
+/// bytes each) and each is read by id from both sides. Buckets beyond it are counted, not
+/// drilled: the first differences named are what a user fixes first, and a table that differs
+/// in more rows needs no finer list.
 const DRILL_ROWS: u64 = 1 << 17;
+/// Ids per page when listing ids alone: a page of ids is small, so few round trips.
+const ID_PAGE: u32 = 10_000;
 
 /// `qdrant2pg verify` flags.
 #[derive(Debug, clap::Args)]
@@ -349,9 +355,9 @@ fn verify_full(
 
     let (ours, theirs) = (Buckets::default(), Buckets::default());
     let points = reading.both(
-        |_, row| theirs.add(row.id(), row.bytes()),
-        |_, row| ours.add(row.id(), row.bytes()),
-        Some(task),
+        |row| theirs.add(row.id(), row.bytes()),
+        |row| ours.add(row.id(), row.bytes()),
+        task,
     )?;
     let mut findings = Findings {
         checked: points,
@@ -364,34 +370,23 @@ fn verify_full(
     }
 
     let (drilled, rest) = split_drill(differing);
-    let buckets = || drilled.iter().map(|d| d.bucket);
-    let (ours, theirs) = (IdDigests::new(buckets()), IdDigests::new(buckets()));
-    reading.both(
-        |key, row| theirs.add(key, row.id(), row.bytes()),
-        |key, row| ours.add(key, row.id(), row.bytes()),
-        None,
-    )?;
-    let (ours, theirs) = (ours.into_rows(), theirs.into_rows());
-    let ids: BTreeSet<PointKey> = ours.keys().chain(theirs.keys()).copied().collect();
-    let differing_ids: Vec<PointKey> = ids
-        .into_iter()
-        .filter(|key| ours.get(key) != theirs.get(key))
-        .collect();
-    let shown = differing_ids.len().min(SHOWN_DIFFERENCES);
-    let named = compare_by_id(reader, &mut db, table, &differing_ids[..shown])?;
-    for &key in &differing_ids[..shown] {
-        let what = named
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, what)| what.clone())
-            .unwrap_or_else(|| {
-                "differs, but reads equal by id (was the table or the collection written to \
-                 while verify ran?)"
-                    .to_owned()
-            });
-        findings.differ(format!("id {key}: {what}"));
+    let mut wanted = vec![false; BUCKETS];
+    for d in &drilled {
+        wanted[d.bucket] = true;
     }
-    findings.more += (differing_ids.len() - shown) as u64;
+    let ids: Vec<PointKey> = reading.ids_in(&wanted)?.into_iter().collect();
+    for chunk in ids.chunks(BY_ID_CHUNK) {
+        for (key, what) in compare_by_id(reader, &mut db, table, chunk)? {
+            findings.differ(format!("id {key}: {what}"));
+        }
+    }
+    if findings.is_clean() {
+        findings.differ(format!(
+            "rows differ in {} id bucket(s), but read again by id they are equal (was the table \
+             or the collection written to while verify ran?)",
+            drilled.len()
+        ));
+    }
     if !rest.is_empty() {
         let rows: u64 = rest.iter().map(|d| d.rows).sum();
         findings.note = Some(format!(
@@ -432,13 +427,65 @@ struct Reading<'a> {
 }
 
 impl Reading<'_> {
+    /// The ids either side holds whose canonical id falls into a `wanted` bucket: both sides
+    /// read again, ids only.
+    fn ids_in(&self, wanted: &[bool]) -> anyhow::Result<BTreeSet<PointKey>> {
+        let found = Mutex::new(BTreeSet::new());
+        let keep = |key: PointKey| {
+            let mut id = Vec::with_capacity(17);
+            write_id(&mut id, key);
+            if wanted[bucket_of(&id)] {
+                found.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            }
+        };
+        let table = self.table;
+        let id_column = ["id".to_owned()];
+        let scan = TableScan {
+            table: &table.name,
+            columns: &id_column,
+        };
+        std::thread::scope(|s| {
+            let rows = s.spawn(|| {
+                read_parts(
+                    self.target,
+                    &scan,
+                    self.parts.clone(),
+                    self.args.connections,
+                    || (),
+                    |_, fields| {
+                        keep(table.form.table_id(fields.first().copied().flatten())?);
+                        Ok::<_, crate::postgres::compare::BadTableId>(())
+                    },
+                )
+            });
+            let mut offset = Some(PointKey::MIN);
+            while let Some(at) = offset {
+                let page = self
+                    .reader
+                    .scroll(&table.collection, at, ID_PAGE, Fetch::IdsOnly)?;
+                for point in &page.points {
+                    keep(
+                        PointKey::from_proto(point.id.as_ref())
+                            .with_context(|| format!("collection {:?}", table.collection))?,
+                    );
+                }
+                offset = page.next;
+            }
+            rows.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .with_context(|| format!("reading table {}", table.name))?;
+            anyhow::Ok(())
+        })?;
+        Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Reads both sides at once, each in parallel, handing every point and every row in
     /// canonical form to its side's fold. Returns the points read.
     fn both(
         &self,
-        on_point: impl Fn(PointKey, &CanonicalRow) + Sync,
-        on_row: impl Fn(PointKey, &CanonicalRow) + Sync,
-        task: Option<&Task>,
+        on_point: impl Fn(&CanonicalRow) + Sync,
+        on_row: impl Fn(&CanonicalRow) + Sync,
+        task: &Task,
     ) -> anyhow::Result<u64> {
         let table = self.table;
         std::thread::scope(|s| {
@@ -450,8 +497,8 @@ impl Reading<'_> {
                     self.args.connections,
                     CanonicalRow::default,
                     |row, fields| {
-                        let key = table.form.of_table(fields, row)?;
-                        on_row(key, row);
+                        table.form.of_table(fields, row)?;
+                        on_row(row);
                         Ok::<_, crate::postgres::compare::BadTableId>(())
                     },
                 )
@@ -468,8 +515,8 @@ impl Reading<'_> {
     /// Qdrant's side: export's cursors and page workers.
     fn points(
         &self,
-        on_point: &(impl Fn(PointKey, &CanonicalRow) + Sync),
-        task: Option<&Task>,
+        on_point: &(impl Fn(&CanonicalRow) + Sync),
+        task: &Task,
     ) -> anyhow::Result<u64> {
         let tuning = &self.args.tuning;
         let work = self
@@ -494,18 +541,15 @@ impl Reading<'_> {
             |batch| {
                 let mut row = CanonicalRow::default();
                 for point in &batch.points {
-                    let key = self
-                        .table
+                    self.table
                         .form
                         .of_point(point, &mut row)
                         .with_context(|| format!("collection {collection:?}"))?;
-                    on_point(key, &row);
+                    on_point(&row);
                 }
                 let n = batch.points.len() as u64;
                 points.fetch_add(n, Ordering::Relaxed);
-                if let Some(task) = task {
-                    task.add(n, 0);
-                }
+                task.add(n, 0);
                 Ok(())
             },
         )?;

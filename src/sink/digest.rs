@@ -6,16 +6,11 @@
 //! bucket's sum (two 64-bit lanes, each modulo 2^64). Addition ignores order, so pages from any
 //! cursor and rows from any ctid range fold into the same totals, lock-free. Equal buckets hold
 //! equal rows — unless digests collide, about one chance in 2^64 per differing bucket. Unequal
-//! buckets say where to look: on a second read, [`IdDigests`] keeps the rows of just those
-//! buckets, by id.
+//! buckets say which ids to look at: those whose canonical id falls into them ([`bucket_of`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
-
-use crate::point_id::PointKey;
 
 /// Buckets per side: 1.5 MiB of counters each. A single differing row sends the drill-down to
 /// about `rows / BUCKETS` rows (1,500 of 100 million), and the fixed size is what keeps memory
@@ -76,43 +71,6 @@ impl Buckets {
     }
 }
 
-/// The second read: the digest of every row in some buckets, by id, and how many rows have the
-/// id (a table may hold one twice).
-pub struct IdDigests {
-    wanted: Vec<bool>,
-    rows: Mutex<HashMap<PointKey, (u128, u32)>>,
-}
-
-impl IdDigests {
-    /// Collects the rows of `buckets`.
-    pub fn new(buckets: impl IntoIterator<Item = usize>) -> IdDigests {
-        let mut wanted = vec![false; BUCKETS];
-        for bucket in buckets {
-            wanted[bucket] = true;
-        }
-        IdDigests {
-            wanted,
-            rows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Keeps the row if its bucket is wanted.
-    pub fn add(&self, key: PointKey, id: &[u8], row: &[u8]) {
-        if self.wanted[bucket_of(id)] {
-            self.rows
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
-                .or_insert((xxh3_128(row), 0))
-                .1 += 1;
-        }
-    }
-
-    pub fn into_rows(self) -> HashMap<PointKey, (u128, u32)> {
-        self.rows.into_inner().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,20 +117,6 @@ mod tests {
             differing
                 .iter()
                 .all(|d| expected.contains(&d.bucket) && d.rows >= 1)
-        );
-
-        let drill = IdDigests::new(differing.iter().map(|d| d.bucket));
-        for (i, (id, row)) in rows.iter().enumerate() {
-            drill.add(PointKey::Num(i as u64), id, row);
-        }
-        let found = drill.into_rows();
-        for i in [10, 20, 30] {
-            assert!(found.contains_key(&PointKey::Num(i)));
-        }
-        assert!(
-            found.len() < 100,
-            "only the differing buckets: {}",
-            found.len()
         );
     }
 }

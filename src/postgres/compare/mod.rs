@@ -141,17 +141,23 @@ impl CanonicalRow {
     }
 
     fn write_id(&mut self, key: PointKey) {
-        match key {
-            PointKey::Num(n) => {
-                self.bytes.push(b'N');
-                self.bytes.extend_from_slice(&n.to_le_bytes());
-            }
-            PointKey::Uuid(u) => {
-                self.bytes.push(b'U');
-                self.bytes.extend_from_slice(&u.to_be_bytes());
-            }
-        }
+        write_id(&mut self.bytes, key);
         self.end_field();
+    }
+}
+
+/// A point id in canonical form, as [`CanonicalRow::id`] holds it: `N` and the integer's 8
+/// bytes, or `U` and the UUID's 16.
+pub fn write_id(out: &mut Vec<u8>, key: PointKey) {
+    match key {
+        PointKey::Num(n) => {
+            out.push(b'N');
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        PointKey::Uuid(u) => {
+            out.push(b'U');
+            out.extend_from_slice(&u.to_be_bytes());
+        }
     }
 }
 
@@ -281,13 +287,7 @@ impl RowForm {
         row: &mut CanonicalRow,
     ) -> Result<PointKey, BadTableId> {
         row.clear();
-        let key = match fields.first().copied().flatten() {
-            Some(raw) => self
-                .id
-                .read(raw)
-                .ok_or_else(|| BadTableId(describe_id(self.id, raw)))?,
-            None => return Err(BadTableId("NULL".to_owned())),
-        };
+        let key = self.table_id(fields.first().copied().flatten())?;
         row.write_id(key);
         let mut at = 1;
         for column in &self.vectors {
@@ -317,6 +317,17 @@ impl RowForm {
         }
         row.end_field();
         Ok(key)
+    }
+
+    /// The id a table row's `id` field (binary; `None` for NULL) holds.
+    pub fn table_id(&self, raw: Option<&[u8]>) -> Result<PointKey, BadTableId> {
+        match raw {
+            Some(raw) => self
+                .id
+                .read(raw)
+                .ok_or_else(|| BadTableId(describe_id(self.id, raw))),
+            None => Err(BadTableId("NULL".to_owned())),
+        }
     }
 
     /// What differs between a table row and a point of the same id, or `None` if nothing does.
