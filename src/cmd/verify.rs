@@ -7,9 +7,10 @@
 //! cursors, the table in binary over ctid ranges (`postgres::scan`) — and folds every row into
 //! digest buckets by id (`sink::digest`): neither side's order nor an index matters, and memory
 //! stays fixed. Where buckets differ, both sides list their ids again (ids only), keeping those
-//! that fall into the differing buckets; just those rows are read by id from both sides and
-//! named with what differs — never the values. Any difference exits 1. With `--snapshot` the
-//! points come from snapshot files.
+//! that fall into the differing buckets; just those rows are read again from both sides (the
+//! table's in one filtered scan, or through an index on `id`) and compared by digest, and the
+//! first that differ are named with what differs — never the values. Any difference exits 1.
+//! With `--snapshot` the points come from snapshot files.
 
 use std::collections::{BTreeSet, HashMap};
 use std::process::ExitCode;
@@ -24,13 +25,14 @@ use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
 use crate::point_id::PointKey;
 use crate::postgres::catalog::table_columns;
-use crate::postgres::compare::{CanonicalRow, RowForm, write_id};
+use crate::postgres::compare::{BadTableId, CanonicalRow, RowForm, write_id};
 use crate::postgres::ident::qualified;
 use crate::postgres::scan::{
-    Part, TableScan, default_parts, has_tid_range_scans, heap_blocks, read_parts, rows_by_id, tile,
+    Part, TableScan, default_parts, has_tid_range_scans, heap_blocks, ids_condition, read_parts,
+    rows_by_id, tile,
 };
 use crate::progress::{OutputArgs, Task, Ui};
-use crate::sink::digest::{BUCKETS, Buckets, Differing, bucket_of};
+use crate::sink::digest::{BUCKETS, Buckets, Differing, bucket_of, digest};
 use crate::source::Source;
 use crate::source::cursor::{PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
@@ -120,6 +122,7 @@ impl Table {
         TableScan {
             table: &self.name,
             columns: self.form.columns(),
+            only: None,
         }
     }
 }
@@ -275,25 +278,18 @@ fn compare_by_id(
     keys: &[PointKey],
 ) -> anyhow::Result<Vec<(PointKey, String)>> {
     let mut rows: HashMap<PointKey, (CanonicalRow, usize)> = HashMap::new();
-    let mut bad = None;
-    let texts: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     rows_by_id(
         db,
         &table.scan(),
         table.form.id_column().sql_type(),
-        &texts,
+        keys,
         |fields| {
             let mut row = CanonicalRow::default();
-            match table.form.of_table(fields, &mut row) {
-                Ok(key) => rows.entry(key).or_insert((row, 0)).1 += 1,
-                Err(e) => bad = Some(e),
-            }
+            let key = table.form.of_table(fields, &mut row)?;
+            rows.entry(key).or_insert((row, 0)).1 += 1;
+            Ok::<_, BadTableId>(())
         },
-    )
-    .with_context(|| format!("reading {} by id", table.name))?;
-    if let Some(e) = bad {
-        return Err(e).with_context(|| format!("reading {}", table.name));
-    }
+    )?;
     let mut points: HashMap<PointKey, CanonicalRow> = HashMap::new();
     for point in reader.get_points(&table.collection, keys)? {
         let mut row = CanonicalRow::default();
@@ -375,11 +371,12 @@ fn verify_full(
         wanted[d.bucket] = true;
     }
     let ids: Vec<PointKey> = reading.ids_in(&wanted)?.into_iter().collect();
-    for chunk in ids.chunks(BY_ID_CHUNK) {
-        for (key, what) in compare_by_id(reader, &mut db, table, chunk)? {
-            findings.differ(format!("id {key}: {what}"));
-        }
+    let differing_ids = reading.differing_rows(&ids)?;
+    let shown = differing_ids.len().min(SHOWN_DIFFERENCES);
+    for (key, what) in compare_by_id(reader, &mut db, table, &differing_ids[..shown])? {
+        findings.differ(format!("id {key}: {what}"));
     }
+    findings.more += (differing_ids.len() - shown) as u64;
     if findings.is_clean() {
         findings.differ(format!(
             "rows differ in {} id bucket(s), but read again by id they are equal (was the table \
@@ -427,6 +424,50 @@ struct Reading<'a> {
 }
 
 impl Reading<'_> {
+    /// Which of `ids` (sorted) differ between the two sides: their rows read by id from both,
+    /// the table's in one scan over the parts (or through an index on `id`), compared by digest.
+    fn differing_rows(&self, ids: &[PointKey]) -> anyhow::Result<Vec<PointKey>> {
+        let table = self.table;
+        let rows: Mutex<HashMap<PointKey, (u128, u32)>> = Mutex::new(HashMap::new());
+        if !ids.is_empty() {
+            let scan = TableScan {
+                only: Some(ids_condition(table.form.id_column().sql_type(), ids)),
+                ..table.scan()
+            };
+            read_parts(
+                self.target,
+                &scan,
+                self.parts.clone(),
+                self.args.connections,
+                CanonicalRow::default,
+                |row, fields| {
+                    let key = table.form.of_table(fields, row)?;
+                    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+                    rows.entry(key).or_insert((digest(row.bytes()), 0)).1 += 1;
+                    Ok::<_, BadTableId>(())
+                },
+            )
+            .with_context(|| format!("reading table {}", table.name))?;
+        }
+        let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut points: HashMap<PointKey, u128> = HashMap::new();
+        let mut row = CanonicalRow::default();
+        for chunk in ids.chunks(BY_ID_CHUNK) {
+            for point in self.reader.get_points(&table.collection, chunk)? {
+                let key = table
+                    .form
+                    .of_point(&point, &mut row)
+                    .with_context(|| format!("collection {:?}", table.collection))?;
+                points.insert(key, digest(row.bytes()));
+            }
+        }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|key| rows.get(key) != points.get(key).map(|&d| (d, 1)).as_ref())
+            .collect())
+    }
+
     /// The ids either side holds whose canonical id falls into a `wanted` bucket: both sides
     /// read again, ids only.
     fn ids_in(&self, wanted: &[bool]) -> anyhow::Result<BTreeSet<PointKey>> {
@@ -443,6 +484,7 @@ impl Reading<'_> {
         let scan = TableScan {
             table: &table.name,
             columns: &id_column,
+            only: None,
         };
         std::thread::scope(|s| {
             let rows = s.spawn(|| {
@@ -454,7 +496,7 @@ impl Reading<'_> {
                     || (),
                     |_, fields| {
                         keep(table.form.table_id(fields.first().copied().flatten())?);
-                        Ok::<_, crate::postgres::compare::BadTableId>(())
+                        Ok::<_, BadTableId>(())
                     },
                 )
             });
@@ -499,7 +541,7 @@ impl Reading<'_> {
                     |row, fields| {
                         table.form.of_table(fields, row)?;
                         on_row(row);
-                        Ok::<_, crate::postgres::compare::BadTableId>(())
+                        Ok::<_, BadTableId>(())
                     },
                 )
             });

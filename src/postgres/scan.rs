@@ -1,5 +1,5 @@
 //! Reading a table back fast and in any order: binary COPY over physical (ctid) ranges, in
-//! parallel — verify's table side — and rows by id, in the same binary form.
+//! parallel — verify's table side — and rows by id, through the same binary COPY.
 //!
 //! Each part is `COPY (SELECT cols FROM t WHERE ctid >= '(lo,0)' AND ctid < '(hi,0)') TO STDOUT
 //! (FORMAT binary)`. From PostgreSQL 14 on that is a TID range scan, which reads only those
@@ -14,9 +14,9 @@ use std::io::Read;
 use std::sync::Mutex;
 
 use postgres::Client;
-use postgres::types::{FromSql, Type};
 
 use crate::config::postgres::{ConnectError, Target};
+use crate::point_id::PointKey;
 use crate::postgres::ident::quote_ident;
 
 /// Parts per connection: more parts than connections, so a connection that drew a part of
@@ -34,6 +34,16 @@ pub struct TableScan<'a> {
     pub table: &'a str,
     /// Bare column names, in the order rows are handed over.
     pub columns: &'a [String],
+    /// Only the rows with these ids, when given: see [`ids_condition`].
+    pub only: Option<String>,
+}
+
+/// `id = ANY('{…}'::type[])`: the rows with these ids, in one scan (PostgreSQL 14 and later
+/// hash a long list). The ids are inlined, since COPY takes no parameters; a point id's text is
+/// digits or a hyphenated UUID, nothing that needs quoting.
+pub fn ids_condition(id_type: &str, ids: &[PointKey]) -> String {
+    let list: Vec<String> = ids.iter().map(|k| k.to_string()).collect();
+    format!("id = ANY('{{{}}}'::{id_type}[])", list.join(","))
 }
 
 /// Blocks `[lo, hi)` of the heap; `hi = None` runs to the end.
@@ -47,12 +57,14 @@ impl Part {
     /// The whole table, read by a plain scan.
     pub const WHOLE: Part = Part { lo: 0, hi: None };
 
-    fn filter(&self) -> String {
+    fn condition(&self) -> Option<String> {
         match (self.lo, self.hi) {
-            (0, None) => String::new(),
-            (0, Some(hi)) => format!(" WHERE ctid < '({hi},0)'::tid"),
-            (lo, None) => format!(" WHERE ctid >= '({lo},0)'::tid"),
-            (lo, Some(hi)) => format!(" WHERE ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"),
+            (0, None) => None,
+            (0, Some(hi)) => Some(format!("ctid < '({hi},0)'::tid")),
+            (lo, None) => Some(format!("ctid >= '({lo},0)'::tid")),
+            (lo, Some(hi)) => Some(format!(
+                "ctid >= '({lo},0)'::tid AND ctid < '({hi},0)'::tid"
+            )),
         }
     }
 }
@@ -218,11 +230,20 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let table = || scan.table.to_owned();
+    let conditions: Vec<String> = part
+        .condition()
+        .into_iter()
+        .chain(scan.only.clone())
+        .collect();
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
     let sql = format!(
-        "COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {} FROM {}{filter}) TO STDOUT (FORMAT binary)",
         select_list(scan.columns),
         scan.table,
-        part.filter()
     );
     let mut reader = db.copy_out(&sql).map_err(|source| ScanError::Read {
         table: table(),
@@ -284,41 +305,24 @@ where
     Ok(rows)
 }
 
-/// A field's bytes as the server sent them, whatever its type: binary results are the type's
-/// send form, the same bytes binary COPY carries.
-struct Raw<'a>(&'a [u8]);
-
-impl<'a> FromSql<'a> for Raw<'a> {
-    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
-        Ok(Raw(raw))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
-/// The rows whose id is one of `ids` (as text, cast to `id_type`), each handed to `each` as
-/// [`read_parts`] does. Uses an index on `id` where there is one.
-pub fn rows_by_id(
+/// The rows whose id is one of `ids`, each handed to `each` as [`read_parts`] does, over one
+/// connection. Uses an index on `id` where there is one, else one scan.
+pub fn rows_by_id<E>(
     db: &mut Client,
     scan: &TableScan<'_>,
     id_type: &str,
-    ids: &[String],
-    mut each: impl FnMut(&[Option<&[u8]>]),
-) -> Result<(), postgres::Error> {
-    let sql = format!(
-        "SELECT {} FROM {} WHERE id = ANY($1::text[]::{id_type}[])",
-        select_list(scan.columns),
-        scan.table
-    );
-    for row in db.query(&sql, &[&ids])? {
-        let fields: Vec<Option<&[u8]>> = (0..row.len())
-            .map(|i| row.get::<_, Option<Raw<'_>>>(i).map(|r| r.0))
-            .collect();
-        each(&fields);
-    }
-    Ok(())
+    ids: &[PointKey],
+    each: impl FnMut(&[Option<&[u8]>]) -> Result<(), E>,
+) -> Result<u64, ScanError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let scan = TableScan {
+        table: scan.table,
+        columns: scan.columns,
+        only: Some(ids_condition(id_type, ids)),
+    };
+    read_part(db, &scan, Part::WHOLE, each)
 }
 
 fn select_list(columns: &[String]) -> String {
@@ -336,13 +340,21 @@ mod tests {
     #[test]
     fn parts_tile_the_heap() {
         let part = |lo, hi| Part { lo, hi };
-        assert_eq!(Part::WHOLE.filter(), "");
+        assert_eq!(Part::WHOLE.condition(), None);
         assert_eq!(
-            part(0, Some(8)).filter(),
-            " WHERE ctid < '(8,0)'::tid",
+            part(0, Some(8)).condition().as_deref(),
+            Some("ctid < '(8,0)'::tid"),
             "the first part starts at block 0"
         );
-        assert_eq!(part(8, None).filter(), " WHERE ctid >= '(8,0)'::tid");
+        assert_eq!(
+            part(8, None).condition().as_deref(),
+            Some("ctid >= '(8,0)'::tid")
+        );
+        let ids = [PointKey::Num(7), PointKey::Uuid(1)];
+        assert_eq!(
+            ids_condition("text", &ids),
+            "id = ANY('{7,00000000-0000-0000-0000-000000000001}'::text[])"
+        );
         assert_eq!(part(8, None).to_string(), "blocks 8 to the end");
         assert_eq!(tile(0, 8), [Part::WHOLE]);
         assert_eq!(tile(100, 1), [Part::WHOLE]);

@@ -22,6 +22,11 @@ pub fn bucket_of(id: &[u8]) -> usize {
     (xxh3_64(id) >> (64 - BUCKETS.trailing_zeros())) as usize
 }
 
+/// The digest of a row's canonical form.
+pub fn digest(row: &[u8]) -> u128 {
+    xxh3_128(row)
+}
+
 /// One side's rows, folded.
 pub struct Buckets {
     /// Per bucket: rows, and the digest sum's low and high lanes.
@@ -46,7 +51,7 @@ pub struct Differing {
 impl Buckets {
     /// Folds in one row: its canonical id and its whole canonical form.
     pub fn add(&self, id: &[u8], row: &[u8]) {
-        let digest = xxh3_128(row);
+        let digest = digest(row);
         let cell = &self.cells[bucket_of(id)];
         cell[0].fetch_add(1, Ordering::Relaxed);
         cell[1].fetch_add(digest as u64, Ordering::Relaxed);
