@@ -45,6 +45,40 @@ pub enum Distance {
     Manhattan,
 }
 
+impl std::fmt::Display for VectorShape {
+    /// As Qdrant's API speaks of it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VectorShape::Dense => "dense",
+            VectorShape::Multi => "multivector",
+            VectorShape::Sparse => "sparse",
+        })
+    }
+}
+
+impl std::fmt::Display for Datatype {
+    /// Qdrant's `datatype` values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Datatype::Float32 => "float32",
+            Datatype::Float16 => "float16",
+            Datatype::Uint8 => "uint8",
+        })
+    }
+}
+
+impl std::fmt::Display for Distance {
+    /// Qdrant's `distance` values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Distance::Cosine => "Cosine",
+            Distance::Euclid => "Euclid",
+            Distance::Dot => "Dot",
+            Distance::Manhattan => "Manhattan",
+        })
+    }
+}
+
 /// HNSW parameters, as the collection (or one vector's override) sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hnsw {
@@ -98,6 +132,18 @@ pub enum IdKind {
     Uuid,
     /// Integers and UUIDs mixed.
     Text,
+}
+
+impl IdKind {
+    /// The `id` column's SQL type.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            IdKind::Bigint => "bigint",
+            IdKind::Numeric => "numeric(20,0)",
+            IdKind::Uuid => "uuid",
+            IdKind::Text => "text",
+        }
+    }
 }
 
 /// A collection's layout: what is known from its configuration.

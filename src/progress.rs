@@ -6,13 +6,15 @@
 //! At the end every command prints a summary table and, with `--report-json`, writes it as JSON.
 //! Nothing here ever prints a row value, a password or an API key.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as FmtWrite;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 /// How often the non-terminal ticker prints: often enough to show a job is alive, rarely
@@ -35,13 +37,35 @@ pub struct Ui {
     quiet: bool,
     bars: Option<MultiProgress>,
     tasks: Mutex<Vec<Arc<Task>>>,
+    /// Findings a command adds to its JSON report beside the tasks.
+    extra: Mutex<BTreeMap<String, serde_json::Value>>,
     started: Instant,
     ticker_stop: Arc<AtomicBool>,
 }
 
-/// One unit of reporting (a collection being exported, a table being loaded).
+/// What a task counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Points or rows moved (export, import, migrate, verify).
+    Rows,
+    /// Indexes built (index).
+    Indexes,
+}
+
+impl Unit {
+    fn word(self) -> &'static str {
+        match self {
+            Unit::Rows => "rows",
+            Unit::Indexes => "indexes",
+        }
+    }
+}
+
+/// One unit of reporting (a collection being exported, a table being loaded, an index built).
 pub struct Task {
     pub name: String,
+    unit: Unit,
     total: AtomicU64,
     rows: AtomicU64,
     bytes: AtomicU64,
@@ -60,6 +84,7 @@ impl Ui {
             quiet: args.quiet,
             bars,
             tasks: Mutex::new(Vec::new()),
+            extra: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             ticker_stop: Arc::new(AtomicBool::new(false)),
         });
@@ -95,13 +120,25 @@ impl Ui {
         });
     }
 
-    /// Starts a task; `total` is the expected row count when known.
+    /// Starts a task counting rows; `total` is the expected row count when known.
     pub fn task(&self, name: &str, total: Option<u64>) -> Arc<Task> {
+        self.task_of(name, total, Unit::Rows)
+    }
+
+    /// Starts a task counting `unit`s; `total` is the expected count when known.
+    pub fn task_of(&self, name: &str, total: Option<u64>, unit: Unit) -> Arc<Task> {
         let bar = self.bars.as_ref().map(|bars| {
             let bar = bars.add(ProgressBar::new(total.unwrap_or(0)));
-            let template =
-                "{prefix:>20.bold} [{bar:30}] {pos}/{len} rows {per_sec} {msg} ETA {eta}";
-            if let Ok(style) = ProgressStyle::with_template(template) {
+            let template = format!(
+                "{{prefix:>20.bold}} [{{bar:30}}] {{pos}}/{{len}} {} {{rate}} {{msg}} ETA {{eta}}",
+                unit.word()
+            );
+            if let Ok(style) = ProgressStyle::with_template(&template) {
+                // indicatif's own {per_sec} prints `8,763.8559/s`: a rate reads rounded.
+                let style =
+                    style.with_key("rate", |state: &ProgressState, w: &mut dyn FmtWrite| {
+                        let _ = write!(w, "{}/s", rounded_rate(state.per_sec()));
+                    });
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_prefix(name.to_owned());
@@ -109,6 +146,7 @@ impl Ui {
         });
         let task = Arc::new(Task {
             name: name.to_owned(),
+            unit,
             total: AtomicU64::new(total.unwrap_or(0)),
             rows: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -122,6 +160,14 @@ impl Ui {
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::clone(&task));
         task
+    }
+
+    /// Adds `value` to the JSON report under `key` (what a command found beyond its tasks).
+    pub fn record(&self, key: &str, value: serde_json::Value) {
+        self.extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), value);
     }
 
     /// An informational line (suppressed by `--quiet`).
@@ -172,6 +218,7 @@ impl Ui {
             command: command.to_owned(),
             seconds: self.started.elapsed().as_secs_f64(),
             tasks: tasks.iter().map(|t| t.report()).collect(),
+            extra: self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -230,11 +277,12 @@ impl Task {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let rows = self.rows.load(Ordering::Relaxed);
         let bytes = self.bytes.load(Ordering::Relaxed);
+        let unit = self.unit.word();
         format!(
-            "{}: {rows}/{} rows, {:.0} rows/s, {:.1} MB/s",
+            "{}: {rows}/{} {unit}, {} {unit}/s, {:.1} MB/s",
             self.name,
             self.total.load(Ordering::Relaxed),
-            rows as f64 / secs,
+            rounded_rate(rows as f64 / secs),
             bytes as f64 / 1e6 / secs
         )
     }
@@ -251,6 +299,7 @@ impl Task {
         let bytes = self.bytes.load(Ordering::Relaxed);
         TaskReport {
             name: self.name.clone(),
+            unit: self.unit,
             outcome: finished.map_or_else(|| "unfinished".to_owned(), |(_, o)| o),
             rows,
             bytes,
@@ -268,12 +317,17 @@ pub struct Report {
     pub command: String,
     pub seconds: f64,
     pub tasks: Vec<TaskReport>,
+    /// What the command found beyond its tasks (`verify --search`: recall per vector).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 /// The summary of one task.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskReport {
     pub name: String,
+    /// What `rows` and `rows_per_second` count.
+    pub unit: Unit,
     pub outcome: String,
     pub rows: u64,
     pub bytes: u64,
@@ -284,7 +338,8 @@ pub struct TaskReport {
 }
 
 impl Report {
-    /// A plain-text table, one line per task and a total.
+    /// A plain-text table, one line per task and a total. Index builds move no rows: their
+    /// table says which index took how long.
     pub fn table(&self) -> String {
         let width = self
             .tasks
@@ -293,33 +348,103 @@ impl Report {
             .max()
             .unwrap_or(0)
             .max(10);
+        if self.tasks.iter().all(|t| t.unit == Unit::Indexes) {
+            let mut out = format!("{:<width$}  {:>8}  {:>8}\n", "index", "outcome", "seconds");
+            for t in &self.tasks {
+                out.push_str(&format!(
+                    "{:<width$}  {:>8}  {:>8.2}\n",
+                    t.name, t.outcome, t.seconds
+                ));
+            }
+            let built = self.tasks.iter().filter(|t| t.outcome == "ok").count();
+            out.push_str(&format!(
+                "qdrant2pg {}: {built} of {} index(es) built in {:.2} s",
+                self.command,
+                self.tasks.len(),
+                self.seconds
+            ));
+            return out;
+        }
         let mut out = format!(
             "{:<width$}  {:>8}  {:>12}  {:>10}  {:>6}  {:>8}  {:>12}  {:>8}\n",
             "name", "outcome", "rows", "MB", "files", "seconds", "rows/s", "MB/s"
         );
         for t in &self.tasks {
             out.push_str(&format!(
-                "{:<width$}  {:>8}  {:>12}  {:>10.1}  {:>6}  {:>8.2}  {:>12.0}  {:>8.1}\n",
+                "{:<width$}  {:>8}  {:>12}  {:>10.1}  {:>6}  {:>8.2}  {:>12}  {:>8.1}\n",
                 t.name,
                 t.outcome,
                 t.rows,
                 t.bytes as f64 / 1e6,
                 t.files,
                 t.seconds,
-                t.rows_per_second,
+                rounded_rate(t.rows_per_second),
                 t.megabytes_per_second
             ));
         }
         let rows: u64 = self.tasks.iter().map(|t| t.rows).sum();
         let bytes: u64 = self.tasks.iter().map(|t| t.bytes).sum();
         out.push_str(&format!(
-            "{} {}: {rows} rows, {:.1} MB in {:.2} s ({:.0} rows/s)",
+            "{} {}: {rows} rows, {:.1} MB in {:.2} s ({} rows/s)",
             "qdrant2pg",
             self.command,
             bytes as f64 / 1e6,
             self.seconds,
-            rows as f64 / self.seconds.max(1e-9)
+            rounded_rate(rows as f64 / self.seconds.max(1e-9))
         ));
         out
+    }
+}
+
+/// A rate as people read one: whole units, with three significant digits below 100
+/// (`12345`, `87.3`, `0.512`), never `8,763.8559`.
+fn rounded_rate(rate: f64) -> String {
+    if !rate.is_finite() {
+        "-".to_owned()
+    } else if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else if rate >= 10.0 {
+        format!("{rate:.1}")
+    } else if rate >= 1.0 {
+        format!("{rate:.2}")
+    } else {
+        format!("{rate:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_rounded() {
+        assert_eq!(rounded_rate(8763.8559), "8764");
+        assert_eq!(rounded_rate(87.349), "87.3");
+        assert_eq!(rounded_rate(1.5), "1.50");
+        assert_eq!(rounded_rate(0.5123), "0.512");
+        assert_eq!(rounded_rate(0.0), "0.000");
+    }
+
+    #[test]
+    fn an_index_report_speaks_of_indexes() {
+        let report = Report {
+            command: "index".into(),
+            seconds: 2.5,
+            extra: BTreeMap::new(),
+            tasks: vec![TaskReport {
+                name: "t_vector_idx".into(),
+                unit: Unit::Indexes,
+                outcome: "ok".into(),
+                rows: 1,
+                bytes: 0,
+                files: 0,
+                seconds: 2.0,
+                rows_per_second: 0.5,
+                megabytes_per_second: 0.0,
+            }],
+        };
+        let table = report.table();
+        assert!(table.contains("1 of 1 index(es) built"), "{table}");
+        assert!(!table.contains("rows"), "{table}");
     }
 }

@@ -375,7 +375,7 @@ fn pgvector_dialect_loads_vector_columns() {
     };
     let layout = Layout::new(
         vec![
-            vector("bm25", VectorShape::Sparse, None, Datatype::Float32),
+            vector("bm25", VectorShape::Sparse, Some(10), Datatype::Float32),
             vector("text", VectorShape::Dense, Some(3), Datatype::Float16),
         ],
         PayloadType::Jsonb,

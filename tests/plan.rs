@@ -22,15 +22,24 @@ fn plan_shows_counts_ids_columns_ddl_and_ranges() {
     for needle in [
         "collection fx_rich",
         "points (exact):   300",
-        "id column:        Uuid",
+        "id column:        id uuid",
+        "vector text         dense, size 8, float32, distance Dot",
+        "vector image        dense, size 12, float16, distance Euclid",
+        "vector colbert      multivector, size 4, float32, distance Cosine",
+        "vector bm25         sparse",
         "collection fx_sharded",
         "points (exact):   600",
-        "id column:        Text (integers",
+        "id column:        id text (integers",
+        "distance Manhattan",
         "colbert real[][]",
         "sparsevec",
         "ranges planned:",
         "estimated export:",
     ] {
         assert!(text.contains(needle), "plan lacks {needle:?}:\n{text}");
+    }
+    // The words of SQL and of Qdrant's API, never Rust's debug forms.
+    for debug in ["Some(", "None", "Float32", "Bigint", "Dense", "Uuid"] {
+        assert!(!text.contains(debug), "plan shows {debug:?}:\n{text}");
     }
 }

@@ -313,17 +313,16 @@ fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyho
             if (args.dialect == Dialect::Pgvector)
                 != (manifest.vector_syntax == VectorSyntax::Pgvector)
             {
+                let (held, wanted) = if args.dialect == Dialect::Pgvector {
+                    ("PostgreSQL arrays", "pgvector")
+                } else {
+                    ("pgvector's types", "postgres (or adbpg)")
+                };
                 bail!(
-                    "{}: the files hold vectors as {:?} but --dialect is {:?}: export again with \
-                     --dialect {}",
+                    "{}: the files hold vectors as {held}, for another --dialect than the one \
+                     given: export again with --dialect {wanted}, or import with the dialect \
+                     of the export",
                     collection.dir.display(),
-                    manifest.vector_syntax,
-                    args.dialect,
-                    if args.dialect == Dialect::Pgvector {
-                        "pgvector"
-                    } else {
-                        "postgres (or adbpg)"
-                    }
                 );
             }
             let options = DdlOptions {

@@ -18,7 +18,7 @@ use crate::postgres::catalog::table_columns;
 use crate::postgres::ddl::Dialect;
 use crate::postgres::ident::{qualified, quote_literal};
 use crate::postgres::index::{IndexStatement, plan_indexes};
-use crate::progress::{OutputArgs, Ui};
+use crate::progress::{OutputArgs, Ui, Unit};
 use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
 
@@ -115,9 +115,23 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     }
     // Vector indexes are the long builds: start them first so they overlap.
     statements.sort_by_key(|s| !s.what.starts_with("vector"));
-    let task = ui.task("indexes", Some(statements.len() as u64));
-    let queue = Mutex::new(statements.into_iter().rev().collect::<Vec<_>>());
+    let queue = Mutex::new(
+        statements
+            .into_iter()
+            .rev()
+            .map(|s| {
+                let task = ui.task_of(&s.name, Some(1), Unit::Indexes);
+                (s, task)
+            })
+            .collect::<Vec<_>>(),
+    );
     let failures = Mutex::new(Vec::new());
+    let fail = |message: String| {
+        failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message)
+    };
     let settings = format!(
         "SET statement_timeout = 0; SET maintenance_work_mem = {}",
         quote_literal(&args.maintenance_work_mem)
@@ -125,30 +139,26 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     std::thread::scope(|s| {
         for _ in 0..args.connections.max(1) {
             s.spawn(|| {
-                let mut session = match target.connect() {
-                    Ok(mut c) => match c.batch_execute(&settings) {
-                        Ok(()) => c,
-                        Err(e) => {
-                            failures
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(format!("session settings: {e}"));
-                            return;
-                        }
-                    },
-                    Err(e) => {
-                        failures
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(format!("{e:#}"));
-                        return;
-                    }
+                let session = target
+                    .connect()
+                    .map_err(|e| format!("{:#}", anyhow::Error::from(e)))
+                    .and_then(|mut c| {
+                        c.batch_execute(&settings)
+                            .map(|()| c)
+                            .map_err(|e| format!("session settings: {e}"))
+                    });
+                let mut session = match session {
+                    Ok(session) => session,
+                    Err(message) => return fail(message),
                 };
-                while let Some(statement) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                while let Some((statement, task)) =
+                    queue.lock().unwrap_or_else(|p| p.into_inner()).pop()
+                {
                     let started = Instant::now();
                     match session.batch_execute(&statement.sql) {
                         Ok(()) => {
                             task.add(1, 0);
+                            task.finish("ok");
                             ui.info(&format!(
                                 "built {} ({}) in {:.1} s",
                                 statement.name,
@@ -156,16 +166,16 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                                 started.elapsed().as_secs_f64()
                             ));
                         }
-                        Err(e) => failures
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push(format!(
+                        Err(e) => {
+                            task.finish("FAILED");
+                            fail(format!(
                                 "{} ({}): {}",
                                 statement.name,
                                 statement.what,
                                 e.as_db_error()
                                     .map_or_else(|| e.to_string(), |d| d.message().to_owned())
-                            )),
+                            ))
+                        }
                     }
                 }
             });
@@ -176,7 +186,6 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("analyzing {t}"))?;
     }
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    task.finish(if failures.is_empty() { "ok" } else { "FAILED" });
     ui.finish("index", output)?;
     if let Some(first) = failures.first() {
         bail!("{} index build(s) failed; first: {first}", failures.len());

@@ -7,3 +7,4 @@ pub mod index;
 pub mod migrate;
 pub mod plan;
 pub mod verify;
+pub mod verify_search;

@@ -14,7 +14,7 @@ use crate::cmd::export::{DEFAULT_MAX_LINES, range_count};
 use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::config::read_or_default;
 use crate::encode::text::TextRowEncoder;
-use crate::layout::{DataFacts, PayloadType};
+use crate::layout::{DataFacts, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
 use crate::postgres::ddl::{Dialect, create_table_sql};
 use crate::progress::{OutputArgs, Ui};
@@ -95,7 +95,10 @@ pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         let ranges = span.plan(range_count(count, DEFAULT_MAX_LINES, &args.tuning));
         out.push_str(&format!("collection {name}\n"));
         out.push_str(&format!("  points (exact):   {count}\n"));
-        out.push_str(&format!("  id column:        {:?}", facts.id_kind()));
+        out.push_str(&format!(
+            "  id column:        id {}",
+            facts.id_kind().sql_type()
+        ));
         match (span.ints, span.uuids) {
             (Some((lo, hi)), Some((ulo, uhi))) => out.push_str(&format!(
                 " (integers {lo}..={hi} and UUIDs {}..={})\n",
@@ -112,20 +115,9 @@ pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
         for v in &schema.layout.vectors {
             out.push_str(&format!(
-                "  vector {:<12} {:?} dim {} {:?} distance {:?}{}\n",
-                if v.name.is_empty() {
-                    "(unnamed)"
-                } else {
-                    &v.name
-                },
-                v.shape,
-                v.dim.map_or("-".to_owned(), |d| d.to_string()),
-                v.datatype,
-                v.distance,
-                v.hnsw.map_or(String::new(), |h| format!(
-                    " hnsw m={} ef_construct={}",
-                    h.m, h.ef_construct
-                )),
+                "  vector {:<12} {}\n",
+                v.column(),
+                describe_vector(v)
             ));
         }
         out.push_str(&format!(
@@ -151,4 +143,23 @@ pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     print!("{out}");
     ui.finish_quietly("plan", output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A vector as Qdrant's API describes it: `dense, size 768, float32, distance Cosine, hnsw m=16
+/// ef_construct=100`.
+fn describe_vector(v: &VectorSpec) -> String {
+    let mut words = vec![v.shape.to_string()];
+    if v.shape != VectorShape::Sparse {
+        if let Some(dim) = v.dim {
+            words.push(format!("size {dim}"));
+        }
+        words.push(v.datatype.to_string());
+    }
+    if let Some(distance) = v.distance {
+        words.push(format!("distance {distance}"));
+    }
+    if let Some(h) = v.hnsw {
+        words.push(format!("hnsw m={} ef_construct={}", h.m, h.ef_construct));
+    }
+    words.join(", ")
 }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, bail};
 
 use crate::cmd::export::range_count;
+use crate::cmd::verify_search::{self, SearchArgs, read_queries};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
@@ -38,6 +39,7 @@ use crate::source::cursor::{PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::IdSpan;
 use crate::source::qdrant::Fetch;
+use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
 
 /// Differences listed per collection before the rest are only counted.
@@ -83,6 +85,8 @@ pub struct VerifyArgs {
     /// later) and the table has 8 MB per part, else 1.
     #[arg(long, value_name = "N")]
     pub table_parts: Option<u32>,
+    #[command(flatten)]
+    pub parity: SearchArgs,
 }
 
 /// What one collection's check found.
@@ -111,7 +115,7 @@ impl Findings {
 
 /// The table side of one collection.
 struct Table {
-    collection: String,
+    schema: CollectionSchema,
     /// Qualified and quoted.
     name: String,
     form: RowForm,
@@ -140,8 +144,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &wanted,
     )?;
     let names = reader.collections(&wanted)?;
+    let user_queries = match &args.parity.queries {
+        Some(path) => read_queries(path)?,
+        None => Vec::new(),
+    };
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
+    let mut searches = Vec::new();
     let mut out = String::new();
     for name in &names {
         let table = describe_table(&mut db, &target.schema, name, &reader)?;
@@ -165,8 +174,29 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 format!("count: Qdrant has {qdrant_count} points, the table {table_count} rows"),
             );
         }
+        let searched = if args.parity.wanted() {
+            let server = reader.server().context(
+                "verify --search compares with Qdrant's own search: it needs a Qdrant server, \
+                 not --snapshot",
+            )?;
+            let sample = match args.parity.search {
+                Some(n) => reader.keys_spread(name, &span, n)?,
+                None => Vec::new(),
+            };
+            verify_search::check_collection(
+                server,
+                &mut db,
+                &target.schema,
+                &table.schema,
+                &sample,
+                &user_queries,
+                &args.parity,
+            )?
+        } else {
+            Vec::new()
+        };
         let clean = findings.is_clean();
-        all_clean &= clean;
+        all_clean &= clean && searched.iter().all(|s| s.passed);
         task.finish(if clean { "ok" } else { "DIFFERS" });
         out.push_str(&format!(
             "{name}: Qdrant {qdrant_count} points, table {} {table_count} rows, {} compared ({}): {}\n",
@@ -184,8 +214,18 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         if let Some(note) = &findings.note {
             out.push_str(&format!("  {note}\n"));
         }
+        for s in &searched {
+            out.push_str(&format!(
+                "  {}\n",
+                s.line(args.parity.top, args.parity.min_recall)
+            ));
+        }
+        searches.extend(searched);
     }
     print!("{out}");
+    if args.parity.wanted() {
+        ui.record("search", serde_json::to_value(&searches)?);
+    }
     ui.finish("verify", output)?;
     Ok(if all_clean {
         ExitCode::SUCCESS
@@ -211,18 +251,11 @@ fn describe_table(
         Some((_, t)) if t == "jsonb" => crate::layout::PayloadType::Jsonb,
         _ => crate::layout::PayloadType::Json,
     };
-    let schema_info = crate::source::schema::CollectionSchema::from_info(
-        collection,
-        reader.collection_info(collection)?,
-        payload,
-    )?;
-    let form = RowForm::new(&schema_info.layout, &columns)
+    let schema =
+        CollectionSchema::from_info(collection, reader.collection_info(collection)?, payload)?;
+    let form = RowForm::new(&schema.layout, &columns)
         .with_context(|| format!("table {name} does not fit collection {collection:?}"))?;
-    Ok(Table {
-        collection: collection.to_owned(),
-        name,
-        form,
-    })
+    Ok(Table { schema, name, form })
 }
 
 /// `--sample N`: ids spread evenly over where ids lie, read by id on both sides.
@@ -233,31 +266,7 @@ fn verify_sample(
     span: &IdSpan,
     n: usize,
 ) -> anyhow::Result<Findings> {
-    let mut probes = Vec::new();
-    let kinds = usize::from(span.ints.is_some()) + usize::from(span.uuids.is_some());
-    let per_kind = n.div_ceil(kinds.max(1)).max(1);
-    if let Some((lo, hi)) = span.ints {
-        let step = (u128::from(hi - lo) / per_kind as u128).max(1);
-        probes.extend(
-            (0..per_kind as u128)
-                .map(|i| PointKey::Num((u128::from(lo) + step * i).min(u128::from(hi)) as u64)),
-        );
-    }
-    if let Some((lo, hi)) = span.uuids {
-        let step = ((hi - lo) / per_kind as u128).max(1);
-        probes.extend(
-            (0..per_kind as u128).map(|i| PointKey::Uuid(lo.saturating_add(step * i).min(hi))),
-        );
-    }
-    let mut keys = Vec::new();
-    for probe in probes {
-        if let Some(key) = reader.first_at_or_after(&table.collection, probe)? {
-            keys.push(key);
-        }
-    }
-    keys.sort();
-    keys.dedup();
-    keys.truncate(n);
+    let keys = reader.keys_spread(&table.schema.name, span, n)?;
     let mut findings = Findings {
         checked: keys.len() as u64,
         ..Findings::default()
@@ -291,12 +300,12 @@ fn compare_by_id(
         },
     )?;
     let mut points: HashMap<PointKey, CanonicalRow> = HashMap::new();
-    for point in reader.get_points(&table.collection, keys)? {
+    for point in reader.get_points(&table.schema.name, keys)? {
         let mut row = CanonicalRow::default();
         let key = table
             .form
             .of_point(&point, &mut row)
-            .with_context(|| format!("collection {:?}", table.collection))?;
+            .with_context(|| format!("collection {:?}", table.schema.name))?;
         points.insert(key, row);
     }
     let mut found = Vec::new();
@@ -453,11 +462,11 @@ impl Reading<'_> {
         let mut points: HashMap<PointKey, u128> = HashMap::new();
         let mut row = CanonicalRow::default();
         for chunk in ids.chunks(BY_ID_CHUNK) {
-            for point in self.reader.get_points(&table.collection, chunk)? {
+            for point in self.reader.get_points(&table.schema.name, chunk)? {
                 let key = table
                     .form
                     .of_point(&point, &mut row)
-                    .with_context(|| format!("collection {:?}", table.collection))?;
+                    .with_context(|| format!("collection {:?}", table.schema.name))?;
                 points.insert(key, digest(row.bytes()));
             }
         }
@@ -504,11 +513,11 @@ impl Reading<'_> {
             while let Some(at) = offset {
                 let page = self
                     .reader
-                    .scroll(&table.collection, at, ID_PAGE, Fetch::IdsOnly)?;
+                    .scroll(&table.schema.name, at, ID_PAGE, Fetch::IdsOnly)?;
                 for point in &page.points {
                     keep(
                         PointKey::from_proto(point.id.as_ref())
-                            .with_context(|| format!("collection {:?}", table.collection))?,
+                            .with_context(|| format!("collection {:?}", table.schema.name))?,
                     );
                 }
                 offset = page.next;
@@ -572,7 +581,7 @@ impl Reading<'_> {
             .collect();
         let scheduler = Scheduler::new(work, vec![*self.span], u64::from(tuning.page_size) * 2);
         let points = AtomicU64::new(0);
-        let collection = &self.table.collection;
+        let collection = &self.table.schema.name;
         read_parallel(
             &scheduler,
             &|| self.reader.open_reader(),

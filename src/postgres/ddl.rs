@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ident::{qualified, quote_ident};
 use crate::encode::vectors::sparsevec_dim;
-use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape};
+use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape};
 
 /// The SQL flavour of the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -117,13 +117,7 @@ pub fn columns(layout: &Layout, facts: &DataFacts, options: DdlOptions) -> Vec<C
         sql_type,
         dense_vector,
     };
-    let id_type = match facts.id_kind() {
-        IdKind::Bigint => "bigint",
-        IdKind::Numeric => "numeric(20,0)",
-        IdKind::Uuid => "uuid",
-        IdKind::Text => "text",
-    };
-    let mut out = vec![column("id", id_type.to_owned(), false)];
+    let mut out = vec![column("id", facts.id_kind().sql_type().to_owned(), false)];
     let mut sparse_slot = 0;
     for v in &layout.vectors {
         let name = v.column();

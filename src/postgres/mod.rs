@@ -17,4 +17,5 @@ pub mod ident;
 pub mod index;
 pub mod ledger;
 pub mod scan;
+pub mod search;
 pub mod table;

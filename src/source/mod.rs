@@ -22,6 +22,7 @@ use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
 use crate::config::qdrant::{Connection, QdrantArgs, QdrantSection};
 use crate::point_id::PointKey;
 use crate::source::cursor::PageReader;
+use crate::source::plan::IdSpan;
 use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
 use crate::source::snapshot::{SnapshotArgs, SnapshotReader, SnapshotSet};
 
@@ -98,6 +99,33 @@ impl Source {
         match self {
             Source::Qdrant { reader, .. } => reader.get_points(collection, ids),
             Source::Snapshots(set) => Ok(set.get_points(collection, ids)?),
+        }
+    }
+
+    /// Up to `n` ids of points spread evenly over where the ids lie (`span`), sorted.
+    pub fn keys_spread(
+        &self,
+        collection: &str,
+        span: &IdSpan,
+        n: usize,
+    ) -> Result<Vec<PointKey>, SourceError> {
+        let mut keys = Vec::new();
+        for probe in span.spread(n) {
+            if let Some(key) = self.first_at_or_after(collection, probe)? {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(n);
+        Ok(keys)
+    }
+
+    /// The server, where there is one (a search needs Qdrant's own index).
+    pub fn server(&self) -> Option<&QdrantReader> {
+        match self {
+            Source::Qdrant { reader, .. } => Some(reader),
+            Source::Snapshots(_) => None,
         }
     }
 

@@ -15,10 +15,11 @@ use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
-    CollectionInfo, CountPoints, CreateCollection, GetCollectionInfoRequest, GetPoints,
-    HealthCheckRequest, ListCollectionsRequest, PointStruct, RetrievedPoint, ScrollPoints,
-    UpsertPoints, WithPayloadSelector, WithVectorsSelector, with_payload_selector,
-    with_vectors_selector,
+    CollectionInfo, CountPoints, CreateCollection, DenseVector, GetCollectionInfoRequest,
+    GetPoints, HealthCheckRequest, ListCollectionsRequest, PointStruct, Query, QueryBatchPoints,
+    QueryPoints, RetrievedPoint, ScrollPoints, SearchParams, SparseVector, UpsertPoints,
+    VectorInput, WithPayloadSelector, WithVectorsSelector, query, vector_input,
+    with_payload_selector, with_vectors_selector,
 };
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
@@ -86,6 +87,31 @@ impl SourceError {
     /// A request the server (or the client's decoder) failed with `Internal`.
     fn is_internal(&self) -> bool {
         matches!(self, SourceError::Request { source, .. } if source.code() == Code::Internal)
+    }
+}
+
+/// A query vector for a nearest-neighbour search.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryVector {
+    Dense(Vec<f32>),
+    Sparse { indices: Vec<u32>, values: Vec<f32> },
+}
+
+impl QueryVector {
+    fn to_grpc(&self) -> VectorInput {
+        VectorInput {
+            variant: Some(match self {
+                QueryVector::Dense(data) => {
+                    vector_input::Variant::Dense(DenseVector { data: data.clone() })
+                }
+                QueryVector::Sparse { indices, values } => {
+                    vector_input::Variant::Sparse(SparseVector {
+                        indices: indices.clone(),
+                        values: values.clone(),
+                    })
+                }
+            }),
+        }
     }
 }
 
@@ -336,6 +362,59 @@ impl QdrantReader {
             async move { client.get(request).await }
         })?;
         Ok(response.result)
+    }
+
+    /// For each query, the ids of the `top` points nearest to it on vector `using` (`""`: the
+    /// unnamed vector), nearest first: by Qdrant's own index, or, with `exact`, by a full scan —
+    /// Qdrant's ground truth. One batched request.
+    pub fn nearest(
+        &self,
+        collection: &str,
+        using: &str,
+        queries: &[QueryVector],
+        top: u64,
+        exact: bool,
+    ) -> Result<Vec<Vec<PointKey>>, SourceError> {
+        let request = QueryBatchPoints {
+            collection_name: collection.to_owned(),
+            query_points: queries
+                .iter()
+                .map(|q| QueryPoints {
+                    collection_name: collection.to_owned(),
+                    query: Some(Query {
+                        variant: Some(query::Variant::Nearest(q.to_grpc())),
+                    }),
+                    using: (!using.is_empty()).then(|| using.to_owned()),
+                    params: Some(SearchParams {
+                        exact: Some(exact),
+                        ..Default::default()
+                    }),
+                    limit: Some(top),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let response = self.with_retries(collection, "searching", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.query_batch(request).await }
+        })?;
+        response
+            .result
+            .into_iter()
+            .map(|batch| {
+                batch
+                    .result
+                    .iter()
+                    .map(|p| {
+                        PointKey::from_proto(p.id.as_ref()).map_err(|source| SourceError::BadId {
+                            collection: collection.to_owned(),
+                            source,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Creates a collection (the load generator's, and tests').

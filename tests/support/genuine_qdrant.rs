@@ -299,8 +299,21 @@ impl GenuineQdrant {
                 .call()
                 .is_ok_and(|r| r.status().is_success())
             {
-                self.child = Some(child);
-                return Ok(());
+                // Another process (a test elsewhere on this machine) may have taken a port
+                // between our probe and the server's bind, and answered for it.
+                let ours = [self.http_port, self.grpc_port]
+                    .iter()
+                    .all(|&port| listens_on(child.id(), port));
+                if ours {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "a port was in use by another process:\n{}",
+                    this_start()
+                ));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
@@ -344,6 +357,35 @@ pub fn encode(segment: &str) -> String {
         }
     }
     out
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (from `/proc`: the socket
+/// inodes of its descriptors against the kernel's table of listening sockets).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let local_port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                // local_address, state (0A: LISTEN), inode
+                fields.len() > 9
+                    && fields[1].ends_with(&local_port)
+                    && fields[3] == "0A"
+                    && inodes.contains(fields[9])
+            })
+        })
+    })
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.

@@ -3,6 +3,8 @@ pub mod cli;
 pub mod edge_qdrant;
 pub mod flows;
 pub mod genuine_qdrant;
+pub mod greenplum;
 pub mod pg;
 pub mod qdrant;
 pub mod spawn;
+pub mod tier;

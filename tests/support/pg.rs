@@ -43,16 +43,16 @@ use super::spawn::spawn_tied_to_this_process;
 
 /// How long a server may take to accept connections after it is spawned. A cold start on a busy
 /// 2-core CI machine takes about a second; crash recovery after an immediate stop a few more.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Set, this keeps each cluster's directory (data and `server.log`) after the server stops, for
 /// a post-mortem. A kept directory holds [`KEPT`], and sweeps leave it alone.
-const KEEP_VAR: &str = "QDRANT2PG_KEEP_PG";
-const KEPT: &str = "KEPT";
+pub(super) const KEEP_VAR: &str = "QDRANT2PG_KEEP_PG";
+pub(super) const KEPT: &str = "KEPT";
 
 /// Starting on a port that another process grabbed between our probe and the server's bind fails;
 /// we then try another port, this many times in all.
-const PORT_ATTEMPTS: usize = 5;
+pub(super) const PORT_ATTEMPTS: usize = 5;
 
 /// Which server binaries a cluster runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl PgCluster {
     pub fn start(version: PgVersion, auth: Auth) -> PgCluster {
         let bin = Binaries::of(version);
         let server_user = ServerUser::for_this_process();
-        let root = scratch_dir(version, server_user);
+        let root = scratch_dir(&format!("{version:?}"), server_user);
         init_data_dir(&bin, &root, &auth, server_user);
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
@@ -119,7 +119,8 @@ impl PgCluster {
             // The log of a failed attempt must not be mistaken for this one's.
             let _ = fs::remove_file(root.join("server.log"));
             let mut child = spawn_postmaster(&bin, &root, port, server_user);
-            match wait_ready(&root, port, &mut child) {
+            let log = root.join("server.log");
+            match wait_ready(&socket_config(&root, port), &log, &mut child) {
                 Ok(()) => {
                     return PgCluster {
                         version,
@@ -147,11 +148,11 @@ impl PgCluster {
 
     /// A new, empty database with a name unique on this cluster and telling which test made it.
     pub fn create_database(&self) -> TestDb {
-        let n = self.next_db.fetch_add(1, Ordering::Relaxed);
-        let name = database_name(n, thread::current().name().unwrap_or("test"));
-        self.admin()
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap_or_else(|e| panic!("creating database {name} on {:?}: {e}", self.version));
+        let name = create_database(
+            &mut self.admin(),
+            &self.next_db,
+            &format!("{:?}", self.version),
+        );
         TestDb {
             name,
             port: self.port,
@@ -172,7 +173,8 @@ impl PgCluster {
             self.port,
             self.server_user,
         ));
-        if let Err(log) = wait_ready(&self.root, self.port, child) {
+        let log = self.root.join("server.log");
+        if let Err(log) = wait_ready(&socket_config(&self.root, self.port), &log, child) {
             panic!(
                 "{:?} server did not come back after a restart:\n{log}",
                 self.version
@@ -207,16 +209,7 @@ impl PgCluster {
         if let Some(mut child) = self.lock().take() {
             stop_postmaster(&mut child, libc::SIGQUIT);
         }
-        if std::env::var_os(KEEP_VAR).is_some() && fs::write(self.root.join(KEPT), b"").is_ok() {
-            eprintln!(
-                "{KEEP_VAR}: kept the {:?} cluster in {} (not swept: delete it when done)",
-                self.version,
-                self.root.display()
-            );
-            return;
-        }
-        // Best effort: a directory that resists is swept by the next test process.
-        let _ = fs::remove_dir_all(&self.root);
+        remove_unless_kept(&self.root, &format!("{:?}", self.version));
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Child>> {
@@ -240,7 +233,22 @@ impl Drop for PgCluster {
     }
 }
 
+impl StopAtExit for PgCluster {
+    fn stop_at_exit(&self) {
+        self.shutdown();
+    }
+}
+
 impl TestDb {
+    /// A database `name` of a server on 127.0.0.1:`port` whose TCP clients need no password.
+    pub(super) fn trusted(name: String, port: u16) -> TestDb {
+        TestDb {
+            name,
+            port,
+            password: None,
+        }
+    }
+
     /// A libpq-style connection string for this database, over TCP; it carries the password
     /// when the cluster has one.
     pub fn dsn(&self) -> String {
@@ -271,37 +279,61 @@ impl TestDb {
 
 /// The shared cluster in `cell`, started on first use, stopped at process exit.
 fn shared(cell: &'static OnceLock<PgCluster>, version: PgVersion) -> &'static PgCluster {
-    static AT_EXIT: Once = Once::new();
-    static CLUSTERS: Mutex<Vec<&'static PgCluster>> = Mutex::new(Vec::new());
-
-    extern "C" fn stop_shared_clusters() {
-        for cluster in CLUSTERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            cluster.shutdown();
-        }
-    }
-
     let mut started = false;
     let cluster = cell.get_or_init(|| {
         started = true;
         PgCluster::start(version, Auth::Trust)
     });
     if started {
-        AT_EXIT.call_once(|| {
-            // SAFETY: registers a plain `extern "C" fn` taking no arguments, as atexit expects.
-            if unsafe { libc::atexit(stop_shared_clusters) } != 0 {
-                panic!("atexit refused the shared-cluster cleanup handler");
-            }
-        });
-        CLUSTERS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(cluster);
+        stop_at_exit(cluster);
     }
     cluster
+}
+
+/// A server shared by every test of the process, which lives in a static (statics never drop).
+pub(super) trait StopAtExit: Sync {
+    /// Stops the server and removes its directory; idempotent.
+    fn stop_at_exit(&self);
+}
+
+/// Has `server` stopped when the test binary exits normally, pass or fail.
+pub(super) fn stop_at_exit(server: &'static dyn StopAtExit) {
+    static AT_EXIT: Once = Once::new();
+    static SERVERS: Mutex<Vec<&'static dyn StopAtExit>> = Mutex::new(Vec::new());
+
+    extern "C" fn stop_shared_servers() {
+        for server in SERVERS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            server.stop_at_exit();
+        }
+    }
+
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain `extern "C" fn` taking no arguments, as atexit expects.
+        if unsafe { libc::atexit(stop_shared_servers) } != 0 {
+            panic!("atexit refused the shared-server cleanup handler");
+        }
+    });
+    SERVERS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(server);
+}
+
+/// Deletes a stopped server's directory, unless [`KEEP_VAR`] asks to keep it for a post-mortem.
+pub(super) fn remove_unless_kept(root: &Path, what: &str) {
+    if std::env::var_os(KEEP_VAR).is_some() && fs::write(root.join(KEPT), b"").is_ok() {
+        eprintln!(
+            "{KEEP_VAR}: kept the {what} cluster in {} (not swept: delete it when done)",
+            root.display()
+        );
+        return;
+    }
+    // Best effort: a directory that resists is swept by the next test process.
+    let _ = fs::remove_dir_all(root);
 }
 
 /// Where a version's server programs are, and the libraries they need besides the system's.
@@ -356,13 +388,13 @@ impl Binaries {
 
 /// The unprivileged user servers run as when the tests run as root.
 #[derive(Clone, Copy, Debug)]
-struct ServerUser {
+pub(super) struct ServerUser {
     uid: u32,
     gid: u32,
 }
 
 impl ServerUser {
-    fn for_this_process() -> Option<ServerUser> {
+    pub(super) fn for_this_process() -> Option<ServerUser> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return None;
@@ -384,13 +416,13 @@ impl ServerUser {
         }))
     }
 
-    fn apply(user: Option<ServerUser>, cmd: &mut Command) {
+    pub(super) fn apply(user: Option<ServerUser>, cmd: &mut Command) {
         if let Some(user) = user {
             cmd.uid(user.uid).gid(user.gid);
         }
     }
 
-    fn chown(user: Option<ServerUser>, path: &Path) {
+    pub(super) fn chown(user: Option<ServerUser>, path: &Path) {
         if let Some(user) = user {
             std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
                 .unwrap_or_else(|e| panic!("chown {} to postgres: {e}", path.display()));
@@ -400,7 +432,7 @@ impl ServerUser {
 
 /// A new directory for one cluster, owned by the server user, under a per-user base that
 /// is swept of directories whose test process has died.
-fn scratch_dir(version: PgVersion, user: Option<ServerUser>) -> PathBuf {
+pub(super) fn scratch_dir(label: &str, user: Option<ServerUser>) -> PathBuf {
     static SWEEP: Once = Once::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     // Per user: another user's base is not ours to write in or sweep.
@@ -410,7 +442,7 @@ fn scratch_dir(version: PgVersion, user: Option<ServerUser>) -> PathBuf {
     fs::create_dir_all(&base).unwrap_or_else(|e| panic!("creating {}: {e}", base.display()));
     SWEEP.call_once(|| sweep_dead(&base));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let root = base.join(format!("{}-{n}-{version:?}", std::process::id()));
+    let root = base.join(format!("{}-{n}-{label}", std::process::id()));
     // A leftover of an earlier process with our pid; it is dead, as its pid is ours now.
     let _ = fs::remove_dir_all(&root);
     fs::create_dir(&root).unwrap_or_else(|e| panic!("creating {}: {e}", root.display()));
@@ -534,7 +566,7 @@ fn spawn_postmaster(bin: &Binaries, root: &Path, port: u16, user: Option<ServerU
 }
 
 /// Signals the postmaster (`SIGINT` fast, `SIGQUIT` immediate shutdown) and reaps it.
-fn stop_postmaster(child: &mut Child, signal: i32) {
+pub(super) fn stop_postmaster(child: &mut Child, signal: i32) {
     if let Ok(None) = child.try_wait() {
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: the pid is our own unreaped child, so it cannot have been reused.
@@ -545,12 +577,15 @@ fn stop_postmaster(child: &mut Child, signal: i32) {
     }
 }
 
-/// Waits until the server accepts sessions; on failure returns why, with the server log.
-fn wait_ready(root: &Path, port: u16, postmaster: &mut Child) -> Result<(), String> {
+/// Waits until the server accepts sessions through `config`; on failure returns why, with the
+/// server's `log`.
+pub(super) fn wait_ready(
+    config: &postgres::Config,
+    log: &Path,
+    postmaster: &mut Child,
+) -> Result<(), String> {
     let deadline = Instant::now() + READY_TIMEOUT;
-    let config = socket_config(root, port);
-    let log =
-        || fs::read_to_string(root.join("server.log")).unwrap_or_else(|e| format!("(no log: {e})"));
+    let log = || fs::read_to_string(log).unwrap_or_else(|e| format!("(no log: {e})"));
     loop {
         match postmaster.try_wait() {
             Ok(Some(status)) => return Err(format!("postmaster exited ({status}):\n{}", log())),
@@ -566,7 +601,7 @@ fn wait_ready(root: &Path, port: u16, postmaster: &mut Child) -> Result<(), Stri
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -574,7 +609,7 @@ fn free_port() -> u16 {
 }
 
 /// The harness's own connection settings: unix socket, `trust`, database `postgres`.
-fn socket_config(root: &Path, port: u16) -> postgres::Config {
+pub(super) fn socket_config(root: &Path, port: u16) -> postgres::Config {
     let mut config = postgres::Config::new();
     config
         .host_path(root.join("sock"))
@@ -583,6 +618,21 @@ fn socket_config(root: &Path, port: u16) -> postgres::Config {
         .dbname("postgres")
         .connect_timeout(Duration::from_secs(5));
     config
+}
+
+/// A new database on the server `admin` is connected to, named by [`database_name`] with the
+/// next number of `counter`; `what` names the server in a failure.
+pub(super) fn create_database(
+    admin: &mut postgres::Client,
+    counter: &AtomicU64,
+    what: &str,
+) -> String {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    let name = database_name(n, thread::current().name().unwrap_or("test"));
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .unwrap_or_else(|e| panic!("creating database {name} on {what}: {e}"));
+    name
 }
 
 /// `t<n>_<test path>`: unique per cluster, telling in `\\l` which test made it, within

@@ -22,6 +22,7 @@ use serde_json::{Map, Value as Json, json};
 
 use super::edge_qdrant::EdgeQdrant;
 use super::genuine_qdrant::{self, GenuineQdrant};
+use super::tier::installed_or_skipped;
 
 /// A Qdrant server for one test; dropping it stops it and removes its storage.
 pub enum QdrantServer {
@@ -43,8 +44,13 @@ impl QdrantServer {
     /// A genuine server, for tests of what only it has; `None` (the test is skipped, which it
     /// says in one line) where none is installed and `CI` is not `true`.
     pub fn genuine() -> Option<QdrantServer> {
+        Self::genuine_with(None)
+    }
+
+    /// [`genuine`](Self::genuine), refusing every call without `api-key: <key>` when given.
+    pub fn genuine_with(api_key: Option<&str>) -> Option<QdrantServer> {
         let bin = genuine_binary()?;
-        Some(QdrantServer::Genuine(GenuineQdrant::start(bin, None)))
+        Some(QdrantServer::Genuine(GenuineQdrant::start(bin, api_key)))
     }
 
     fn launch(api_key: Option<&str>) -> QdrantServer {
@@ -130,21 +136,12 @@ impl QdrantServer {
 /// The genuine binary, or `None` after one line saying why (a panic under `CI=true`).
 fn genuine_binary() -> Option<&'static Path> {
     static SAID: Once = Once::new();
-    match genuine_qdrant::binary() {
-        Ok(bin) => Some(bin),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true needs the genuine Qdrant: {why}")
-        }
-        Err(why) => {
-            SAID.call_once(|| {
-                eprintln!(
-                    "genuine-Qdrant tier skipped: {why}; tests use the in-process server and skip \
-                     what only the genuine one can do"
-                )
-            });
-            None
-        }
-    }
+    installed_or_skipped(
+        &SAID,
+        "genuine Qdrant",
+        genuine_qdrant::binary(),
+        "tests use the in-process server and skip what only the genuine one can do",
+    )
 }
 
 /// A gRPC point as the REST API spells it (id and vectors; the payload is the caller's).
