@@ -325,69 +325,65 @@ impl Parser<'_> {
         std::str::from_utf8(&text[start..at]).map_err(|_| NotJson)
     }
 
-    fn array(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), NotJson> {
+    /// The items of an array or object after its opening bracket, `,`-separated up to `close`:
+    /// `item` reads each. Returns how many there were.
+    fn items(
+        &mut self,
+        close: u8,
+        mut item: impl FnMut(&mut Self) -> Result<(), NotJson>,
+    ) -> Result<usize, NotJson> {
         self.at += 1;
+        self.skip_space();
+        if self.text.get(self.at) == Some(&close) {
+            self.at += 1;
+            return Ok(0);
+        }
+        let mut count = 0;
+        loop {
+            item(self)?;
+            count += 1;
+            self.skip_space();
+            match self.text.get(self.at) {
+                Some(b',') => self.at += 1,
+                Some(&b) if b == close => {
+                    self.at += 1;
+                    return Ok(count);
+                }
+                _ => return Err(NotJson),
+            }
+        }
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), NotJson> {
         out.push(ARRAY);
         let count_at = out.len();
         out.extend_from_slice(&[0; 4]);
-        let mut count = 0;
-        self.skip_space();
-        if self.text.get(self.at) == Some(&b']') {
-            self.at += 1;
-        } else {
-            loop {
-                self.value(out, depth + 1)?;
-                count += 1;
-                self.skip_space();
-                match self.text.get(self.at) {
-                    Some(b',') => self.at += 1,
-                    Some(b']') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(NotJson),
-                }
-            }
-        }
+        let count = self.items(b']', |p| p.value(out, depth + 1))?;
         out[count_at..count_at + 4].copy_from_slice(&len_bytes(count));
         Ok(())
     }
 
     fn object(&mut self, out: &mut Vec<u8>, depth: usize) -> Result<(), NotJson> {
-        self.at += 1;
         out.push(OBJECT);
         let count_at = out.len();
         out.extend_from_slice(&[0; 4]);
         let body = out.len();
         let mut members: Vec<Member> = Vec::new();
-        self.skip_space();
-        if self.text.get(self.at) == Some(&b'}') {
-            self.at += 1;
-        } else {
-            loop {
-                self.expect(b'"')?;
-                let start = out.len();
-                self.at -= 1;
-                self.string(out)?;
-                let key = start + 4..out.len();
-                self.expect(b':')?;
-                self.value(out, depth + 1)?;
-                members.push(Member {
-                    start,
-                    key,
-                    end: out.len(),
-                });
-                self.skip_space();
-                match self.text.get(self.at) {
-                    Some(b',') => self.at += 1,
-                    Some(b'}') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return Err(NotJson),
-                }
-            }
-        }
+        self.items(b'}', |p| {
+            p.expect(b'"')?;
+            let start = out.len();
+            p.at -= 1;
+            p.string(out)?;
+            let key = start + 4..out.len();
+            p.expect(b':')?;
+            p.value(out, depth + 1)?;
+            members.push(Member {
+                start,
+                key,
+                end: out.len(),
+            });
+            Ok(())
+        })?;
         let key = |m: &Member| &out[m.key.clone()];
         let count = if members.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
             members.len()
