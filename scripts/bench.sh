@@ -34,6 +34,7 @@ as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 pg_bin=/usr/lib/postgresql/15/bin
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$work"
 }
@@ -58,7 +59,8 @@ if [ -x "$genuine" ]; then
     http_port=$(free_port)
     grpc_port=$(free_port)
     mkdir -p "$work/qdrant"
-    (cd "$work/qdrant" && env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$http_port" \
+    # `exec`: the pid recorded is the server's own, so the cleanup stops it.
+    (cd "$work/qdrant" && exec env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$http_port" \
         QDRANT__SERVICE__GRPC_PORT="$grpc_port" QDRANT__STORAGE__STORAGE_PATH="$work/qdrant/storage" \
         QDRANT__STORAGE__SNAPSHOTS_PATH="$work/qdrant/snapshots" QDRANT__TELEMETRY_DISABLED=true \
         "$genuine" >"$work/qdrant/log" 2>&1) &
