@@ -32,6 +32,7 @@ use qdrant2pg::encode::text::{TextRowEncoder, column_names};
 use qdrant2pg::encode::vectors::SPARSEVEC_MAX_DIM;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use qdrant2pg::point_id::PointKey;
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::postgres::ddl::{self, DdlOptions, Dialect, Halfvec};
 use qdrant2pg::postgres::ident::quote_ident;
 use qdrant2pg::sink::manifest::VectorSyntax;
@@ -296,7 +297,7 @@ fn check_table(
             }
         }
         let payload: String = row.get(column);
-        let found: serde_json::Value = serde_json::from_str(&payload)
+        let found = parse_json_exactly(&payload)
             .map_err(|e| format!("{table}, point {id}: payload {payload:?}: {e}"))?;
         let wanted = payload_json(&p.point.payload);
         if !same_json(&wanted, &found) {
@@ -623,7 +624,9 @@ fn compare_with_server_binary(
                 ("jsonb", Some(a), Some(b)) => {
                     // Version byte 1, then the text.
                     let json = |bytes: &[u8]| match bytes.split_first() {
-                        Some((1, text)) => serde_json::from_slice::<serde_json::Value>(text).ok(),
+                        Some((1, text)) => std::str::from_utf8(text)
+                            .ok()
+                            .and_then(|text| parse_json_exactly(text).ok()),
                         _ => None,
                     };
                     matches!((json(a), json(b)), (Some(a), Some(b)) if same_json(&a, &b))

@@ -288,7 +288,7 @@ fn create_request(args: &GenerateArgs) -> CreateCollection {
 pub fn run(args: GenerateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let connection = Connection::resolve(&args.qdrant, &QdrantSection::default(), None)?;
-    let reader = QdrantReader::connect(&connection)?;
+    let reader = QdrantReader::connect(&connection, Default::default())?;
     reader
         .create_collection(create_request(&args))
         .with_context(|| format!("creating collection {:?}", args.collection))?;
@@ -300,7 +300,7 @@ pub fn run(args: GenerateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         for _ in 0..args.parallel.max(1) {
             s.spawn(|| {
                 let result = (|| -> anyhow::Result<()> {
-                    let writer = QdrantReader::connect(&connection)?;
+                    let writer = QdrantReader::connect(&connection, Default::default())?;
                     loop {
                         let start = next.fetch_add(batch, Ordering::Relaxed);
                         if start >= args.points {

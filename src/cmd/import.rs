@@ -8,6 +8,11 @@
 //! manifest, cut points) and feeds batches into one bounded queue; N workers, one connection
 //! each, COPY a batch and write its ledger row in one transaction. Join, report. Tables,
 //! sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
+//!
+//! One collection does not sink the others: an incomplete export is named and not loaded, and
+//! data a table rejects stops that table (`--on-error stop`) or that file (`skip-file`) while
+//! the other tables load to the end. The run then exits non-zero naming each failure; the same
+//! command again loads only what the ledger lacks.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,7 +47,7 @@ const QUEUED_PER_CONNECTION: usize = 2;
 /// What to do when the server rejects a file's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnError {
-    /// Finish the batches in flight, then stop.
+    /// Stop loading that table (batches in flight finish); the other tables go on.
     #[default]
     Stop,
     /// Skip the rest of that file and go on with the others.
@@ -175,7 +180,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let collections = open_collections(&data, &args.collections)?;
+    let (collections, incomplete) = open_collections(&data, &args.collections)?;
     let mut admin = target.connect().context("connecting for setup")?;
     let ledger = Ledger::new(&target.schema);
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
@@ -187,6 +192,14 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         stop: AtomicBool::new(false),
         failures: Mutex::new(Vec::new()),
     });
+    for (name, dir) in incomplete {
+        ui.task(&name, None).finish("INCOMPLETE");
+        shared.fail(format!(
+            "collection {name}: the export in {} is not complete (its manifest says so), so \
+             nothing of it was loaded: run the export again to finish it, then import",
+            dir.display()
+        ));
+    }
     let mut tables = Vec::new();
     let mut loaded = Vec::new();
     for collection in collections {
@@ -266,8 +279,12 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-/// The collection directories to load, by name.
-fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<ExportedCollection>> {
+/// The collection directories to load, by name, and those whose export is incomplete (name and
+/// directory), which are not loaded.
+type Collections = (Vec<ExportedCollection>, Vec<(String, PathBuf)>);
+
+/// The collection directories to load, by name, and the incomplete ones.
+fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Collections> {
     let mut dirs = Vec::new();
     let entries = std::fs::read_dir(data)
         .with_context(|| format!("cannot read the export directory {}", data.display()))?;
@@ -288,20 +305,18 @@ fn open_collections(data: &Path, only: &[String]) -> anyhow::Result<Vec<Exported
     }
     dirs.sort();
     let mut collections = Vec::new();
-    for (_, dir) in dirs {
+    let mut incomplete = Vec::new();
+    for (name, dir) in dirs {
         let collection = ExportedCollection::open(&dir)?;
         if let Some(manifest) = &collection.manifest
             && !manifest.complete
         {
-            bail!(
-                "the export in {} is not complete (its manifest says so): run the export \
-                 again to finish it, then import",
-                dir.display()
-            );
+            incomplete.push((name, dir));
+            continue;
         }
         collections.push(collection);
     }
-    Ok(collections)
+    Ok((collections, incomplete))
 }
 
 /// The table's DDL: written from the manifest for the chosen dialect, or the guide's
@@ -418,8 +433,8 @@ fn plan(
             return;
         }
         if table.failed.load(Ordering::Acquire) && shared.args.on_error == OnError::Stop {
-            shared.stop.store(true, Ordering::Release);
-            return;
+            table.file_done();
+            continue;
         }
         let scanned = match file.scan(&loaded, shared.args.batch_bytes) {
             Ok(scanned) => scanned,
@@ -427,9 +442,6 @@ fn plan(
                 shared.fail(format!("{e:#}"));
                 table.failed.store(true, Ordering::Release);
                 table.file_done();
-                if shared.args.on_error == OnError::Stop {
-                    shared.stop.store(true, Ordering::Release);
-                }
                 continue;
             }
         };
@@ -477,7 +489,9 @@ fn worker(shared: &Shared, rx: &Receiver<Batch>) {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        if !batch.file.failed.load(Ordering::Acquire) {
+        let table_stopped = shared.args.on_error == OnError::Stop
+            && batch.file.table.failed.load(Ordering::Acquire);
+        if !batch.file.failed.load(Ordering::Acquire) && !table_stopped {
             load(shared, &batch, &mut loader, &mut buf);
         }
         batch.file.batch_done();
@@ -525,11 +539,13 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
     shared.fail(describe_failure(file, span, &failure));
     file.failed.store(true, Ordering::Release);
     file.table.failed.store(true, Ordering::Release);
+    // Data the table rejects stops that table (or file); anything else — the server lost
+    // for good — stops the run.
     let data_error = matches!(
         failure,
         UnitFailure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
     );
-    if shared.args.on_error == OnError::Stop || !data_error {
+    if !data_error {
         shared.stop.store(true, Ordering::Release);
     }
 }

@@ -54,7 +54,7 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &source.qdrant,
         args.ends.source_config.as_deref(),
     )?;
-    let reader = QdrantReader::connect(&connection)?;
+    let reader = QdrantReader::connect(&connection, Default::default())?;
     let names = if !args.collections.is_empty() {
         args.collections.clone()
     } else if let Some(names) = source.export.collections.clone().filter(|n| !n.is_empty()) {

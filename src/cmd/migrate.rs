@@ -19,6 +19,10 @@
 //! hold): AnalyticDB's binary COPY support is not something this tool can test, and text is
 //! what its own import path takes. At the end each table's ledger rows must add up to Qdrant's
 //! exact count, else the run fails naming the table.
+//!
+//! A collection that fails (a point that cannot be read, a row its table rejects) stops loading
+//! there; the other tables are loaded to the end and checked, and the run then fails naming
+//! it. Its committed pages stay in the ledger, so the same command again loads only the rest.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +36,7 @@ use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
-use crate::encode::json::wide_number_warning;
+use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
@@ -40,17 +44,17 @@ use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_t
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
-use crate::progress::{OutputArgs, Task, Ui};
+use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, LoadSettings, Loader, UnitFailure, copy_unit, error_chain,
 };
 use crate::sink::manifest::VectorSyntax;
-use crate::source::Source;
 use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, subtract};
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
+use crate::source::{Source, concerns_every_collection};
 
 /// The column type of sparse vector indices (array dialects).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -153,52 +157,27 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut admin = target.connect().context("connecting for setup")?;
     prepare_schema(&mut admin, &target.schema, &ledger, args.dialect)?;
 
-    let tuning = ReadTuning {
-        cursors: args.cursors,
-        page_size: args.page_size,
-        encoders: Some(args.connections),
-    };
     let mut jobs = Vec::new();
     let mut spans = Vec::new();
     let mut work = Vec::new();
+    let mut failed = Failed::default();
     for name in &names {
-        let info = source.collection_info(name)?;
-        let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
-        let count = source.count_exact(name)?;
-        let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
-            .with_context(|| format!("probing the ids of collection {name:?}"))?;
-        let facts = facts_before_loading(&schema.layout, &span, args.sparse_indices);
-        let ddl = create_table_sql_with(
-            Some(&target.schema),
-            name,
-            &schema.layout,
-            &facts,
-            DdlOptions {
-                dialect: args.dialect,
-                halfvec: args.halfvec,
-                storage: args.vector_storage,
-            },
-        );
-        let task = ui.task(name, Some(count));
-        let spec = TableSpec {
-            schema: &target.schema,
-            table: name,
-            ddl: &ddl,
-            if_exists: args.if_exists,
+        let prepared = prepare_job(&source, name, &args, &target, &ledger, &mut admin, &ui);
+        let (job, todo, span) = match prepared {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => continue,
+            Err(e) if concerns_every_collection(&e) => return Err(e),
+            Err(e) => {
+                failed.add(name, Some(&ui.task(name, None)), e);
+                continue;
+            }
         };
-        let Some(entries) = prepare_table(&mut admin, &ledger, &spec, &ui)? else {
-            task.finish("skipped");
-            continue;
-        };
-        let (covered, rows_before) = committed(&entries, &qualified(Some(&target.schema), name))?;
-        task.add_done_before(rows_before);
-        let todo = subtract(&span.plan(range_count(count, u64::MAX, &tuning)), &covered);
         work.extend(todo.into_iter().map(|range| Work {
             collection: jobs.len(),
             range,
         }));
         spans.push(span);
-        jobs.push(table_job(&args, &target, schema, facts, count, task));
+        jobs.push(job);
     }
     drop(admin);
 
@@ -229,31 +208,97 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 rows: Vec::new(),
                 chunk: Vec::new(),
             });
-            let result = load_page(job, &ledger, &batch, &mut slot, &ui);
+            let result = load_page(job, &ledger, &batch, &mut slot, &ui, &source);
             slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
             result.with_context(|| format!("migrating collection {:?}", job.name))
         },
     );
     drop(slots);
-    let checked = match &result {
-        Ok(()) => check_counts(&target, &ledger, &jobs),
-        Err(_) => {
+    let failures = match result {
+        Ok(failures) => failures,
+        Err(e) => {
             for job in &jobs {
                 job.task.finish("stopped");
             }
-            Ok(())
+            ui.finish("migrate", output)
+                .context("writing the summary")?;
+            return Err(e.context(format!(
+                "pages already committed are recorded in {}; a re-run loads only the rest",
+                ledger.name()
+            )));
         }
     };
+    for failure in failures {
+        let job = &jobs[failure.collection];
+        failed.add(&job.name, Some(&job.task), failure.error);
+    }
+    let whole: Vec<&TableJob> = jobs.iter().filter(|j| !failed.contains(&j.name)).collect();
+    let checked = check_counts(&target, &ledger, &whole);
     ui.finish("migrate", output)
         .context("writing the summary")?;
-    result.with_context(|| {
-        format!(
-            "pages already committed are recorded in {}; a re-run loads only the rest",
+    failed.into_result(
+        names.len(),
+        "migrated completely",
+        &format!(
+            "the other tables are complete, pages already committed are recorded in {}, and \
+             the same command again loads only the rest",
             ledger.name()
-        )
-    })?;
+        ),
+    )?;
     checked?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Describes, counts and probes one collection, writes its DDL and readies its table: its
+/// job, the id ranges left to load, and its id span. `None` when the table is skipped
+/// (`--if-exists skip`).
+fn prepare_job(
+    source: &Source,
+    name: &str,
+    args: &MigrateArgs,
+    target: &Target,
+    ledger: &Ledger,
+    admin: &mut postgres::Client,
+    ui: &Ui,
+) -> anyhow::Result<Option<(TableJob, Vec<KeyRange>, IdSpan)>> {
+    let info = source.collection_info(name)?;
+    let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
+    let count = source.count_exact(name)?;
+    let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
+        .with_context(|| format!("probing the ids of collection {name:?}"))?;
+    let facts = facts_before_loading(&schema.layout, &span, args.sparse_indices);
+    let ddl = create_table_sql_with(
+        Some(&target.schema),
+        name,
+        &schema.layout,
+        &facts,
+        DdlOptions {
+            dialect: args.dialect,
+            halfvec: args.halfvec,
+            storage: args.vector_storage,
+        },
+    );
+    let spec = TableSpec {
+        schema: &target.schema,
+        table: name,
+        ddl: &ddl,
+        if_exists: args.if_exists,
+    };
+    let task = ui.task(name, Some(count));
+    let Some(entries) = prepare_table(admin, ledger, &spec, ui)? else {
+        task.finish("skipped");
+        return Ok(None);
+    };
+    let (covered, rows_before) = committed(&entries, &qualified(Some(&target.schema), name))?;
+    task.add_done_before(rows_before);
+    let tuning = ReadTuning {
+        cursors: args.cursors,
+        page_size: args.page_size,
+        encoders: Some(args.connections),
+    };
+    let todo = subtract(&span.plan(range_count(count, u64::MAX, &tuning)), &covered);
+    let job = table_job(args, target, schema, facts, count, task);
+    Ok(Some((job, todo, span)))
 }
 
 /// What the DDL and the binary encoder must know before any row is read: which id kinds exist
@@ -353,6 +398,7 @@ fn load_page(
     batch: &PageBatch,
     slot: &mut Slot<'_>,
     ui: &Ui,
+    source: &Source,
 ) -> anyhow::Result<()> {
     let Slot {
         loader,
@@ -364,13 +410,13 @@ fn load_page(
     match &job.encoder {
         RowEncoder::Binary(encoder) => {
             BinaryRowEncoder::header(rows);
-            for point in &batch.points {
+            for point in batch.point_refs() {
                 encoder.encode(point, rows, &mut facts).map_err(with_hint)?;
             }
             BinaryRowEncoder::trailer(rows);
         }
         RowEncoder::Text(encoder) => {
-            for point in &batch.points {
+            for point in batch.point_refs() {
                 encoder.encode(point, rows, &mut facts)?;
             }
         }
@@ -378,7 +424,10 @@ fn load_page(
     if let Some(point) = facts.wide_number
         && !job.warned_wide_number.swap(true, Ordering::Relaxed)
     {
-        ui.warn(&wide_number_warning(&job.name, point));
+        let why = source
+            .inexact_because()
+            .unwrap_or_else(|| NOT_FOUND_AGAIN.to_owned());
+        ui.warn(&wide_number_warning(&job.name, point, &why));
     }
     let entry = LedgerEntry {
         table: job.name.clone(),
@@ -440,7 +489,7 @@ fn describe(failure: &UnitFailure) -> String {
 }
 
 /// Each table's committed rows (its ledger) against Qdrant's exact count at the start.
-fn check_counts(target: &Target, ledger: &Ledger, jobs: &[TableJob]) -> anyhow::Result<()> {
+fn check_counts(target: &Target, ledger: &Ledger, jobs: &[&TableJob]) -> anyhow::Result<()> {
     let mut admin = target.connect().context("connecting to check the counts")?;
     let mut wrong = Vec::new();
     for job in jobs {

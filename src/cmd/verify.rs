@@ -223,6 +223,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         searches.extend(searched);
     }
     print!("{out}");
+    if let Some(why) = reader.inexact_because() {
+        ui.warn(&format!(
+            "payload numbers between 2^63 and 2^64 were compared as Qdrant's gRPC API sends \
+             them, the nearest doubles, because they could not be read exactly ({why}): a table \
+             holding such integers exactly is reported as different"
+        ));
+    }
     if args.parity.wanted() {
         ui.record("search", serde_json::to_value(&searches)?);
     }
@@ -300,11 +307,12 @@ fn compare_by_id(
         },
     )?;
     let mut points: HashMap<PointKey, CanonicalRow> = HashMap::new();
-    for point in reader.get_points(&table.schema.name, keys)? {
+    let (found, exact) = reader.get_points(&table.schema.name, keys)?;
+    for point in exact.points(&found) {
         let mut row = CanonicalRow::default();
         let key = table
             .form
-            .of_point(&point, &mut row)
+            .of_point(point, &mut row)
             .with_context(|| format!("collection {:?}", table.schema.name))?;
         points.insert(key, row);
     }
@@ -462,10 +470,11 @@ impl Reading<'_> {
         let mut points: HashMap<PointKey, u128> = HashMap::new();
         let mut row = CanonicalRow::default();
         for chunk in ids.chunks(BY_ID_CHUNK) {
-            for point in self.reader.get_points(&table.schema.name, chunk)? {
+            let (found, exact) = self.reader.get_points(&table.schema.name, chunk)?;
+            for point in exact.points(&found) {
                 let key = table
                     .form
-                    .of_point(&point, &mut row)
+                    .of_point(point, &mut row)
                     .with_context(|| format!("collection {:?}", table.schema.name))?;
                 points.insert(key, digest(row.bytes()));
             }
@@ -582,7 +591,7 @@ impl Reading<'_> {
         let scheduler = Scheduler::new(work, vec![*self.span], u64::from(tuning.page_size) * 2);
         let points = AtomicU64::new(0);
         let collection = &self.table.schema.name;
-        read_parallel(
+        let failures = read_parallel(
             &scheduler,
             &|| self.reader.open_reader(),
             std::slice::from_ref(collection),
@@ -591,7 +600,7 @@ impl Reading<'_> {
             tuning.encoders(),
             |batch| {
                 let mut row = CanonicalRow::default();
-                for point in &batch.points {
+                for point in batch.point_refs() {
                     self.table
                         .form
                         .of_point(point, &mut row)
@@ -604,6 +613,10 @@ impl Reading<'_> {
                 Ok(())
             },
         )?;
+        // One collection is read at a time: its failure is the command's.
+        if let Some(failure) = failures.into_iter().next() {
+            return Err(failure.error);
+        }
         Ok(points.into_inner())
     }
 }

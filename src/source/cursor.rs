@@ -10,14 +10,19 @@
 //!
 //! Each page leaves as a [`PageBatch`] that says which ids it accounts for (`covered`), so the
 //! sink can record exactly which id ranges its files hold.
+//!
+//! A failure belongs to one collection ([`Scheduler::fail`]): that collection's queued ranges
+//! are dropped and its cursors stop at their next page, while every other collection is read
+//! to its end. The commands then finish what is whole and name what failed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use qdrant_client::qdrant::RetrievedPoint;
 
+use crate::payload::{ExactPayloads, PointRef};
 use crate::point_id::{KeyRange, PointKey};
 use crate::source::plan::{IdSpan, midpoint};
 use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
@@ -75,10 +80,19 @@ pub struct PageBatch {
     pub seq: u64,
     /// Points in id order, all inside `covered`.
     pub points: Vec<RetrievedPoint>,
+    /// The payloads of `points` that gRPC could not carry exactly, read again.
+    pub exact: ExactPayloads,
     /// The ids this batch accounts for: every point of the collection in it is in `points`.
     pub covered: KeyRange,
     /// The last batch of its range.
     pub last: bool,
+}
+
+impl PageBatch {
+    /// The points, each with the payload to write or compare for it.
+    pub fn point_refs(&self) -> impl Iterator<Item = PointRef<'_>> {
+        self.exact.points(&self.points)
+    }
 }
 
 /// A scroll failed; names the collection and the range.
@@ -121,6 +135,16 @@ struct State {
     active: Vec<Arc<ActiveRange>>,
     next_id: u64,
     stopped: bool,
+    /// By collection: the first error, and how many more followed it.
+    failed: BTreeMap<usize, (anyhow::Error, usize)>,
+}
+
+/// A collection that could not be read (or whose pages could not be handled) to its end.
+#[derive(Debug)]
+pub struct CollectionFailure {
+    pub collection: usize,
+    /// The first error, with a note of how many followed.
+    pub error: anyhow::Error,
 }
 
 /// Hands out ranges, and splits heavy ones once the queue is empty.
@@ -143,6 +167,7 @@ impl Scheduler {
                 active: Vec::new(),
                 next_id: 0,
                 stopped: false,
+                failed: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             spans,
@@ -154,10 +179,49 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops handing out work (after a failure elsewhere).
+    /// Stops handing out work (after a failure that concerns every collection).
     pub fn stop(&self) {
         self.state().stopped = true;
         self.changed.notify_all();
+    }
+
+    /// Gives up on one collection: records `error` (the first one; later ones are counted),
+    /// drops its queued ranges and ends its active ones, so its cursors stop at their next
+    /// page. Other collections go on.
+    pub fn fail(&self, collection: usize, error: anyhow::Error) {
+        let mut state = self.state();
+        if let Some((_, more)) = state.failed.get_mut(&collection) {
+            *more += 1;
+            return;
+        }
+        state.failed.insert(collection, (error, 0));
+        state.pending.retain(|w| w.collection != collection);
+        for range in state.active.iter().filter(|r| r.collection == collection) {
+            range.progress().done = true;
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Whether `collection` is given up on ([`fail`](Self::fail)), or the whole run is
+    /// ([`stop`](Self::stop)).
+    pub fn gave_up(&self, collection: usize) -> bool {
+        let state = self.state();
+        state.stopped || state.failed.contains_key(&collection)
+    }
+
+    /// The collections given up on, in index order.
+    pub fn failures(&self) -> Vec<CollectionFailure> {
+        std::mem::take(&mut self.state().failed)
+            .into_iter()
+            .map(|(collection, (error, more))| CollectionFailure {
+                collection,
+                error: match more {
+                    0 => error,
+                    more => error.context(format!("{more} more error(s) after this one")),
+                },
+            })
+            .collect()
     }
 
     /// The next range to read: `(range, its full extent, whether it was split off another)`.
@@ -252,7 +316,10 @@ impl Scheduler {
     }
 
     /// Runs one cursor until there is no work left: scroll, cut pages at the range's current
-    /// end, send them on. Blocks on `out` when the encoders are behind (that is the bound).
+    /// end, send them on. Blocks on `out` when the encoders are behind (that is the bound). A
+    /// range that fails fails its collection ([`fail`](Self::fail)) and the cursor goes on with
+    /// the next range, unless the failure concerns every collection (Qdrant unreachable, the
+    /// key refused): then the run stops and the error is returned.
     pub fn run_cursor(
         &self,
         reader: &dyn PageReader,
@@ -265,18 +332,22 @@ impl Scheduler {
             let result =
                 self.read_range(reader, collection, &range, extent, stolen, page_size, out);
             self.finish(&range);
-            match result {
-                Ok(true) => {}
+            let source = match result {
+                Ok(true) => continue,
                 Ok(false) => return Ok(()),
-                Err(source) => {
-                    self.stop();
-                    return Err(Box::new(CursorError {
-                        collection: collection.clone(),
-                        range: extent,
-                        source,
-                    }));
-                }
+                Err(source) => source,
+            };
+            let global = source.concerns_every_collection();
+            let error = CursorError {
+                collection: collection.clone(),
+                range: extent,
+                source,
+            };
+            if global {
+                self.stop();
+                return Err(Box::new(error));
             }
+            self.fail(range.collection, error.into());
         }
         Ok(())
     }
@@ -312,6 +383,7 @@ impl Scheduler {
                         range_id: range.id,
                         seq: 0,
                         points: Vec::new(),
+                        exact: ExactPayloads::default(),
                         covered: KeyRange::new(extent.lo, hi),
                         last: true,
                     };
@@ -321,13 +393,17 @@ impl Scheduler {
         }
         let mut covered_lo = extent.lo;
         for seq in 0.. {
+            if self.gave_up(range.collection) {
+                break;
+            }
             let page = reader.scroll(collection, offset, page_size, Fetch::Everything)?;
-            let (points, end, last) = accept_page(range, collection, offset, page)?;
+            let (points, exact, end, last) = accept_page(range, collection, offset, page)?;
             let batch = PageBatch {
                 collection: range.collection,
                 range_id: range.id,
                 seq,
                 points,
+                exact,
                 covered: KeyRange::new(covered_lo, end),
                 last,
             };
@@ -347,21 +423,24 @@ impl Scheduler {
     }
 }
 
+/// The points of a page kept for its range, their exact payloads, where the page's coverage
+/// ends, and whether the range is finished.
+type Accepted = (Vec<RetrievedPoint>, ExactPayloads, Option<PointKey>, bool);
+
 /// Applies the range's current end to a page and advances the range, atomically.
-/// Returns the points inside the range, where this page's coverage ends, and whether the
-/// range is finished.
 fn accept_page(
     range: &ActiveRange,
     collection: &str,
     offset: PointKey,
     page: ScrollPage,
-) -> Result<(Vec<RetrievedPoint>, Option<PointKey>, bool), SourceError> {
+) -> Result<Accepted, SourceError> {
     let bad_id = |source| SourceError::BadId {
         collection: collection.to_owned(),
         source,
     };
     let mut p = range.progress();
     let mut points = page.points;
+    let mut exact = page.exact;
     if let Some(hi) = p.hi {
         let mut keep = points.len();
         for (i, point) in points.iter().enumerate() {
@@ -371,6 +450,7 @@ fn accept_page(
             }
         }
         points.truncate(keep);
+        exact.truncate(keep);
     }
     if let Some(next) = page.next
         && next <= offset
@@ -392,7 +472,7 @@ fn accept_page(
     } else if let Some(next) = page.next {
         p.pos = next;
     }
-    Ok((points, end, last))
+    Ok((points, exact, end, last))
 }
 
 /// Rows left in `[pos, end)` at the density read so far over `[lo, pos)`; unknown (nothing
@@ -445,6 +525,7 @@ mod tests {
             Ok(ScrollPage {
                 points,
                 next: ids.next().copied(),
+                ..Default::default()
             })
         }
 

@@ -10,13 +10,17 @@
 //!   with the shape PostgreSQL stores (an empty array has no dimensions); a `halfvec` column
 //!   against the source rounded to float16; a `sparsevec` against the source sorted by index and
 //!   without zeros, as pgvector keeps it; NULL where a named vector is absent;
-//! - payloads by [`payload`]'s rules (numbers per column type).
+//! - payloads in the canonical form of `encode::json::write_canonical`, written from the payload
+//!   as the source read it (exactly, `payload::PayloadRef`) and from the table's text parsed
+//!   without rounding (`payload::ExactJson`): numbers by decimal value, and in a `json` column
+//!   (which keeps each number's text) by kind too, where an integer equals a float only if a
+//!   double holds both (|x| ≤ 2^53): `18446744073709551615` never equals
+//!   `1.8446744073709552e19`, while `jsonb`'s `10000000000000000000` equals Qdrant's `1e19`.
 //!
 //! The table side is read in PostgreSQL's binary send forms ([`fields`]), so no float is ever
 //! printed or parsed.
 
 mod fields;
-pub mod payload;
 
 use half::f16;
 use qdrant_client::qdrant::RetrievedPoint;
@@ -24,9 +28,11 @@ use serde_json::Value as Json;
 
 pub use self::fields::IdColumn;
 use self::fields::canonical_bits;
-use self::payload::{Numbers, canonical_json, canonical_payload, members};
+use crate::encode::json::write_canonical;
 use crate::encode::vectors::{VectorRef, vector_of};
 use crate::layout::{Layout, VectorShape, VectorSpec};
+use crate::payload::exact_json::{Canonical, JsonError};
+use crate::payload::{ExactJson, JsonKind, JsonRef, MAX_PAYLOAD_DEPTH, PayloadRef, PointRef};
 use crate::point_id::{PointIdError, PointKey};
 
 /// How a vector column is typed in the target, as read from the catalog.
@@ -89,7 +95,7 @@ struct VectorColumn {
 pub struct RowForm {
     id: IdColumn,
     vectors: Vec<VectorColumn>,
-    numbers: Numbers,
+    numbers: Canonical,
     columns: Vec<String>,
 }
 
@@ -103,7 +109,8 @@ const SPARSE: u8 = 2;
 const MALFORMED: u8 = 0xfe;
 /// The point's vector could not be read; the message is in [`CanonicalRow::source_error`].
 const SOURCE_ERROR: u8 = 0xff;
-// Tags of a payload field beside [`payload`]'s (which are all below 16).
+// A payload field is canonical JSON text, or one of these bytes, which no UTF-8 text starts
+// with: a SQL NULL, or ([`MALFORMED`]) text that is not JSON.
 const PAYLOAD_NULL: u8 = 0xfd;
 
 /// One row or point in canonical form: the id, each vector, the payload, as consecutive fields.
@@ -227,9 +234,10 @@ impl RowForm {
             });
         }
         let payload_type = type_of("payload", &|| "the payload".to_owned())?;
+        // jsonb keeps values only (numbers as `numeric`); json keeps each number's text.
         let numbers = match payload_type {
-            "jsonb" => Numbers::Jsonb,
-            "json" | "text" => Numbers::Json,
+            "jsonb" => Canonical::Values,
+            "json" | "text" => Canonical::ValuesAndKinds,
             other => {
                 return Err(FormError::Type {
                     column: "payload".to_owned(),
@@ -260,7 +268,7 @@ impl RowForm {
     /// cannot be read makes a row that differs from every table row, and says why.
     pub fn of_point(
         &self,
-        point: &RetrievedPoint,
+        PointRef { point, payload }: PointRef<'_>,
         row: &mut CanonicalRow,
     ) -> Result<PointKey, PointIdError> {
         row.clear();
@@ -275,7 +283,7 @@ impl RowForm {
             }
             row.end_field();
         }
-        canonical_payload(&point.payload, self.numbers, &mut row.bytes);
+        write_canonical(&mut row.bytes, payload, self.numbers);
         row.end_field();
         Ok(key)
     }
@@ -303,15 +311,20 @@ impl RowForm {
         match fields.get(at).copied().flatten() {
             None => row.bytes.push(PAYLOAD_NULL),
             Some(raw) => {
-                let start = row.bytes.len();
                 let text = match self.numbers {
                     // jsonb_send: a version byte (1), then the text.
-                    Numbers::Jsonb => raw.strip_prefix(&[1]).unwrap_or(&[]),
-                    Numbers::Json => raw,
+                    Canonical::Values => raw.strip_prefix(&[1]).unwrap_or(&[]),
+                    Canonical::ValuesAndKinds => raw,
                 };
-                if canonical_json(text, self.numbers, &mut row.bytes).is_err() {
-                    row.bytes.truncate(start);
-                    row.bytes.push(MALFORMED);
+                // Parsed without recursion or rounding, however deep the table's JSON is.
+                match std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|text| ExactJson::parse(text, usize::MAX).ok())
+                {
+                    Some(doc) => {
+                        write_canonical(&mut row.bytes, PayloadRef::Exact(doc.root()), self.numbers)
+                    }
+                    None => row.bytes.push(MALFORMED),
                 }
             }
         }
@@ -347,25 +360,7 @@ impl RowForm {
         Some(match ours.first() {
             Some(&MALFORMED) => "payload in the table is not JSON".to_owned(),
             Some(&PAYLOAD_NULL) => "payload differs (NULL in the table)".to_owned(),
-            _ => {
-                let (ours, theirs) = (
-                    members(ours).unwrap_or_default(),
-                    members(theirs).unwrap_or_default(),
-                );
-                let value = |list: &[(&[u8], &[u8])], key: &[u8]| {
-                    list.iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| v.to_vec())
-                };
-                let mut keys: Vec<String> = theirs
-                    .iter()
-                    .filter(|(k, v)| value(&ours, k).as_deref() != Some(*v))
-                    .chain(ours.iter().filter(|(k, _)| value(&theirs, k).is_none()))
-                    .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-                    .collect();
-                keys.sort();
-                format!("payload differs (keys {keys:?})")
-            }
+            _ => format!("payload differs (keys {:?})", differing_keys(ours, theirs)),
         })
     }
 }
@@ -601,18 +596,74 @@ fn vector_difference(name: &str, ours: &[u8], theirs: &[u8], source: &CanonicalR
     format!("vector {name:?} {what}")
 }
 
+/// The top-level keys whose values differ between two canonical payloads (keys only on one
+/// side included). Canonical texts are compared as written: equal text, equal value.
+fn differing_keys(a: &[u8], b: &[u8]) -> Vec<String> {
+    let parse = |text: &[u8]| {
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| ExactJson::parse(t, usize::MAX).ok())
+    };
+    let (a, b) = (parse(a), parse(b));
+    fn members(doc: &Option<ExactJson>) -> Vec<(&str, JsonRef<'_>)> {
+        match doc.as_ref().map(|d| d.root().kind()) {
+            Some(JsonKind::Object(members)) => members
+                .map(|(key, value)| (key.unwrap_or_default(), value))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+    let (a, b) = (members(&a), members(&b));
+    let mut keys: Vec<String> = a
+        .iter()
+        .filter(|entry| !b.contains(entry))
+        .chain(b.iter().filter(|entry| !a.contains(entry)))
+        .map(|(key, _)| (*key).to_owned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Parses JSON text into serde_json values with every float read correctly rounded, which
+/// serde_json's own reading is not in this build (see Cargo.toml): what the round-trip tests
+/// read tables and REST answers back with before [`json_identical`]. At most twice
+/// [`MAX_PAYLOAD_DEPTH`] levels (a payload and what wraps it), so the recursive build and drop
+/// of the result stay shallow.
+pub fn parse_json_exactly(text: &str) -> Result<Json, JsonError> {
+    fn build(value: JsonRef<'_>) -> Json {
+        match value.kind() {
+            JsonKind::Null => Json::Null,
+            JsonKind::Bool(b) => Json::Bool(b),
+            JsonKind::Number(n) if n.contains(['.', 'e', 'E']) => n
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number),
+            JsonKind::Number(n) => n
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| n.parse::<u64>().map(Json::from))
+                .unwrap_or_else(|_| n.parse::<f64>().map_or(Json::Null, Json::from)),
+            JsonKind::String(s) => Json::String(s.to_owned()),
+            JsonKind::Array(members) => Json::Array(members.map(|(_, v)| build(v)).collect()),
+            JsonKind::Object(members) => Json::Object(
+                members
+                    .map(|(k, v)| (k.unwrap_or_default().to_owned(), build(v)))
+                    .collect(),
+            ),
+        }
+    }
+    Ok(build(ExactJson::parse(text, 2 * MAX_PAYLOAD_DEPTH)?.root()))
+}
+
 /// JSON equality with nothing forgiven: an integer never equals a float, and floats compare
-/// bit for bit (`-0.0` is not `0.0`). What the round-trip tests demand of a `json` column.
+/// bit for bit (`-0.0` is not `0.0`); object keys in any order. What the round-trip tests
+/// demand of a `json` column.
 pub fn json_identical(a: &Json, b: &Json) -> bool {
     match (a, b) {
-        (Json::Number(x), Json::Number(y)) => {
-            if x.is_f64() || y.is_f64() {
-                x.is_f64()
-                    && y.is_f64()
-                    && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
-            } else {
-                x == y
-            }
+        (Json::Number(x), Json::Number(y)) if x.is_f64() || y.is_f64() => {
+            x.is_f64() && y.is_f64() && x.as_f64().map(f64::to_bits) == y.as_f64().map(f64::to_bits)
         }
         (Json::Array(x), Json::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_identical(a, b))
@@ -759,7 +810,10 @@ mod tests {
             payload,
         );
         let mut source = CanonicalRow::default();
-        assert_eq!(form.of_point(&p, &mut source).unwrap(), PointKey::Num(7));
+        assert_eq!(
+            form.of_point(PointRef::from(&p), &mut source).unwrap(),
+            PointKey::Num(7)
+        );
         let id = 7i64.to_be_bytes();
         let d = real_array(&[3], &[1.0, f32::from_bits(0x7fc0_1234), -0.0]);
         let m = real_array(&[2, 2], &[1.0, 2.0, 3.0, 4.0]);
@@ -912,7 +966,7 @@ mod tests {
         );
         p.id = Some(PointKey::Uuid(5).to_proto());
         let mut source = CanonicalRow::default();
-        form.of_point(&p, &mut source).unwrap();
+        form.of_point(PointRef::from(&p), &mut source).unwrap();
         let half = [
             &[0, 2, 0, 0][..],
             &f16::from_f32(0.1).to_bits().to_be_bytes(),
@@ -939,5 +993,25 @@ mod tests {
         );
         assert_eq!(form.difference(&table, &source), None);
         assert_eq!(table.bytes(), source.bytes());
+    }
+
+    #[test]
+    fn json_identical_forgives_nothing_and_the_exact_parse_rounds_nothing() {
+        assert!(json_identical(
+            &serde_json::json!({"a": 1.0, "b": [1]}),
+            &serde_json::json!({"b": [1], "a": 1.0})
+        ));
+        assert!(!json_identical(
+            &serde_json::json!({"a": 1.0}),
+            &serde_json::json!({"a": 1})
+        ));
+        // serde_json's own reading gives the double after this one.
+        let exact =
+            parse_json_exactly(r#"{"f": 0.39118921785523453, "u": 18446744073709551615}"#).unwrap();
+        assert_eq!(
+            exact["f"].as_f64().map(f64::to_bits),
+            Some(0x3fd9093e804f1b78)
+        );
+        assert_eq!(exact["u"].as_u64(), Some(u64::MAX));
     }
 }
