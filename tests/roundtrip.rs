@@ -781,8 +781,8 @@ const PIECES: &[&str] = &[
 impl Case {
     fn ddl_options(&self) -> DdlOptions {
         DdlOptions {
-            dialect: self.target.dialect(),
             halfvec: self.halfvec,
+            ..DdlOptions::from(self.target.dialect())
         }
     }
 

@@ -24,7 +24,7 @@ use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
-use crate::postgres::ddl::{Dialect, create_table_sql};
+use crate::postgres::ddl::{DdlOptions, Dialect, VectorStorage, create_table_sql_with};
 use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
@@ -73,6 +73,9 @@ pub struct ExportArgs {
     /// pgvector's text form (`[1,2]`, sparsevec `{1:0.5}/dim`).
     #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
     pub dialect: Dialect,
+    /// The storage create_table.sql sets on float array columns.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     #[command(flatten)]
     pub tuning: ReadTuning,
     /// Benchmark the ceiling: scroll and decode every page with the same cursors, then discard
@@ -218,12 +221,15 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| NOT_FOUND_AGAIN.to_owned()),
             ));
         }
-        let ddl = create_table_sql(
+        let ddl = create_table_sql_with(
             None,
             &job.schema.name,
             &job.schema.layout,
             &facts,
-            args.dialect,
+            DdlOptions {
+                storage: args.vector_storage,
+                ..DdlOptions::from(args.dialect)
+            },
         );
         let sql_path = job.dir.join("create_table.sql");
         write_atomically(&sql_path, ddl.as_bytes())

@@ -83,6 +83,10 @@ pub struct GenerateArgs {
     /// Shards of the new collection.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub shards: u32,
+    /// The collection's HNSW `m`; 0 builds no graph, so a benchmark's server spends no CPU on
+    /// indexing while it is measured. Default: the server's.
+    #[arg(long, value_name = "M")]
+    pub hnsw_m: Option<u64>,
 }
 
 /// splitmix64: a tiny, good, seedable generator — the values only need to look like data.
@@ -273,6 +277,10 @@ fn create_request(args: &GenerateArgs) -> CreateCollection {
                 .collect(),
         }),
         shard_number: Some(args.shards.max(1)),
+        hnsw_config: args.hnsw_m.map(|m| pb::HnswConfigDiff {
+            m: Some(m),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
 use crate::postgres::catalog::{is_greenplum, table_columns};
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
@@ -92,6 +92,9 @@ pub struct ImportArgs {
     /// pgvector: when dense vectors become halfvec instead of vector.
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
+    /// The storage of float array columns in the tables it creates from a qdrant2pg export.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     /// Attempts per batch when the connection is lost, with exponential backoff.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub retries: u32,
@@ -381,6 +384,7 @@ fn table_ddl(shared: &Shared, collection: &ExportedCollection, ui: &Ui) -> anyho
             let options = DdlOptions {
                 dialect: args.dialect,
                 halfvec: args.halfvec,
+                storage: args.vector_storage,
             };
             Ok(create_table_sql_with(
                 Some(&shared.target.schema),

@@ -41,7 +41,7 @@ use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::catalog::server_version_num;
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
@@ -83,6 +83,9 @@ pub struct MigrateArgs {
     /// pgvector: when dense vectors become halfvec instead of vector.
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
+    /// The storage of float array columns in the tables it creates.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     /// The payload column type.
     #[arg(long, value_enum, default_value_t)]
     pub payload_type: PayloadType,
@@ -273,6 +276,7 @@ fn prepare_job(
         DdlOptions {
             dialect: args.dialect,
             halfvec: args.halfvec,
+            storage: args.vector_storage,
         },
     );
     let spec = TableSpec {

@@ -551,7 +551,7 @@ mod tests {
         );
         assert_eq!(
             kinded(PayloadRef::Grpc(&p)),
-            r#"{"big":1.0e19,"half":5.0e-1,"n":-12e1,"zero":0.0}"#
+            r#"{"big":1.0e19,"half":5.0e-1,"n":-12e1,"zero":0}"#
         );
     }
 }

@@ -304,7 +304,7 @@ mod tests {
         );
         assert_eq!(
             row(&enc, &full, &mut facts),
-            "18446744073709551615|{{1.0,2.0},{3.0,4.0}}|{0.5,-0.0}|{3,70000}|{0.25,1e-7}|{}\n"
+            "18446744073709551615|{{1,2},{3,4}}|{0.5,-0}|{3,70000}|{0.25,1e-7}|{}\n"
         );
         let uuid = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26";
         let key = PointKey::Uuid(uuid::Uuid::parse_str(uuid).unwrap().as_u128());
@@ -359,7 +359,7 @@ mod tests {
         );
         assert_eq!(
             row(&enc, &p, &mut facts),
-            "5|[1.5,-2.0]|{1:1.0,10:0.5}/100|{}\n"
+            "5|[1.5,-2]|{1:1,10:0.5}/100|{}\n"
         );
         let absent = point(PointKey::Num(6), vec![]);
         assert_eq!(row(&enc, &absent, &mut facts), "6|\\N|\\N|{}\n");

@@ -245,15 +245,16 @@ pub enum Canonical {
     Values,
     /// The decimal value and whether it was written as an integer or a float (with `.` or an
     /// exponent), as a `json` column keeps its text: the integer `10000000000000000000` and the
-    /// float `1e19` stay apart.
+    /// float `1e19` stay apart. An integral value a double holds exactly (|x| ≤ 2^53) is the
+    /// same number either way (`1` and `1.0`), as verify has always counted it.
     ValuesAndKinds,
 }
 
 /// Appends a number's canonical form: the same text exactly when the decimal values (and, with
 /// [`Canonical::ValuesAndKinds`], the kinds) are the same, however each was written. Values
 /// become `digits` + `e` + exponent with no leading or trailing zeros (`1e19`, `-12e1`, `0`);
-/// a float kept as such is written `d.ddd` + `e` + exponent instead (`1.0e19`, `5.0e-1`,
-/// `0.0`). Nothing is rounded: `18446744073709551615` and `1.8446744073709552e19` differ, as
+/// a float kept as such is written `d.ddd` + `e` + exponent instead (`1.0e19`, `5.0e-1`), but
+/// one with an integral value within ±2^53 as that integer (`1.0` as `1`). Nothing is rounded: `18446744073709551615` and `1.8446744073709552e19` differ, as
 /// do `2^63` and the shortest form of the double nearest it. `text` must be a JSON number.
 pub fn canonical_number(text: &str, form: Canonical, out: &mut Vec<u8>) {
     let float = form == Canonical::ValuesAndKinds && text.contains(['.', 'e', 'E']);
@@ -290,6 +291,9 @@ pub fn canonical_number(text: &str, form: Canonical, out: &mut Vec<u8>) {
         digits.pop();
         exp = exp.saturating_add(1);
     }
+    // An integral value a double holds exactly is one number however it was written: `1.0`
+    // equals `1`. Above 2^53 the kinds stay apart.
+    let float = float && !integral_up_to_2_pow_53(&digits, exp);
     if digits.is_empty() {
         out.extend_from_slice(if float { b"0.0" } else { b"0" });
         return;
@@ -313,6 +317,18 @@ pub fn canonical_number(text: &str, form: Canonical, out: &mut Vec<u8>) {
         out.push(b'e');
         out.extend_from_slice(itoa::Buffer::new().format(exp).as_bytes());
     }
+}
+
+/// Whether `digits` × 10^`exp` is an integer of magnitude at most 2^53 (zero included).
+fn integral_up_to_2_pow_53(digits: &[u8], exp: i64) -> bool {
+    if exp < 0 || digits.len() as i64 + exp > 16 {
+        return digits.is_empty();
+    }
+    let value = digits
+        .iter()
+        .fold(0u64, |v, d| v * 10 + u64::from(d - b'0'))
+        * 10u64.pow(exp as u32);
+    value <= 1 << 53
 }
 
 struct Parser<'t> {
@@ -723,14 +739,20 @@ mod tests {
             canonical("-0.0028413045220077038"),
             "-28413045220077038e-19"
         );
-        // Kinds kept: an integer and a float of one value stay apart, spellings still merge.
+        // Kinds kept: an integer and a float of one value stay apart above 2^53, where a double
+        // cannot hold both; spellings still merge.
         assert_ne!(kinded("10000000000000000000"), kinded("1e19"));
+        assert_ne!(kinded("9007199254740994"), kinded("9007199254740994.0"));
+        assert_eq!(kinded("9007199254740992"), kinded("9007199254740992.0"));
+        assert_eq!(kinded("-9007199254740992"), kinded("-9.007199254740992e15"));
+        assert_eq!(kinded("1"), kinded("1.0"));
+        assert_eq!(kinded("100"), kinded("1e2"));
         assert_eq!(kinded("1e19"), "1.0e19");
         assert_eq!(kinded("1.0E+19"), "1.0e19");
         assert_eq!(kinded("10000000000000000000"), "1e19");
         assert_eq!(kinded("-0.0028413045220077038"), "-2.8413045220077038e-3");
         assert_eq!(kinded("0.5"), "5.0e-1");
-        assert_eq!(kinded("-0.0"), "0.0");
+        assert_eq!(kinded("-0.0"), "0");
         assert_eq!(kinded("12.5"), "1.25e1");
         assert_eq!(kinded("7"), "7");
     }

@@ -16,5 +16,6 @@ pub mod ddl;
 pub mod ident;
 pub mod index;
 pub mod ledger;
+pub mod scan;
 pub mod search;
 pub mod table;

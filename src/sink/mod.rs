@@ -2,6 +2,7 @@
 //! connections streaming COPY with a ledger, or Greenplum's segments pulling files from gpfdist.
 
 pub mod copy;
+pub mod digest;
 pub mod files;
 pub mod gpfdist;
 pub mod manifest;
