@@ -19,6 +19,7 @@ use qdrant2pg::encode::float::write_f32_list;
 use qdrant2pg::encode::json::{Escape, write_payload};
 use qdrant2pg::encode::text::TextRowEncoder;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
+use qdrant2pg::payload::PayloadRef;
 use qdrant2pg::point_id::PointKey;
 use qdrant2pg::sink::manifest::VectorSyntax;
 
@@ -222,7 +223,7 @@ fn payloads(c: &mut Criterion) {
     for (name, payload) in [("typical", typical_payload()), ("hazard", hazard_payload())] {
         let serde = to_serde_map(&payload);
         let mut out = Vec::with_capacity(4096);
-        let _ = write_payload(&mut out, &payload, Escape::CopyText);
+        let _ = write_payload(&mut out, PayloadRef::Grpc(&payload), Escape::CopyText);
         let mut group = c.benchmark_group(format!("payload_{name}"));
         group.throughput(Throughput::Bytes(out.len() as u64));
         group.bench_function("serde_json+replace", |b| {
@@ -235,7 +236,11 @@ fn payloads(c: &mut Criterion) {
         group.bench_function("qdrant2pg", |b| {
             b.iter(|| {
                 out.clear();
-                let _ = write_payload(&mut out, black_box(&payload), Escape::CopyText);
+                let _ = write_payload(
+                    &mut out,
+                    PayloadRef::Grpc(black_box(&payload)),
+                    Escape::CopyText,
+                );
                 black_box(&out);
             })
         });

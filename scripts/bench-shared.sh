@@ -31,11 +31,10 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/qdrant2pg-bench-shared.XXXXXX)
 chmod 755 "$work"
 pids=()
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_bin=/usr/lib/postgresql/15/bin
+source scripts/lib.sh
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+    stop_postgres
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -53,29 +52,11 @@ fi
 
 qdrant=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
 [ -x "$qdrant" ] || { echo "no genuine Qdrant at $qdrant: run scripts/install-test-deps.sh" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-http_port=$(free_port)
-grpc_port=$(free_port)
-mkdir -p "$work/qdrant"
-(cd "$work/qdrant" && exec env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http_port \
-    QDRANT__SERVICE__GRPC_PORT=$grpc_port QDRANT__STORAGE__STORAGE_PATH=$work/qdrant/storage \
-    QDRANT__STORAGE__SNAPSHOTS_PATH=$work/qdrant/snapshots QDRANT__TELEMETRY_DISABLED=true \
-    "$qdrant" >"$work/qdrant/log" 2>&1) &
-pids+=($!)
-qdrant_pid=$!
-for _ in $(seq 600); do curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-url=http://127.0.0.1:$grpc_port
+start_genuine_qdrant "$qdrant" "$work/qdrant"
+url=$qdrant_url
 
-pg_data=$work/pg
-mkdir -p "$pg_data"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
-as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
-port=$(free_port)
-as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
-    -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB -c max_connections=100" start >/dev/null
-dsn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
-export PGOPTIONS='-c client_min_messages=warning'
-psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+start_postgres "$work/pg" max_connections=100
 
 "$q2p" --quiet generate --url "$url" --collection big --points "$points" --dim "$dim" >/dev/null
 

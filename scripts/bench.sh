@@ -5,13 +5,18 @@
 #   scripts/bench.sh [POINTS [DIM [SHAPE]]]      default: 100000 768 plain
 #
 # SHAPE: plain (one unnamed vector, integer ids) or rich (named + sparse + multi, mixed ids).
-# Starts the in-repo Qdrant server and a throwaway PostgreSQL 15 (fsync off for every run alike),
-# generates the collection through the Qdrant API, then measures:
-#   export vs the raw-scroll ceiling (same cursors, pages decoded then discarded);
+# Starts a genuine Qdrant (target/test-servers/qdrant, or $QDRANT_BIN; see
+# scripts/install-test-deps.sh) where one is installed, else the in-repo server on Qdrant's engine
+# (and says which), and a throwaway PostgreSQL 15 (fsync off for every run alike); generates the
+# collection through the Qdrant API, then measures:
+#   export vs the raw-scroll ceiling (same cursors, pages decoded then discarded), at 1, 2 and 4
+#   cursors and at the default settings;
 #   import vs PostgreSQL's own server-side COPY FROM 'file' on the same files, same parallelism;
-#   migrate (binary COPY) vs export + import;
-#   scaling over cursors / connections 1, 2, 4;
-#   peak RSS of export, import and migrate at POINTS/10 and POINTS (memory must not grow with size);
+#   migrate (binary COPY) vs export + import, at 1, 2 and 4 connections;
+#   migrate into the default layout (float arrays EXTERNAL) vs PostgreSQL's default storage;
+#   the job as users live it, at the default settings: migrate, verify --full (no index on id),
+#   index; verify's rows/s against migrate's, and the whole job against export + import;
+#   peak RSS of export, import, migrate and verify --full at POINTS/10 and POINTS;
 #   bytes per point on disk against the guide's format.
 # Prints a markdown table and writes target/bench/results.json.
 set -euo pipefail
@@ -25,11 +30,11 @@ mkdir -p "$out"
 work=$(mktemp -d /tmp/qdrant2pg-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pg_bin=/usr/lib/postgresql/15/bin
+source scripts/lib.sh
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_postgres
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,45 +50,69 @@ else
 fi
 q2p=$PWD/$bin/qdrant2pg
 
-mkfifo "$work/qdrant.stdin"
-"$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
-pids+=($!)
-exec 3>"$work/qdrant.stdin"
-for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
-url=$(head -n1 "$work/qdrant.url")
+genuine=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
+if [ -x "$genuine" ]; then
+    start_genuine_qdrant "$genuine" "$work/qdrant"
+    url=$qdrant_url
+    server="genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+else
+    mkfifo "$work/qdrant.stdin"
+    "$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
+    pids+=($!)
+    exec 3>"$work/qdrant.stdin"
+    for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
+    url=$(head -n1 "$work/qdrant.url")
+    server="the in-repo Qdrant server (qdrant-edge; no genuine Qdrant at $genuine)"
+fi
 
-pg_data=$work/pg
-mkdir -p "$pg_data"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
-as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
-port=$((20000 + RANDOM % 20000))
-as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
-    -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB" start >/dev/null
-dsn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
-export PGOPTIONS='-c client_min_messages=warning'
-psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+start_postgres "$work/pg"
 
 gen_flags=(--dim "$dim")
 [ "$shape" = rich ] && gen_flags+=(--vector text --sparse keywords --multi colbert --ids mixed)
+# No HNSW graph (m = 0): a genuine server would otherwise spend both cores on building one for
+# many minutes, under every figure. Scrolls do not use it. Then wait until the server's
+# optimizers have settled the collections (status green).
+gen_flags+=(--hnsw-m 0)
 "$q2p" --quiet generate --url "$url" --collection big --points "$points" "${gen_flags[@]}" >/dev/null
 "$q2p" --quiet generate --url "$url" --collection small --points $((points / 10)) "${gen_flags[@]}" >/dev/null
+if [ -n "${qdrant_rest:-}" ]; then
+    for name in big small; do
+        for _ in $(seq 1200); do
+            status=$(curl -sf "$qdrant_rest/collections/$name" | python3 -c 'import json,sys; print(json.load(sys.stdin)["result"]["status"])')
+            [ "$status" = green ] && break
+            sleep 0.5
+        done
+    done
+fi
 
 # seconds of a command, from its --report-json
-timed() { local json=$work/r.json; "$@" --quiet --report-json "$json" >/dev/null; python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$json"; }
+# (warnings, such as index's "plain PostgreSQL has no vector index", go to a log, not the table)
+timed() {
+    local json=$work/r.json
+    "$@" --quiet --report-json "$json" >/dev/null 2>"$work/stderr" || { cat "$work/stderr" >&2; return 1; }
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$json"
+}
 rss_kb() { /usr/bin/time -f %M "$@" --quiet >/dev/null 2>"$work/rss" || true; tail -n1 "$work/rss"; }
 rate() { python3 -c "print(round($1 / $2))"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 results=()
 row() { printf '| %s | %s | %s | %s |\n' "$@"; results+=("$(printf '{"measure": "%s", "value": "%s", "baseline": "%s", "ratio": "%s"}' "$@")"); }
 
+echo "Qdrant: $server; PostgreSQL 15; $points points x $dim ($shape); load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
 echo "| measure | qdrant2pg | baseline | ratio |"
 echo "|---|---|---|---|"
 
-# Export against the raw-scroll ceiling, at 1, 2 and 4 cursors.
-for c in 1 2 4; do
-    ceiling=$(timed "$q2p" export --url "$url" --collection big --output "$work/scroll" --cursors "$c" --scroll-only --restart)
-    export_s=$(timed "$q2p" export --url "$url" --collection big --output "$work/export-$c" --cursors "$c")
-    row "export, $c cursor(s), points/s (baseline: scroll only)" "$(rate "$points" "$export_s")" "$(rate "$points" "$ceiling")" "$(ratio "$ceiling" "$export_s")"
+# Export against the raw-scroll ceiling, at 1, 2 and 4 cursors and at the default settings.
+for c in 1 2 4 default; do
+    flags=()
+    [ "$c" = default ] || flags=(--cursors "$c")
+    ceiling=$(timed "$q2p" export --url "$url" --collection big --output "$work/scroll" "${flags[@]}" --scroll-only --restart)
+    export_s=$(timed "$q2p" export --url "$url" --collection big --output "$work/export-$c" "${flags[@]}")
+    what="$c cursor(s)"
+    [ "$c" = default ] && what="default settings"
+    row "export, $what, points/s (baseline: scroll only)" "$(rate "$points" "$export_s")" "$(rate "$points" "$ceiling")" "$(ratio "$ceiling" "$export_s")"
 done
 files=$work/export-4/big
 
@@ -109,15 +138,42 @@ for j in 1 2 4; do
     row "migrate, $j connection(s), rows/s (baseline: export + import)" "$(rate "$points" "$migrate_s")" "$(rate "$points" "$both")" "$(ratio "$both" "$migrate_s")"
 done
 
+# Storage of the vector column: the default layout (EXTERNAL) against PostgreSQL's default
+# (EXTENDED, which tries to compress every vector), same migrate, interleaved, twice each.
+external=0
+extended=0
+for round in 1 2; do
+    for storage in external default; do
+        psql_ -c "DROP SCHEMA IF EXISTS s CASCADE" >/dev/null
+        s_=$(timed "$q2p" migrate --url "$url" --dsn "$dsn" --schema s --collection big --vector-storage "$storage")
+        if [ "$storage" = external ]; then external=$(python3 -c "print($external + $s_)"); else extended=$(python3 -c "print($extended + $s_)"); fi
+    done
+done
+row "migrate into the default layout (EXTERNAL vectors), rows/s (baseline: --vector-storage default, EXTENDED)" "$(rate $((points * 2)) "$external")" "$(rate $((points * 2)) "$extended")" "$(ratio "$extended" "$external")"
+
+# The job as users live it, default settings: migrate, verify --full, index. verify reads the
+# table before any index exists (it needs none); the baseline is the unverified file pipeline.
+psql_ -c "DROP SCHEMA IF EXISTS job CASCADE; DROP SCHEMA IF EXISTS f CASCADE" >/dev/null
+migrate_s=$(timed "$q2p" migrate --url "$url" --dsn "$dsn" --schema job --collection big)
+verify_s=$(timed "$q2p" verify --full --url "$url" --dsn "$dsn" --schema job --collection big)
+index_s=$(timed "$q2p" index --url "$url" --dsn "$dsn" --schema job --collection big)
+export_s=$(timed "$q2p" export --url "$url" --collection big --output "$work/e3")
+import_s=$(timed "$q2p" import --dsn "$dsn" --schema f --data "$work/e3" --collection big)
+job=$(python3 -c "print(round($migrate_s + $verify_s + $index_s, 2))")
+both=$(python3 -c "print(round($export_s + $import_s, 2))")
+row "verify --full, rows/s (baseline: migrate, same table, no index on id)" "$(rate "$points" "$verify_s")" "$(rate "$points" "$migrate_s")" "$(ratio "$migrate_s" "$verify_s")"
+row "migrate + verify --full + index, s (baseline: export + import, unverified)" "$job" "$both" "$(ratio "$both" "$job")"
+
 # Peak RSS of each command at two collection sizes.
 psql_ -c "DROP SCHEMA IF EXISTS r CASCADE; DROP SCHEMA IF EXISTS ri CASCADE" >/dev/null
 for name in small big; do
     e=$(rss_kb "$q2p" export --url "$url" --collection "$name" --output "$work/rss-$name" --restart)
     i=$(rss_kb "$q2p" import --dsn "$dsn" --schema ri --data "$work/rss-$name" --collection "$name" -j 2)
     m=$(rss_kb "$q2p" migrate --url "$url" --dsn "$dsn" --schema r --collection "$name" --if-exists replace)
-    eval "rss_export_$name=$e; rss_import_$name=$i; rss_migrate_$name=$m"
+    v=$(rss_kb "$q2p" verify --full --url "$url" --dsn "$dsn" --schema r --collection "$name")
+    eval "rss_export_$name=$e; rss_import_$name=$i; rss_migrate_$name=$m; rss_verify_$name=$v"
 done
-for cmd in export import migrate; do
+for cmd in export import migrate verify; do
     big=$(eval echo "\$rss_${cmd}_big")
     small=$(eval echo "\$rss_${cmd}_small")
     row "peak RSS $cmd, KiB (baseline: 1/10 the points)" "$big" "$small" "$(ratio "$big" "$small")"
@@ -152,9 +208,10 @@ PY
 row "bytes per point on disk (baseline: the guide's format)" "$((ours / points))" "$((guide / points))" "$(ratio "$guide" "$ours")"
 
 {
-    printf '{"points": %s, "dim": %s, "shape": "%s", "machine": "%s cores", "results": [' "$points" "$dim" "$shape" "$(nproc)"
+    printf '{"points": %s, "dim": %s, "shape": "%s", "machine": "%s cores", "qdrant": "%s", "results": [' "$points" "$dim" "$shape" "$(nproc)" "$server"
     (IFS=,; printf '%s' "${results[*]}")
     printf ']}\n'
 } >"$out/results.json"
 echo
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "written: $out/results.json"

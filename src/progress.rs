@@ -223,6 +223,45 @@ impl Ui {
     }
 }
 
+/// The collections a run could not finish, each with its reason: a run finishes every other
+/// collection, then fails naming these.
+#[derive(Default)]
+pub struct Failed(Vec<(String, anyhow::Error)>);
+
+impl Failed {
+    /// Records `name` as failed (its task, when it has one, ends as `FAILED`).
+    pub fn add(&mut self, name: &str, task: Option<&Task>, error: anyhow::Error) {
+        if let Some(task) = task {
+            task.finish("FAILED");
+        }
+        self.0.push((name.to_owned(), error));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    /// `Ok` when nothing failed; else one error naming each failed collection with its reason
+    /// (`doing`: what could not be done, `then`: what a re-run does).
+    pub fn into_result(self, of: usize, doing: &str, then: &str) -> anyhow::Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut message = format!(
+            "{} of {of} collection(s) could not be {doing}; {then}:",
+            self.0.len()
+        );
+        for (name, error) in &self.0 {
+            message.push_str(&format!("\n  - {name}: {error:#}"));
+        }
+        Err(anyhow::anyhow!(message))
+    }
+}
+
 impl Drop for Ui {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use crate::migrate::migrate;
 use crate::support::cli::{assert_ok, command, describe, qdrant2pg};
 use crate::support::flows::assert_verifies;
 use crate::support::flows::{client, runtime};
-use crate::support::pg::PgCluster;
+use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -323,15 +323,20 @@ fn load_odd(server: &QdrantServer, name: &str, points: u64) {
 
 #[test]
 fn odd_identifiers_migrate_and_verify_full() {
+    odd_identifiers_migrate_and_verify(&PgCluster::pg15().create_database(), &[]);
+}
+
+/// Collection, vector and schema names with quotes, spaces, unicode and SQL keywords migrate
+/// into `db` (with `extra` flags) and verify.
+pub(crate) fn odd_identifiers_migrate_and_verify(db: &TestDb, extra: &[&str]) {
     let server = QdrantServer::start();
     let names = ["it's a b;c", "ünï", "select"];
     for (i, name) in names.iter().enumerate() {
         load_odd(&server, name, 20 + i as u64);
     }
-    let db = PgCluster::pg15().create_database();
     let schema = ["--schema", "Sch\"ema ü"];
-    assert_ok(&migrate(&server, &db, &schema));
-    assert_verifies(&server, &db, &schema, names.len());
+    assert_ok(&migrate(&server, db, &[&schema[..], extra].concat()));
+    assert_verifies(&server, db, &schema, names.len());
     for (i, name) in names.iter().enumerate() {
         let table = format!("\"Sch\"\"ema ü\".\"{}\"", name.replace('"', "\"\""));
         let row = db

@@ -8,6 +8,7 @@ use std::process::Output;
 
 use qdrant_client::qdrant::{self as grpc};
 use qdrant2pg::point_id::{KeyRange, PointKey};
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::sink::manifest::Manifest;
 use serde_json::Value as Json;
 
@@ -190,13 +191,13 @@ pub(crate) fn check_against_truth(name: &str, dir: &Path, max_lines: usize) {
     ));
     let mut seen = BTreeSet::new();
     for line in truth.lines() {
-        let point: Json = serde_json::from_str(&line.expect("line")).expect("json");
+        let point: Json = parse_json_exactly(&line.expect("line")).expect("json");
         let key = key_of_json(&point["id"]);
         seen.insert(key);
         let row = rows
             .get(&key)
             .unwrap_or_else(|| panic!("{name}: point {key} not exported"));
-        let payload: Json = serde_json::from_str(row["payload"].as_deref().expect("payload"))
+        let payload: Json = parse_json_exactly(row["payload"].as_deref().expect("payload"))
             .unwrap_or_else(|e| panic!("{name}: payload of {key} is not JSON: {e}"));
         assert_eq!(payload, point["payload"], "{name}: payload of {key}");
         let vectors: BTreeMap<String, Json> = match &point["vector"] {

@@ -14,7 +14,7 @@ use qdrant2pg::sink::manifest::Manifest;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::assert_verifies;
+use crate::support::flows::{assert_verifies, client, runtime};
 use crate::support::pg::PgCluster;
 use crate::support::qdrant::QdrantServer;
 
@@ -384,4 +384,154 @@ fn damaged_files_and_manifests_are_named_and_nothing_of_them_loads() {
     manifest.store(&dir).expect("store");
     assert_ok(&import());
     assert_verifies(&server, &db, &[], 1);
+}
+
+/// Upserts point `id` of `collection` with payload `{"s": text}` (and the vector `load_ids`
+/// gives every point).
+fn set_payload_text(server: &QdrantServer, collection: &str, id: u64, text: &str) {
+    use qdrant_client::qdrant as grpc;
+    runtime()
+        .block_on(client(server).upsert_points(grpc::UpsertPoints {
+            collection_name: collection.into(),
+            wait: Some(true),
+            points: vec![grpc::PointStruct {
+                id: Some(id.into()),
+                vectors: Some(vec![-1.0f32, -0.5].into()),
+                payload: [("s".to_owned(), grpc::Value::from(text.to_owned()))].into(),
+            }],
+            ..Default::default()
+        }))
+        .expect("upsert");
+}
+
+#[test]
+fn one_collections_failure_does_not_sink_the_others_and_a_rerun_resumes_only_it() {
+    let server = QdrantServer::start();
+    let ids: Vec<PointKey> = (0..300).map(PointKey::Num).collect();
+    let names = ["a", "b", "broken", "c"];
+    for name in names {
+        load_ids(&server, name, 2, &ids);
+    }
+    // jsonb cannot hold U+0000: this point fails its collection, whichever command reads it.
+    set_payload_text(&server, "broken", 150, "x\u{0}y");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let output = out.to_str().expect("utf-8");
+    let url = server.url();
+    let export = || {
+        qdrant2pg(&[
+            "export",
+            "--url",
+            &url,
+            "--output",
+            output,
+            "--payload-type",
+            "jsonb",
+            "--cursors",
+            "2",
+            "--page-size",
+            "64",
+            "--quiet",
+        ])
+    };
+    let names_the_failure = |run: &Output, what: &str| {
+        let stderr = stderr(run);
+        assert!(!run.status.success(), "{}", describe(run));
+        assert!(
+            stderr.contains(what) && stderr.contains("point 150: the payload holds a \\u0000"),
+            "{}",
+            describe(run)
+        );
+    };
+
+    let first = export();
+    names_the_failure(
+        &first,
+        "1 of 4 collection(s) could not be exported completely",
+    );
+    let manifest = |name: &str| {
+        Manifest::load(&out.join(name))
+            .expect("load")
+            .expect("manifest")
+    };
+    for name in ["a", "b", "c"] {
+        assert!(manifest(name).complete, "{name}");
+        assert_eq!(manifest(name).rows(), 300, "{name}");
+    }
+    assert!(!manifest("broken").complete);
+    let finished: Vec<Vec<u8>> = ["a", "b", "c"]
+        .iter()
+        .map(|name| std::fs::read(out.join(name).join("manifest.json")).expect("manifest"))
+        .collect();
+
+    // import loads the complete collections and names the incomplete one.
+    let db = PgCluster::pg15().create_database();
+    let dsn = db.dsn();
+    let import = || qdrant2pg(&["import", "--dsn", &dsn, "--data", output, "--quiet"]);
+    let imported = import();
+    assert!(!imported.status.success(), "{}", describe(&imported));
+    assert!(
+        stderr(&imported).contains("collection broken: the export in")
+            && stderr(&imported).contains("is not complete"),
+        "{}",
+        describe(&imported)
+    );
+    let count = |table: &str| -> i64 {
+        db.client()
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .map(|row| row.get(0))
+            .unwrap_or(-1)
+    };
+    for name in ["a", "b", "c"] {
+        assert_eq!(count(name), 300, "{name}");
+    }
+    assert_eq!(count("broken"), -1, "no table for the incomplete export");
+
+    // Once the point is mended, the same export finishes only the failed collection …
+    set_payload_text(&server, "broken", 150, "mended");
+    assert_ok(&export());
+    for (name, before) in ["a", "b", "c"].iter().zip(&finished) {
+        let after = std::fs::read(out.join(name).join("manifest.json")).expect("manifest");
+        assert_eq!(&after, before, "{name} was not exported again");
+    }
+    assert!(manifest("broken").complete);
+    // … and the same import loads only it.
+    assert_ok(&import());
+    assert_verifies(&server, &db, &[], 4);
+
+    // migrate: the other tables load to the end; a re-run loads only the rest.
+    set_payload_text(&server, "broken", 150, "x\u{0}y");
+    let migrated_db = PgCluster::pg15().create_database();
+    let migrate = || {
+        qdrant2pg(&[
+            "migrate",
+            "--url",
+            &url,
+            "--dsn",
+            &migrated_db.dsn(),
+            "--payload-type",
+            "jsonb",
+            "--page-size",
+            "64",
+            "--quiet",
+        ])
+    };
+    names_the_failure(
+        &migrate(),
+        "1 of 4 collection(s) could not be migrated completely",
+    );
+    let migrated_count = |table: &str| -> i64 {
+        migrated_db
+            .client()
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .map(|row| row.get(0))
+            .unwrap_or(-1)
+    };
+    for name in ["a", "b", "c"] {
+        assert_eq!(migrated_count(name), 300, "{name}");
+    }
+    assert!(migrated_count("broken") < 300);
+    set_payload_text(&server, "broken", 150, "mended");
+    assert_ok(&migrate());
+    assert_verifies(&server, &migrated_db, &[], 4);
 }

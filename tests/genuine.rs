@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 
 use qdrant_client::qdrant::{self as grpc, vectors_config};
 use qdrant2pg::point_id::PointKey;
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::source::edge::json_to_grpc;
 use serde_json::{Value as Json, json};
 
@@ -56,7 +57,7 @@ fn uploaded_fixtures_serve_the_recorded_points() {
                 .expect("fixture"),
         ))
         .lines()
-        .map(|line| serde_json::from_str(&line.expect("a line")).expect("JSON"))
+        .map(|line| parse_json_exactly(&line.expect("a line")).expect("JSON"))
         .collect();
         let served = rest_scroll(&server, name);
         assert_eq!(served.len(), truth.len(), "{name}: points");

@@ -4,16 +4,21 @@
 //! number kinds included) or fail loudly, naming the point.
 //!
 //! What gRPC cannot carry is loaded the way Qdrant's REST API would store it
-//! ([`QdrantServer::upsert_json`]): integers above `i64::MAX`, and nesting deeper than prost's
-//! recursion limit lets a gRPC message hold.
+//! ([`QdrantServer::upsert_json`]): integers above `i64::MAX`, and nesting deeper than a gRPC
+//! upsert may be. Against the genuine server, every value must then arrive as its REST API
+//! returns it, through export, migrate and snapshots, and `verify` must see any change.
+
+use std::collections::BTreeMap;
 
 use qdrant_client::qdrant as grpc;
-use qdrant2pg::postgres::compare::json_identical;
+use qdrant2pg::postgres::compare::{json_identical, parse_json_exactly};
 use qdrant2pg::source::edge::json_to_grpc;
 use serde_json::{Map, Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::edge_qdrant::EdgeQdrant;
 use crate::support::flows::{client, export_import, runtime};
+use crate::support::genuine_qdrant::GenuineQdrant;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -141,8 +146,9 @@ fn bare_point(id: u64) -> grpc::PointStruct {
     }
 }
 
-/// Reads every payload of `table` back and compares it with `expected`, point by point.
-fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>)]) {
+/// Reads every payload of `table` back and compares it with `expected` (by id), value for
+/// value and kind for kind (a `json` column).
+fn assert_payloads(db: &TestDb, table: &str, expected: &BTreeMap<u64, Json>) {
     let rows = db
         .client()
         .query(
@@ -151,17 +157,26 @@ fn assert_payloads(db: &TestDb, table: &str, expected: &[(u64, Map<String, Json>
         )
         .expect("read the payloads back");
     assert_eq!(rows.len(), expected.len(), "rows of {table}");
-    for (row, (id, sent)) in rows.iter().zip(expected) {
-        assert_eq!(row.get::<_, i64>(0), *id as i64, "ids of {table}");
-        let text: String = row.get(1);
-        let stored: Json = serde_json::from_str(&text)
+    for row in &rows {
+        let id = row.get::<_, i64>(0) as u64;
+        let stored = parse_json_exactly(row.get(1))
             .unwrap_or_else(|e| panic!("{table} id {id}: payload is not JSON: {e}"));
-        let sent = Json::Object(sent.clone());
+        let want = expected
+            .get(&id)
+            .unwrap_or_else(|| panic!("{table} id {id}: not expected"));
         assert!(
-            json_identical(&stored, &sent),
+            json_identical(&stored, want),
             "{table} id {id}: the payload changed on the way"
         );
     }
+}
+
+/// The corpus as [`assert_payloads`] expects it.
+fn by_id(corpus: Vec<(u64, Map<String, Json>)>) -> BTreeMap<u64, Json> {
+    corpus
+        .into_iter()
+        .map(|(id, payload)| (id, Json::Object(payload)))
+        .collect()
 }
 
 fn verify_full(server: &QdrantServer, db: &TestDb, extra: &[&str]) {
@@ -181,7 +196,7 @@ fn verify_full(server: &QdrantServer, db: &TestDb, extra: &[&str]) {
 fn hostile_payloads_round_trip_exactly_through_export_import_and_migrate() {
     let server = QdrantServer::start();
     load_corpus(&server);
-    let expected = corpus();
+    let expected = by_id(corpus());
 
     let db = PgCluster::pg15().create_database();
     let out = tempfile::tempdir().expect("tempdir");
@@ -245,7 +260,7 @@ fn snapshot(server: &QdrantServer, collection: &str, dir: &std::path::Path) -> S
 }
 
 #[test]
-fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_point() {
+fn integers_beyond_i64_without_rest_arrive_as_doubles_with_one_warning_naming_the_point() {
     let server = QdrantServer::start();
     create_collection(&server, "big");
     // Stored as REST would store them: u64s that gRPC's int64 cannot carry.
@@ -264,6 +279,8 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let url = server.url();
+    // No REST API where it is looked for: the values gRPC bends stay bent, and say so.
+    let no_rest = ["--rest-url", "http://127.0.0.1:1", "--retries", "1"];
     // Points 1 and 2 qualify; `migrate` names the first its pages show it.
     let warnings =
         [1, 2].map(|id| format!("big: point {id}'s payload holds a number between 2^63 and 2^64"));
@@ -277,7 +294,9 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
             describe(run)
         );
         assert!(
-            warnings.iter().any(|w| stderr.contains(w)),
+            warnings.iter().any(|w| stderr.contains(w))
+                && stderr.contains("REST API at http://127.0.0.1:1")
+                && stderr.contains("may hold rounded values"),
             "{}",
             describe(run)
         );
@@ -293,7 +312,13 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
     let db = PgCluster::pg15().create_database();
     let out = tmp.path().join("grpc");
     let output = out.to_str().expect("utf-8");
-    let exported = qdrant2pg(&["export", "--url", &url, "--output", output, "--quiet"]);
+    let exported = qdrant2pg(
+        &[
+            &["export", "--url", &url, "--output", output, "--quiet"][..],
+            &no_rest,
+        ]
+        .concat(),
+    );
     assert_warns_once(&exported);
     assert_ok(&qdrant2pg(&[
         "import",
@@ -303,30 +328,261 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
         output,
         "--quiet",
     ]));
-    verify_full(&server, &db, &[]);
     let first = |db: &TestDb| -> Json {
         let text: String = db
             .client()
             .query_one("SELECT payload::text FROM big WHERE id = 1", &[])
             .expect("point 1")
             .get(0);
-        serde_json::from_str(&text).expect("JSON")
+        parse_json_exactly(&text).expect("JSON")
     };
     assert!(json_identical(&first(&db), &bent), "{}", first(&db));
 
     let migrated_db = PgCluster::pg15().create_database();
     let dsn = migrated_db.dsn();
-    assert_warns_once(&qdrant2pg(&[
-        "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
+    assert_warns_once(&qdrant2pg(
+        &[
+            &["migrate", "--url", &url, "--dsn", &dsn, "--quiet"][..],
+            &no_rest,
+        ]
+        .concat(),
+    ));
     assert!(json_identical(&first(&migrated_db), &bent));
 
-    // The snapshot reader converts payloads as the server does: the same doubles, the same
-    // warning.
+    // A snapshot holds the payload JSON itself: the integers arrive whole, with no warning.
     let snap = snapshot(&server, "big", tmp.path());
-    let out = tmp.path().join("snap");
+    let snap_db = PgCluster::pg15().create_database();
+    let migrated = qdrant2pg(&[
+        "migrate",
+        "--snapshot",
+        &snap,
+        "--dsn",
+        &snap_db.dsn(),
+        "--quiet",
+    ]);
+    assert_ok(&migrated);
+    assert!(
+        !String::from_utf8_lossy(&migrated.stderr).contains("2^63"),
+        "{}",
+        describe(&migrated)
+    );
+    let whole = json!({ "max": u64::MAX, "edge": 1u64 << 63 });
+    assert!(
+        json_identical(&first(&snap_db), &whole),
+        "{}",
+        first(&snap_db)
+    );
+}
+
+/// `{"k": [{"k": [ … "leaf" … ]}]}`: `depth` levels, objects and arrays alternating.
+fn nested_in_arrays(depth: usize) -> Json {
+    (0..depth).fold(json!("leaf"), |inner, level| {
+        if level % 2 == 0 {
+            json!([inner])
+        } else {
+            json!({ "k": inner })
+        }
+    })
+}
+
+/// Finite doubles from random bits, every exponent and subnormals included, and as many from
+/// [0, 1): what a payload of measurements holds. xorshift64*, so a failure replays.
+fn random_doubles(count: usize) -> Vec<f64> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let mut doubles = Vec::with_capacity(count);
+    while doubles.len() < count {
+        let bits = next();
+        let d = if doubles.len() % 2 == 0 {
+            f64::from_bits(bits)
+        } else {
+            (bits >> 11) as f64 / (1u64 << 53) as f64
+        };
+        if d.is_finite() {
+            doubles.push(d);
+        }
+    }
+    doubles
+}
+
+/// Every payload of `collection` as the REST API returns it, by id.
+fn rest_payloads(genuine: &GenuineQdrant, collection: &str) -> BTreeMap<u64, Json> {
+    let answer = genuine.rest(
+        "POST",
+        &format!("/collections/{collection}/points/scroll"),
+        Some(&json!({ "limit": 100_000, "with_payload": true, "with_vector": false })),
+    );
+    answer["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_u64().expect("an integer id"),
+                p["payload"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_value_arrives_as_the_rest_api_returns_it_through_every_path() {
+    let Some(server) = QdrantServer::genuine() else {
+        return;
+    };
+    let genuine = server.as_genuine().expect("genuine");
+    let name = "exact";
+    create_collection(&server, name);
+    // 10k random doubles, upserted as binary doubles over gRPC: the server stores their
+    // shortest text and serves what its own JSON reading makes of it, which is the truth.
+    let doubles = random_doubles(10_000);
+    let points: Vec<grpc::PointStruct> = doubles
+        .chunks(10)
+        .enumerate()
+        .map(|(i, ten)| grpc::PointStruct {
+            id: Some((100 + i as u64).into()),
+            vectors: Some(vector(i as u64)),
+            payload: ten
+                .iter()
+                .enumerate()
+                .map(|(k, d)| (format!("d{k}"), grpc::Value::from(*d)))
+                .collect(),
+        })
+        .collect();
+    runtime()
+        .block_on(client(&server).upsert_points(grpc::UpsertPoints {
+            collection_name: name.into(),
+            wait: Some(true),
+            points,
+            ..Default::default()
+        }))
+        .expect("upsert the doubles");
+    // What gRPC cannot carry, on the first page: integers beyond i64 (and i64::MIN beside
+    // them), floats where they land, and payloads nested deep, also inside arrays. An upsert
+    // body nests a payload three levels down and Qdrant reads bodies at most 127 deep: 124 is
+    // the deepest an upsert takes, 126 the deepest `set_payload` takes.
+    let big = json!({
+        "u64 max": u64::MAX,
+        "2^63": 1u64 << 63,
+        "i64 min": i64::MIN,
+        "float 1e19": 1e19,
+        "float 9.3e18": 9.3e18,
+        "in a list": [u64::MAX - 1, 1e19, {"deeper": 1u64 << 63}],
+    });
+    upsert_rest(&server, name, 1, big);
+    upsert_rest(&server, name, 2, json!({ "only a float": 1e19 }));
+    upsert_rest(&server, name, 3, json!({ "deep": nested(39) }));
+    upsert_rest(&server, name, 4, json!({ "deep": nested(63) }));
+    upsert_rest(&server, name, 5, json!({ "deep": nested(123) }));
+    upsert_rest(&server, name, 6, json!({ "arrays": nested_in_arrays(64) }));
+    upsert_rest(&server, name, 7, json!({}));
+    genuine.rest(
+        "POST",
+        &format!("/collections/{name}/points/payload?wait=true"),
+        Some(&json!({ "points": [7], "payload": { "deepest": nested(125) } })),
+    );
+    let rest = rest_payloads(genuine, name);
+    assert_eq!(rest.len(), 1007);
+    // The server reads back the shortest text it stored of a double with serde_json's default
+    // float reading, which is one ulp off for some: those must arrive as it serves them, from
+    // a snapshot too (where a correctly rounded reading gave the double sent instead).
+    let bent_by_the_server = doubles
+        .iter()
+        .enumerate()
+        .filter(|(i, d)| {
+            let served = &rest[&(100 + *i as u64 / 10)][&format!("d{}", i % 10)];
+            served.as_f64().map(f64::to_bits) != Some(d.to_bits())
+        })
+        .count();
+    assert!(bent_by_the_server > 100, "{bent_by_the_server}");
+    assert_eq!(rest[&1]["u64 max"].as_u64(), Some(u64::MAX));
+    assert!(rest[&2]["only a float"].is_f64());
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (url, rest_url) = (server.url(), genuine.rest_url());
+
+    // export + import, the REST address by flag.
+    let out = tmp.path().join("export");
     let output = out.to_str().expect("utf-8");
-    assert_warns_once(&qdrant2pg(&[
+    let exported = qdrant2pg(&[
+        "export",
+        "--url",
+        &url,
+        "--rest-url",
+        &rest_url,
+        "--output",
+        output,
+        "--quiet",
+    ]);
+    assert_ok(&exported);
+    assert!(
+        !String::from_utf8_lossy(&exported.stderr).contains("warning"),
+        "{}",
+        describe(&exported)
+    );
+    let db = PgCluster::pg15().create_database();
+    assert_ok(&qdrant2pg(&[
+        "import",
+        "--dsn",
+        &db.dsn(),
+        "--data",
+        output,
+        "--quiet",
+    ]));
+    assert_payloads(&db, name, &rest);
+
+    // migrate, the REST address from the guide's YAML (`port`, beside `grpc_port`).
+    let port = |url: &str| url.rsplit(':').next().expect("a port").to_owned();
+    let yaml = tmp.path().join("qdrant2csv.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "qdrant:\n  host: '127.0.0.1'\n  port: {}\n  grpc_port: {}\n",
+            port(&rest_url),
+            port(&url)
+        ),
+    )
+    .expect("write the YAML");
+    let yaml = yaml.to_str().expect("utf-8");
+    let migrated_db = PgCluster::pg15().create_database();
+    assert_ok(&qdrant2pg(&[
+        "migrate",
+        "--source-config",
+        yaml,
+        "--dsn",
+        &migrated_db.dsn(),
+        "--quiet",
+    ]));
+    assert_payloads(&migrated_db, name, &rest);
+    // jsonb keeps values, not spellings: verify compares them as such.
+    assert_ok(&qdrant2pg(&[
+        "migrate",
+        "--source-config",
+        yaml,
+        "--dsn",
+        &migrated_db.dsn(),
+        "--schema",
+        "b",
+        "--payload-type",
+        "jsonb",
+        "--quiet",
+    ]));
+    verify_full(
+        &server,
+        &migrated_db,
+        &["--rest-url", &rest_url, "--schema", "b"],
+    );
+
+    // A snapshot the server made, exported without the server.
+    let snap = snapshot(&server, name, tmp.path());
+    let out = tmp.path().join("snapshot");
+    let output = out.to_str().expect("utf-8");
+    assert_ok(&qdrant2pg(&[
         "export",
         "--snapshot",
         &snap,
@@ -334,55 +590,115 @@ fn integers_beyond_i64_arrive_as_qdrants_doubles_with_one_warning_naming_the_poi
         output,
         "--quiet",
     ]));
+    let snap_db = PgCluster::pg15().create_database();
+    assert_ok(&qdrant2pg(&[
+        "import",
+        "--dsn",
+        &snap_db.dsn(),
+        "--data",
+        output,
+        "--quiet",
+    ]));
+    assert_payloads(&snap_db, name, &rest);
+
+    // verify --full: identical, and a value changed back to what gRPC alone would have
+    // written, or a double moved by one unit in the last place, is found.
+    verify_full(&server, &db, &["--rest-url", &rest_url]);
+    let dsn = db.dsn();
+    // The table holds the double the server serves, which may not be the one sent.
+    let served = rest[&100]["d0"].as_f64().expect("a double");
+    let nudged = f64::from_bits(served.to_bits() + 1);
+    let text = |d: f64| format!("\"d0\":{}", ryu::Buffer::new().format(d));
+    for (id, key, from, to) in [
+        (
+            1,
+            "u64 max",
+            r#""u64 max":18446744073709551615"#.to_owned(),
+            r#""u64 max":1.8446744073709552e19"#.to_owned(),
+        ),
+        (
+            2,
+            "only a float",
+            r#""only a float":1e19"#.to_owned(),
+            r#""only a float":10000000000000000000"#.to_owned(),
+        ),
+        (100, "d0", text(served), text(nudged)),
+    ] {
+        let mut client = db.client();
+        let changed = client
+            .execute(
+                "UPDATE exact SET payload = replace(payload::text, $1, $2)::json \
+                 WHERE id = $3 AND strpos(payload::text, $1) > 0",
+                &[&from, &to, &(id as i64)],
+            )
+            .expect("change one value");
+        assert_eq!(changed, 1);
+        let run = qdrant2pg(&[
+            "verify",
+            "--url",
+            &url,
+            "--rest-url",
+            &rest_url,
+            "--dsn",
+            &dsn,
+            "--full",
+        ]);
+        assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            stdout.contains(&format!("id {id}: payload differs (keys [\"{key}\"])")),
+            "{}",
+            describe(&run)
+        );
+        client
+            .execute(
+                "UPDATE exact SET payload = replace(payload::text, $1, $2)::json WHERE id = $3",
+                &[&to, &from, &(id as i64)],
+            )
+            .expect("change it back");
+    }
+    verify_full(&server, &db, &["--rest-url", &rest_url]);
 }
 
 #[test]
-fn payloads_nested_deeper_than_grpc_carries_fail_naming_the_point_and_read_from_snapshots() {
-    let server = QdrantServer::start();
-    create_collection(&server, "deep");
-    let deep = json!({ "deep": nested(100) });
-    upsert_rest(&server, "deep", 1, deep.clone());
+fn a_snapshot_payload_deeper_than_qdrant_stores_fails_its_collection_naming_the_point() {
+    // Only a server other than Qdrant can write such a snapshot: the in-process one can.
+    let server = QdrantServer::InProcess(EdgeQdrant::start());
+    for name in ["deep", "fine"] {
+        create_collection(&server, name);
+        for id in 1..=5 {
+            upsert_rest(&server, name, id, json!({ "id": id }));
+        }
+    }
+    upsert_rest(&server, "deep", 3, json!({ "deep": nested(200) }));
     let tmp = tempfile::tempdir().expect("tempdir");
-    let url = server.url();
-
-    // prost, on both ends of Qdrant's gRPC, refuses messages nested past 100 levels: the
-    // point that cannot be read is named.
-    let out = tmp.path().join("grpc");
-    let output = out.to_str().expect("utf-8");
-    let failed = qdrant2pg(&["export", "--url", &url, "--output", output, "--quiet"]);
-    assert!(!failed.status.success(), "{}", describe(&failed));
-    let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(
-        stderr.contains("collection \"deep\": point 1 cannot be read over gRPC")
-            && stderr.contains("recursion limit reached"),
-        "{}",
-        describe(&failed)
-    );
-
-    // A snapshot has no such limit: the payload arrives whole.
-    let snap = snapshot(&server, "deep", tmp.path());
-    let db = PgCluster::pg15().create_database();
-    let dsn = db.dsn();
-    assert_ok(&qdrant2pg(&[
-        "migrate",
+    let snapshots = tmp.path().join("snapshots");
+    std::fs::create_dir(&snapshots).expect("mkdir");
+    for name in ["deep", "fine"] {
+        snapshot(&server, name, &snapshots);
+    }
+    let out = tmp.path().join("out");
+    let run = qdrant2pg(&[
+        "export",
         "--snapshot",
-        &snap,
-        "--dsn",
-        &dsn,
-        "--quiet",
-    ]));
-    let verified = qdrant2pg(&[
-        "verify",
-        "--snapshot",
-        &snap,
-        "--dsn",
-        &dsn,
-        "--full",
+        snapshots.to_str().expect("utf-8"),
+        "--output",
+        out.to_str().expect("utf-8"),
         "--quiet",
     ]);
-    assert_ok(&verified);
-    let Json::Object(deep) = deep else {
-        unreachable!()
+    assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("1 of 2 collection(s) could not be exported completely")
+            && stderr.contains("point 3: the Qdrant engine cannot read its payload"),
+        "{}",
+        describe(&run)
+    );
+    let manifest = |name: &str| {
+        qdrant2pg::sink::manifest::Manifest::load(&out.join(name))
+            .expect("load")
+            .expect("a manifest")
     };
-    assert_payloads(&db, "deep", &[(1, deep)]);
+    assert!(manifest("fine").complete && manifest("fine").rows() == 5);
+    assert!(!manifest("deep").complete);
 }

@@ -12,6 +12,7 @@ use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::sink::manifest::{FileEntry, Manifest, VectorSyntax};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
+use crate::support::flows::kill_9_once_the_ledger_holds;
 use crate::support::pg::{Auth, PgCluster, PgVersion, TestDb};
 
 /// `rows` lines of `id|{a,b,c}|{"n":id}` for ids `first..first+rows`.
@@ -192,7 +193,12 @@ fn odd_collection_names_load_in_parallel_batches_exactly_once() {
 
 #[test]
 fn bad_data_is_reported_as_file_line_and_column() {
-    let db = PgCluster::pg15().create_database();
+    bad_data_is_reported(&PgCluster::pg15().create_database(), &[]);
+}
+
+/// A file with a bad row fails naming its file, line and column (never the value), and
+/// nothing of it is loaded; `extra` flags go to import.
+pub(crate) fn bad_data_is_reported(db: &TestDb, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut bad = rows(100, 50, false);
     bad.push_str("150|{1,2,3}|{not json\n");
@@ -203,7 +209,7 @@ fn bad_data_is_reported_as_file_line_and_column() {
         &[rows(0, 100, false), bad],
         VectorSyntax::Array,
     );
-    let out = import(&db, tmp.path(), &["--connections", "1"]);
+    let out = import(db, tmp.path(), &[&["--connections", "1"], extra].concat());
     assert!(!out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Line 1 is the header: the bad row is line 52 of the second file.
@@ -218,7 +224,7 @@ fn bad_data_is_reported_as_file_line_and_column() {
         describe(&out)
     );
     // Its transaction rolled back; the good file is in.
-    assert_eq!(count(&db, "public.docs"), 100);
+    assert_eq!(count(db, "public.docs"), 100);
 }
 
 #[test]
@@ -292,29 +298,7 @@ fn kill_9_mid_load_then_rerun_has_every_row_exactly_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    let mut client = db.client();
-    loop {
-        let loaded: Option<i64> = client
-            .query_opt("SELECT count(*) FROM public.qdrant2pg_ledger", &[])
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if loaded.is_some_and(|n| n >= 3) {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "import finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no progress in the ledger"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_9_once_the_ledger_holds(&db, &mut child, "true", 3, || {});
     let partial = count(&db, "public.big");
     assert!(
         partial > 0 && partial < total as i64,

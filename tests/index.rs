@@ -187,6 +187,29 @@ fn hnsw_indexes_on_pgvector_serve_queries_with_high_recall() {
     );
 }
 
+/// Every session qdrant2pg opens sets `standard_conforming_strings = on`: where the database turns
+/// it off, the payload indexes' `'\u0000'` guard still reaches the server as written (off, it
+/// would read `'u0000'`).
+#[test]
+fn index_guards_read_as_written_where_the_database_turns_standard_strings_off() {
+    let server = fixture_server();
+    let db = PgCluster::pg15().create_database();
+    db.client()
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{}\" SET standard_conforming_strings = off",
+            db.name
+        ))
+        .expect("alter database");
+    let out = tempfile::tempdir().expect("tempdir");
+    export_import(&server, &db, out.path(), "postgres");
+    assert_ok(&index(&server.url(), &db, &["--collection", "fx_single"]));
+    let title = indexes(&db, "fx_single")
+        .into_iter()
+        .find(|def| def.contains("fx_single_payload_title_idx"))
+        .expect("the title index");
+    assert!(title.contains("\\u0000"), "{title}");
+}
+
 /// Payload keys reach the index SQL as literals: whatever they hold, the server reads back the
 /// very key, with `standard_conforming_strings` on or off.
 #[test]

@@ -9,7 +9,7 @@ use qdrant2pg::point_id::PointKey;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{assert_verifies, fixture_server};
+use crate::support::flows::{assert_verifies, fixture_server, kill_9_once_the_ledger_holds};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -114,82 +114,73 @@ fn the_guides_two_yamls_drive_it_unchanged() {
 
 #[test]
 fn kill_9_mid_migrate_then_rerun_has_every_point_exactly_once() {
+    kill_9_mid_migrate_then_rerun(&PgCluster::pg15().create_database(), &[]);
+}
+
+/// Kills a migrate of `total` points into `db` (with `extra` flags) once the ledger holds a few
+/// units, then checks that a re-run leaves every point exactly once.
+pub(crate) fn kill_9_mid_migrate_then_rerun(db: &TestDb, extra: &[&str]) {
     let server = QdrantServer::start();
     let total = 40_000u64;
     let ids: Vec<PointKey> = (0..total).map(|i| PointKey::Num(i * 3 + 1)).collect();
     load_ids(&server, "big", 64, &ids);
-    let db = PgCluster::pg15().create_database();
     let (url, dsn) = (server.url(), db.dsn());
     let mut child = Command::new(env!("CARGO_BIN_EXE_qdrant2pg"))
         .args(["migrate", "--url", &url, "--dsn", &dsn, "--quiet"])
         .args(["--page-size", "50", "-j", "2", "--cursors", "2"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let started = Instant::now();
-    let mut client = db.client();
-    loop {
-        let units: Option<i64> = client
-            .query_opt(
-                "SELECT count(*) FROM public.qdrant2pg_ledger WHERE source = 'qdrant'",
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|r| r.get(0));
-        if units.is_some_and(|n| n >= 5) {
-            break;
-        }
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "migrate finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no progress in the ledger"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().expect("kill"); // SIGKILL
-    child.wait().expect("reap");
-    let (partial, _) = counts(&db, "public.big");
+    kill_9_once_the_ledger_holds(db, &mut child, "source = 'qdrant'", 5, || {});
+    let (partial, _) = counts(db, "public.big");
     assert!(
         partial > 0 && partial < total as i64,
         "killed after {partial} rows"
     );
-    let out = migrate(&server, &db, &["--page-size", "300"]);
+    let out = migrate(&server, db, &[&["--page-size", "300"], extra].concat());
     assert_ok(&out);
-    assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
-    assert_verifies(&server, &db, &[], 1);
+    assert_eq!(counts(db, "public.big"), (total as i64, total as i64));
+    assert_verifies(&server, db, &[], 1);
 }
 
 #[test]
 fn if_exists_is_shared_with_import() {
+    if_exists_acts_alike_in_migrate_and_import(&PgCluster::pg15().create_database(), &[]);
+}
+
+/// Every `--if-exists` mode of migrate on a table this tool did not create, then import
+/// refusing a table migrate is loading; `extra` flags go to migrate and import.
+pub(crate) fn if_exists_acts_alike_in_migrate_and_import(db: &TestDb, extra: &[&str]) {
+    let migrate_with = |server: &QdrantServer, db: &TestDb, args: &[&str]| {
+        migrate(server, db, &[args, extra].concat())
+    };
     let server = QdrantServer::start();
     let ids: Vec<PointKey> = (0..100).map(PointKey::Num).collect();
     load_ids(&server, "docs", 2, &ids);
-    let db = PgCluster::pg15().create_database();
     db.client()
         .batch_execute("CREATE TABLE docs (id bigint, vector real[], payload json)")
         .expect("foreign table");
     // A table this tool did not create: skipped by default, refused with fail.
-    let out = migrate(&server, &db, &[]);
+    let out = migrate_with(&server, db, &[]);
     assert_ok(&out);
-    assert_eq!(counts(&db, "docs"), (0, 0));
-    let out = migrate(&server, &db, &["--if-exists", "fail"]);
+    assert_eq!(counts(db, "docs"), (0, 0));
+    let out = migrate_with(&server, db, &["--if-exists", "fail"]);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already exists (--if-exists fail)"),
         "{}",
         describe(&out)
     );
-    // append loads into it; replace starts over; either way once.
-    assert_ok(&migrate(&server, &db, &["--if-exists", "append"]));
-    assert_eq!(counts(&db, "docs"), (100, 100));
-    assert_ok(&migrate(&server, &db, &["--if-exists", "replace"]));
-    assert_eq!(counts(&db, "docs"), (100, 100));
-    assert_verifies(&server, &db, &[], 1);
+    // append loads into it; truncate and replace start over; each way once.
+    assert_ok(&migrate_with(&server, db, &["--if-exists", "append"]));
+    assert_eq!(counts(db, "docs"), (100, 100));
+    for mode in ["truncate", "replace"] {
+        assert_ok(&migrate_with(&server, db, &["--if-exists", mode]));
+        assert_eq!(counts(db, "docs"), (100, 100), "--if-exists {mode}");
+    }
+    assert_verifies(&server, db, &[], 1);
     // import refuses a table migrate is loading: the ledger's spans are not its files.
     let dir = tempfile::tempdir().expect("tempdir");
     let out_dir = dir.path().to_str().expect("utf-8");
@@ -197,23 +188,16 @@ fn if_exists_is_shared_with_import() {
     assert_ok(&qdrant2pg(&[
         "export", "--url", &url, "--output", out_dir, "--quiet",
     ]));
-    let out = qdrant2pg(&[
-        "import",
-        "--dsn",
-        &db.dsn(),
-        "--data",
-        out_dir,
-        "--if-exists",
-        "append",
-        "--quiet",
-    ]);
+    let dsn = db.dsn();
+    let import = ["import", "--dsn", &dsn, "--data", out_dir];
+    let out = qdrant2pg(&[&import[..], &["--if-exists", "append", "--quiet"], extra].concat());
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("being loaded by `qdrant2pg migrate`"),
         "{}",
         describe(&out)
     );
-    assert_eq!(counts(&db, "docs"), (100, 100));
+    assert_eq!(counts(db, "docs"), (100, 100));
 }
 
 /// Rows/s of migrate against export + import on the same generated collection (768-d floats by

@@ -2,15 +2,15 @@
 //! pgvector, isolated databases, restarts, password auth), and no server outlives the test
 //! process, whether it exits or is killed.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::error::SqlState;
 
 use crate::support::pg::{Auth, PgCluster, PgVersion};
+use crate::support::probe::{self, alive, wait_until_gone};
 
 fn server_version_num(client: &mut postgres::Client) -> i32 {
     let row = client
@@ -166,40 +166,19 @@ impl Drop for Probe {
 
 /// Runs [`leak_probe`] in a new test process and reads what it started.
 fn start_probe(mode: &str) -> Probe {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "pg_harness::leak_probe",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .arg("--test-threads=1")
-        .env(PROBE_VAR, mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let (child, said) = probe::start_probe("pg_harness::leak_probe", PROBE_VAR, mode);
     let mut probe = Probe {
         child,
         pids: Vec::new(),
         data_dirs: Vec::new(),
     };
-    let mut lines = BufReader::new(stdout).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        // libtest's "test leak_probe ... " starts the first line.
-        let line = line.find("PROBE ").map_or("", |at| &line[at..]);
-        if let Some(dir) = line.strip_prefix("PROBE dir ") {
+    for line in said {
+        if let Some(dir) = line.strip_prefix("dir ") {
             probe.data_dirs.push(PathBuf::from(dir));
-        } else if let Some(pid) = line.strip_prefix("PROBE pid ") {
+        } else if let Some(pid) = line.strip_prefix("pid ") {
             probe.pids.push(pid.parse().unwrap());
-        } else if line == "PROBE ready" {
-            break;
         }
     }
-    // Keep reading, or the probe's last words would fail on a closed pipe.
-    thread::spawn(move || lines.for_each(drop));
     assert_eq!(
         probe.data_dirs.len(),
         2,
@@ -211,26 +190,6 @@ fn start_probe(mode: &str) -> Probe {
         probe.pids
     );
     probe
-}
-
-/// Alive as far as anyone can tell: it exists and is not a zombie awaiting its reaper.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(") ")
-            .next()
-            .is_some_and(|rest| !rest.starts_with('Z'))
-    })
-}
-
-fn wait_until_gone(pids: &[u32], within: Duration) -> Vec<u32> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left: Vec<u32> = pids.iter().copied().filter(|&pid| alive(pid)).collect();
-        if left.is_empty() || Instant::now() > deadline {
-            return left;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 const PROBE_VAR: &str = "QDRANT2PG_LEAK_PROBE";

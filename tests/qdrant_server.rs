@@ -16,6 +16,7 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::{Qdrant, QdrantError};
 use qdrant2pg::point_id::PointKey;
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::source::edge::{grpc_to_json, json_to_grpc};
 use serde_json::Value as Json;
 
@@ -131,7 +132,7 @@ fn ground_truth(name: &str) -> Vec<GroundPoint> {
     BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(|line| {
-            let point: Json = serde_json::from_str(&line.expect("a line")).expect("a JSON line");
+            let point: Json = parse_json_exactly(&line.expect("a line")).expect("a JSON line");
             GroundPoint {
                 key: key_of_json(&point["id"]),
                 vectors: ground_vectors(&point["vector"]),

@@ -5,8 +5,11 @@
 //! the rows it parsed from our text, so the two encoders are held to the server and to each
 //! other.
 //!
-//! Two targets: plain arrays on PostgreSQL 15 (`real[]`, `real[][]`, sparse as two arrays), and
-//! pgvector's types on PostgreSQL 18 (`vector`, `halfvec`, `sparsevec`).
+//! Three targets: plain arrays on PostgreSQL 15 (`real[]`, `real[][]`, sparse as two arrays),
+//! pgvector's types on PostgreSQL 18 (`vector`, `halfvec`, `sparsevec`), and the same arrays in
+//! the `adbpg` dialect on a genuine Greenplum 6 (PostgreSQL 9.4 underneath: its `real` input
+//! and output are the old ones, and its text COPY has no `HEADER`, so the header is stripped
+//! client-side as import does).
 //!
 //! The generator is seeded. Each test runs rounds for a time budget (`QDRANT2PG_ROUNDTRIP_SECS`,
 //! default 5 s); a failure names the round's seed, and `QDRANT2PG_ROUNDTRIP_SEED=<seed>` replays
@@ -32,10 +35,12 @@ use qdrant2pg::encode::text::{TextRowEncoder, column_names};
 use qdrant2pg::encode::vectors::SPARSEVEC_MAX_DIM;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use qdrant2pg::point_id::PointKey;
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use qdrant2pg::postgres::ddl::{self, DdlOptions, Dialect, Halfvec};
 use qdrant2pg::postgres::ident::quote_ident;
 use qdrant2pg::sink::manifest::VectorSyntax;
 
+use crate::support::greenplum::Greenplum;
 use crate::support::pg::PgCluster;
 
 #[test]
@@ -48,6 +53,13 @@ fn pgvector_types_round_trip_through_postgres_18() {
     run_rounds(Target::Pgvector);
 }
 
+#[test]
+fn arrays_round_trip_through_greenplum_6() {
+    if Greenplum::shared().is_some() {
+        run_rounds(Target::Greenplum);
+    }
+}
+
 /// Which column types the table gets, and so which values a point may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
@@ -55,12 +67,14 @@ enum Target {
     Arrays,
     /// PostgreSQL 18 + pgvector, `Dialect::Pgvector`: finite values only, as pgvector requires.
     Pgvector,
+    /// Greenplum 6, `Dialect::Adbpg`: arrays as on PostgreSQL 15.
+    Greenplum,
 }
 
 impl Target {
     fn syntax(self) -> VectorSyntax {
         match self {
-            Target::Arrays => VectorSyntax::Array,
+            Target::Arrays | Target::Greenplum => VectorSyntax::Array,
             Target::Pgvector => VectorSyntax::Pgvector,
         }
     }
@@ -69,6 +83,7 @@ impl Target {
         match self {
             Target::Arrays => Dialect::Postgres,
             Target::Pgvector => Dialect::Pgvector,
+            Target::Greenplum => Dialect::Adbpg,
         }
     }
 }
@@ -86,11 +101,13 @@ fn run_rounds(target: Target) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
     });
-    let cluster = match target {
-        Target::Arrays => PgCluster::pg15(),
-        Target::Pgvector => PgCluster::pg18_vector(),
+    let db = match target {
+        Target::Arrays => PgCluster::pg15().create_database(),
+        Target::Pgvector => PgCluster::pg18_vector().create_database(),
+        Target::Greenplum => Greenplum::shared()
+            .expect("the caller checked that Greenplum is installed")
+            .create_database(),
     };
-    let db = cluster.create_database();
     let mut client = db.client();
     if target == Target::Pgvector {
         client.batch_execute("CREATE EXTENSION vector").unwrap();
@@ -147,6 +164,7 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
     let text_encoder = TextRowEncoder::new(&case.layout, syntax);
     let mut text = Vec::new();
     text_encoder.header(&mut text);
+    let header_len = text.len();
     let mut facts = DataFacts::for_layout(&case.layout);
     let mut loaded = Vec::new();
     for p in &case.points {
@@ -189,12 +207,21 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
     }
     // Half the rounds load the way the guide's import.py does; the others also have the server
     // check the header against the table's columns.
-    let copy_text = if case.guide_copy {
-        format!("COPY {text_table} FROM STDIN DELIMITER '|' HEADER")
-    } else {
-        format!("COPY {text_table} FROM STDIN (FORMAT text, DELIMITER '|', HEADER MATCH)")
+    let (copy_text, stream) = match (case.target, case.guide_copy) {
+        (Target::Greenplum, _) => (
+            format!("COPY {text_table} FROM STDIN DELIMITER '|'"),
+            &text[header_len..],
+        ),
+        (_, true) => (
+            format!("COPY {text_table} FROM STDIN DELIMITER '|' HEADER"),
+            &text[..],
+        ),
+        (_, false) => (
+            format!("COPY {text_table} FROM STDIN (FORMAT text, DELIMITER '|', HEADER MATCH)"),
+            &text[..],
+        ),
     };
-    copy_in(client, &copy_text, &text).map_err(|e| {
+    copy_in(client, &copy_text, stream).map_err(|e| {
         format!(
             "COPY text: {e}\nstream:\n{}",
             String::from_utf8_lossy(&text)
@@ -296,7 +323,7 @@ fn check_table(
             }
         }
         let payload: String = row.get(column);
-        let found: serde_json::Value = serde_json::from_str(&payload)
+        let found = parse_json_exactly(&payload)
             .map_err(|e| format!("{table}, point {id}: payload {payload:?}: {e}"))?;
         let wanted = payload_json(&p.point.payload);
         if !same_json(&wanted, &found) {
@@ -343,7 +370,7 @@ fn read_vector(
                 _ => return Err(format!("a multivector with dimensions {dims:?}")),
             },
         },
-        (VectorShape::Sparse, Target::Arrays) => {
+        (VectorShape::Sparse, Target::Arrays | Target::Greenplum) => {
             *at += 1;
             match (get_array(column)?, get_array(column + 1)?) {
                 (None, None) => None,
@@ -623,7 +650,9 @@ fn compare_with_server_binary(
                 ("jsonb", Some(a), Some(b)) => {
                     // Version byte 1, then the text.
                     let json = |bytes: &[u8]| match bytes.split_first() {
-                        Some((1, text)) => serde_json::from_slice::<serde_json::Value>(text).ok(),
+                        Some((1, text)) => std::str::from_utf8(text)
+                            .ok()
+                            .and_then(|text| parse_json_exactly(text).ok()),
                         _ => None,
                     };
                     matches!((json(a), json(b)), (Some(a), Some(b)) if same_json(&a, &b))
@@ -752,14 +781,14 @@ const PIECES: &[&str] = &[
 impl Case {
     fn ddl_options(&self) -> DdlOptions {
         DdlOptions {
-            dialect: self.target.dialect(),
             halfvec: self.halfvec,
+            ..DdlOptions::from(self.target.dialect())
         }
     }
 
     fn generate(rng: &mut Rng, target: Target) -> Case {
         let halfvec = match target {
-            Target::Arrays => Halfvec::Never,
+            Target::Arrays | Target::Greenplum => Halfvec::Never,
             Target::Pgvector => *rng.pick(&[Halfvec::Never, Halfvec::Float16, Halfvec::Always]),
         };
         let layout = loop {
@@ -938,7 +967,7 @@ fn generate_vector(
                 let limit = match (spec.dim, target) {
                     (Some(dim), _) => dim as u32,
                     (None, Target::Pgvector) => SPARSEVEC_MAX_DIM,
-                    (None, Target::Arrays) => u32::MAX,
+                    (None, Target::Arrays | Target::Greenplum) => u32::MAX,
                 };
                 let index = match rng.below(4) {
                     0 => *rng.pick(&[0, i32::MAX as u32, i32::MAX as u32 + 1, limit - 1]),
@@ -975,6 +1004,7 @@ fn generate_f32(rng: &mut Rng, datatype: Datatype, finite: bool, half: bool) -> 
         0xff7f_ffff, // f32::MIN
         0x3f80_0001, // 1 + ulp
         0x3dcc_cccd, // 0.1
+        0x15ae_43fd, // 7.038531e-26, which reading through f64 (PostgreSQL < 12) would bend
     ];
     loop {
         let v = match (datatype, rng.below(4)) {

@@ -470,13 +470,16 @@ fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() 
     let units_b = RangeUnits::new(&b, vec!["t".into()], vec![span], vec![1000], 1);
     let range = |lo: u64, hi: Option<u64>| KeyRange::new(PointKey::Num(lo), hi.map(PointKey::Num));
 
-    let first = a.claim().expect("claim").expect("an open unit");
+    let first = a.claim(true).expect("claim").expect("an open unit");
     let lease_a = lease(&first);
     let (fence, _) =
         commit(&target, &units_a, lease_a, 0..100, range(0, Some(100))).expect("page 1");
     assert!(!fence.done);
     // Worker b, finding nothing to claim, cuts a's unit at 500.
-    assert!(b.claim().expect("claim").is_none(), "a holds the only unit");
+    assert!(
+        b.claim(true).expect("claim").is_none(),
+        "a holds the only unit"
+    );
     let new = b
         .split(first.unit, &|_| Some("500".to_owned()))
         .expect("split")

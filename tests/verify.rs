@@ -79,3 +79,145 @@ fn pgvector_tables_verify_bit_exact() {
         describe(&result)
     );
 }
+
+#[test]
+fn full_verify_names_every_difference_whatever_the_parts_cursors_and_pages() {
+    let server = fixture_server();
+    let db = PgCluster::pg15().create_database();
+    let out = tempfile::tempdir().expect("tempdir");
+    export_import(&server, &db, out.path(), "postgres");
+    db.client()
+        .batch_execute(
+            "UPDATE fx_single SET vector[16] = 12345.5 WHERE id = 3;
+             INSERT INTO fx_single SELECT * FROM fx_single WHERE id = 9;
+             UPDATE fx_single SET payload = NULL WHERE id = 12;
+             DELETE FROM fx_single WHERE id = 15;
+             INSERT INTO fx_single (id, vector, payload) VALUES (16, '{}', '{}');",
+        )
+        .expect("corrupt the table");
+    let expected = [
+        "  - id 3: vector \"vector\" differs first at element 15\n",
+        "  - id 9: 2 rows in the table\n",
+        "  - id 12: payload differs (NULL in the table)\n",
+        "  - id 15: missing from the table\n",
+        "  - id 16: in the table but not in Qdrant\n",
+    ]
+    .concat();
+    // One plain scan (what servers without TID range scans get), table parts read by several
+    // connections, tiny pages over one cursor, and the defaults: the same differences, in id
+    // order, after the count.
+    for extra in [
+        &["--table-parts", "1"][..],
+        &[
+            "--table-parts",
+            "5",
+            "-j",
+            "3",
+            "--cursors",
+            "1",
+            "--page-size",
+            "7",
+        ],
+        &["--cursors", "3", "--page-size", "16", "--encoders", "1"],
+    ] {
+        let args = [&["--full", "--collection", "fx_single"][..], extra].concat();
+        let result = verify(&server, &db, &args);
+        assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
+        let text = String::from_utf8_lossy(&result.stdout);
+        assert!(
+            text.contains(&format!(
+                "DIFFERENT\n  - count: Qdrant has 300 points, the table 301 rows\n{expected}"
+            )),
+            "{extra:?}: {}",
+            describe(&result)
+        );
+    }
+}
+
+#[test]
+fn payload_numbers_compare_as_the_column_type_keeps_them() {
+    let server = QdrantServer::start();
+    let url = server.url();
+    assert_ok(&qdrant2pg(&[
+        "generate",
+        "--url",
+        &url,
+        "--collection",
+        "numbers",
+        "--points",
+        "1",
+        "--dim",
+        "2",
+        "--quiet",
+    ]));
+    // Over REST, as a user's data arrives: an integer above i64::MAX (which gRPC then carries as
+    // the nearest double), a float with an integral value, -0.0, and an integer beyond 2^53.
+    let payload = serde_json::json!({
+        "max": u64::MAX, "one": 1.0, "zero": -0.0, "big": 9_007_199_254_740_994u64,
+    });
+    let serde_json::Value::Object(payload) = payload else {
+        unreachable!()
+    };
+    let point = qdrant_client::qdrant::PointStruct {
+        id: Some(0.into()),
+        vectors: Some(vec![0.5f32, 1.5].into()),
+        payload: Default::default(),
+    };
+    server.upsert_json("numbers", point, payload);
+    let db = PgCluster::pg15().create_database();
+    let dsn = db.dsn();
+    let mut client = db.client();
+    for (schema, payload_type) in [("j", "json"), ("b", "jsonb")] {
+        assert_ok(&qdrant2pg(&[
+            "migrate",
+            "--url",
+            &url,
+            "--dsn",
+            &dsn,
+            "--schema",
+            schema,
+            "--payload-type",
+            payload_type,
+            "--quiet",
+        ]));
+        let cases = [
+            // What the loaders wrote.
+            (None, None),
+            // The exact integer is not the double gRPC sent, in either column type.
+            (
+                Some(
+                    r#"{"max": 18446744073709551615, "one": 1.0, "zero": -0.0, "big": 9007199254740994}"#,
+                ),
+                Some(r#"["max"]"#),
+            ),
+            // 1 = 1.0 and 0 = -0.0 (a double holds both exactly); above 2^53 a json integer is
+            // not a float, while jsonb keeps no such kind.
+            (
+                Some(
+                    r#"{"max": 1.8446744073709552e19, "one": 1, "zero": 0, "big": 9007199254740994.0}"#,
+                ),
+                (payload_type == "json").then_some(r#"["big"]"#),
+            ),
+        ];
+        for (payload, differs) in cases {
+            if let Some(payload) = payload {
+                client
+                    .execute(
+                        &format!("UPDATE {schema}.numbers SET payload = $1::text::{payload_type}"),
+                        &[&payload],
+                    )
+                    .expect("set the payload");
+            }
+            let result = verify(&server, &db, &["--full", "--schema", schema]);
+            let text = String::from_utf8_lossy(&result.stdout);
+            match differs {
+                None => assert_ok(&result),
+                Some(keys) => assert!(
+                    text.contains(&format!("id 0: payload differs (keys {keys})")),
+                    "{payload_type} {payload:?}: {}",
+                    describe(&result)
+                ),
+            }
+        }
+    }
+}

@@ -9,7 +9,10 @@
 //! `import` can check a set of parts is complete and disjoint. Spawn: cursors (one gRPC
 //! connection each, or handles on the snapshot's shards) → bounded page queue → encoder threads
 //! → per-collection rotating files. Join, then finish each collection: `create_table.sql` (its column types
-//! depend on the ids and sparse indices seen), manifest marked complete, counts checked.
+//! depend on the ids and sparse indices seen), manifest marked complete, counts checked. A
+//! collection that fails (a point that cannot be read, a file that cannot be written) keeps
+//! the files it completed and stays incomplete; the others finish, and the run then fails
+//! naming it, so the same command again exports only what is missing.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,22 +24,22 @@ use anyhow::{Context, bail};
 
 use crate::config::qdrant::{QdrantArgs, QdrantSection, ReadTuning, SourceFile};
 use crate::config::read_or_default;
-use crate::encode::json::wide_number_warning;
+use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
 use crate::encode::text::TextRowEncoder;
 use crate::layout::PayloadType;
 use crate::point_id::KeyRange;
-use crate::postgres::ddl::{Dialect, create_table_sql};
-use crate::progress::{OutputArgs, Task, Ui};
+use crate::postgres::ddl::{DdlOptions, Dialect, VectorStorage, create_table_sql_with};
+use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::sink::files::{CollectionFiles, EncodedPage};
 use crate::sink::manifest::{
     MANIFEST_FILE, Manifest, Partition, VectorSyntax, temporary_name, write_atomically,
 };
-use crate::source::Source;
-use crate::source::cursor::{PageBatch, PageReader, Scheduler, Work};
+use crate::source::cursor::{CollectionFailure, PageBatch, PageReader, Scheduler, Work};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, clip, subtract};
 use crate::source::schema::CollectionSchema;
 use crate::source::snapshot::SnapshotArgs;
+use crate::source::{Source, concerns_every_collection};
 
 /// The guide's default for `max_line_in_file`.
 pub(crate) const DEFAULT_MAX_LINES: u64 = 40_000;
@@ -74,6 +77,9 @@ pub struct ExportArgs {
     /// pgvector's text form (`[1,2]`, sparsevec `{1:0.5}/dim`).
     #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
     pub dialect: Dialect,
+    /// The storage create_table.sql sets on float array columns.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     #[command(flatten)]
     pub tuning: ReadTuning,
     /// Benchmark the ceiling: scroll and decode every page with the same cursors, then discard
@@ -240,68 +246,25 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut jobs = Vec::new();
     let mut work = Vec::new();
     let mut spans = Vec::new();
+    let mut failed = Failed::default();
     for name in &names {
-        let info = source.collection_info(name)?;
-        let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
-        let dir = match plan.part {
-            Some(part) => plan
-                .output
-                .join(name)
-                .join(Partition::dir_name(part.index, part.count)),
-            None => plan.output.join(name),
+        let job = match prepare_job(&source, name, &args, &plan, syntax, &ui) {
+            Ok(Some(job)) => job,
+            Ok(None) => continue,
+            Err(e) if concerns_every_collection(&e) => return Err(e),
+            Err(e) => {
+                failed.add(name, Some(&ui.task(name, None)), e);
+                continue;
+            }
         };
-        let Some(mut manifest) = prepare_directory(&dir, &schema, syntax, args.restart, plan.part)?
-        else {
-            ui.info(&format!(
-                "{name}: already exported completely in {}, skipped",
-                dir.display()
-            ));
-            continue;
-        };
-        let count = source.count_exact(name)?;
-        let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
-            .with_context(|| format!("probing the ids of collection {name:?}"))?;
-        let pieces = range_count(count, plan.max_lines, &args.tuning);
-        let mut planned = span.plan(pieces);
-        if let Some(part) = plan.part {
-            // A part keeps the range it started with: the span may have moved since.
-            let range = match manifest.partition {
-                Some(p) => p.range,
-                None => span.partition(part.count)[part.index as usize],
-            };
-            manifest.partition = Some(Partition {
-                index: part.index,
-                count: part.count,
-                range,
-            });
-            planned = clip(&planned, &range);
-        }
-        manifest.points_count = Some(count);
-        manifest.store(&dir)?;
-        let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
-        let done_rows = manifest.rows();
-        let todo = subtract(&planned, &covered);
-        let task = ui.task(name, plan.part.is_none().then_some(count));
-        task.add_done_before(done_rows);
+        let (job, todo, span) = job;
         let index = jobs.len();
         work.extend(todo.into_iter().map(|range| Work {
             collection: index,
             range,
         }));
         spans.push(span);
-        let encoder = TextRowEncoder::new(&schema.layout, syntax);
-        let mut header = Vec::new();
-        encoder.header(&mut header);
-        let files = CollectionFiles::new(&dir, manifest, header, plan.max_lines, Arc::clone(&task));
-        jobs.push(CollectionJob {
-            schema,
-            dir,
-            count,
-            files,
-            task,
-            encoder,
-            row_bytes: AtomicUsize::new(0),
-        });
+        jobs.push(job);
     }
 
     // Interleave the collections' ranges, largest collection first, so every cursor has work
@@ -310,7 +273,7 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let work = interleave(work, jobs.len());
     let scheduler = Scheduler::new(work, spans, u64::from(args.tuning.page_size) * 2);
     let names: Vec<String> = jobs.iter().map(|j| j.schema.name.clone()).collect();
-    if args.scroll_only {
+    let failures = if args.scroll_only {
         read_parallel(
             &scheduler,
             &|| source.open_reader(),
@@ -324,27 +287,44 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                     .add(batch.points.len() as u64, 0);
                 Ok(())
             },
-        )?;
-        for job in &jobs {
+        )?
+    } else {
+        read_and_write(&scheduler, &source, &names, &jobs, &args.tuning)?
+    };
+    for failure in failures {
+        let job = &jobs[failure.collection];
+        failed.add(&job.schema.name, Some(&job.task), failure.error);
+    }
+    if args.scroll_only {
+        for job in jobs.iter().filter(|j| !failed.contains(&j.schema.name)) {
             job.task.finish("scrolled");
         }
         ui.finish("export --scroll-only", output)?;
+        failed.into_result(names.len(), "scrolled", "nothing was written")?;
         return Ok(ExitCode::SUCCESS);
     }
-    read_and_write(&scheduler, &source, &names, &jobs, &args.tuning)?;
 
     let mut mismatches = 0;
-    for job in &jobs {
+    for job in jobs.iter().filter(|j| !failed.contains(&j.schema.name)) {
         let facts = job.files.manifest().facts();
         if let Some(point) = facts.wide_number {
-            ui.warn(&wide_number_warning(&job.schema.name, point));
+            ui.warn(&wide_number_warning(
+                &job.schema.name,
+                point,
+                &source
+                    .inexact_because()
+                    .unwrap_or_else(|| NOT_FOUND_AGAIN.to_owned()),
+            ));
         }
-        let ddl = create_table_sql(
+        let ddl = create_table_sql_with(
             None,
             &job.schema.name,
             &job.schema.layout,
             &facts,
-            args.dialect,
+            DdlOptions {
+                storage: args.vector_storage,
+                ..DdlOptions::from(args.dialect)
+            },
         );
         let sql_path = job.dir.join("create_table.sql");
         write_atomically(&sql_path, ddl.as_bytes())
@@ -369,11 +349,84 @@ pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             });
     }
     ui.finish("export", output)?;
+    failed.into_result(
+        names.len(),
+        "exported completely",
+        "their files so far are kept, and the same command again exports only what is missing",
+    )?;
     Ok(if mismatches == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Describes, counts and probes one collection and readies its directory: its job, the id
+/// ranges left to read, and its id span. `None` when an earlier run exported it completely.
+fn prepare_job(
+    source: &Source,
+    name: &str,
+    args: &ExportArgs,
+    plan: &ExportPlan,
+    syntax: VectorSyntax,
+    ui: &Ui,
+) -> anyhow::Result<Option<(CollectionJob, Vec<KeyRange>, IdSpan)>> {
+    let info = source.collection_info(name)?;
+    let schema = CollectionSchema::from_info(name, info, args.payload_type)?;
+    let dir = match plan.part {
+        Some(part) => plan
+            .output
+            .join(name)
+            .join(Partition::dir_name(part.index, part.count)),
+        None => plan.output.join(name),
+    };
+    let Some(mut manifest) = prepare_directory(&dir, &schema, syntax, args.restart, plan.part)?
+    else {
+        ui.info(&format!(
+            "{name}: already exported completely in {}, skipped",
+            dir.display()
+        ));
+        return Ok(None);
+    };
+    let count = source.count_exact(name)?;
+    let span = IdSpan::probe(|key| source.first_at_or_after(name, key))
+        .with_context(|| format!("probing the ids of collection {name:?}"))?;
+    let pieces = range_count(count, plan.max_lines, &args.tuning);
+    let mut planned = span.plan(pieces);
+    if let Some(part) = plan.part {
+        // A part keeps the range it started with: the span may have moved since.
+        let range = match manifest.partition {
+            Some(p) => p.range,
+            None => span.partition(part.count)[part.index as usize],
+        };
+        manifest.partition = Some(Partition {
+            index: part.index,
+            count: part.count,
+            range,
+        });
+        planned = clip(&planned, &range);
+    }
+    manifest.points_count = Some(count);
+    manifest.store(&dir)?;
+    let covered: Vec<KeyRange> = manifest.files.iter().map(|f| f.range).collect();
+    let done_rows = manifest.rows();
+    let todo = subtract(&planned, &covered);
+    let task = ui.task(name, plan.part.is_none().then_some(count));
+    task.add_done_before(done_rows);
+    let encoder = TextRowEncoder::new(&schema.layout, syntax);
+    let mut header = Vec::new();
+    encoder.header(&mut header);
+    let files = CollectionFiles::new(&dir, manifest, header, plan.max_lines, Arc::clone(&task));
+    let job = CollectionJob {
+        schema,
+        dir,
+        count,
+        files,
+        task,
+        encoder,
+        row_bytes: AtomicUsize::new(0),
+    };
+    Ok(Some((job, todo, span)))
 }
 
 /// How many ranges to plan for a collection: more than cursors, so skew evens out, but no more
@@ -410,14 +463,15 @@ pub(crate) fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
     out
 }
 
-/// The pipeline: cursors → bounded page queue → encoders → files.
+/// The pipeline: cursors → bounded page queue → encoders → files. Returns the collections that
+/// failed; the files each did complete are recorded either way.
 fn read_and_write(
     scheduler: &Scheduler,
     source: &Source,
     names: &[String],
     jobs: &[CollectionJob],
     tuning: &ReadTuning,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<CollectionFailure>> {
     let result = read_parallel(
         scheduler,
         &|| source.open_reader(),
@@ -455,7 +509,7 @@ fn encode_page(job: &CollectionJob, batch: PageBatch) -> anyhow::Result<EncodedP
         keys: Vec::with_capacity(batch.points.len()),
         facts: crate::layout::DataFacts::for_layout(&job.schema.layout),
     };
-    for point in &batch.points {
+    for point in batch.point_refs() {
         let key = job
             .encoder
             .encode(point, &mut page.bytes, &mut page.facts)

@@ -83,6 +83,10 @@ pub struct GenerateArgs {
     /// Shards of the new collection.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub shards: u32,
+    /// The collection's HNSW `m`; 0 builds no graph, so a benchmark's server spends no CPU on
+    /// indexing while it is measured. Default: the server's.
+    #[arg(long, value_name = "M")]
+    pub hnsw_m: Option<u64>,
 }
 
 /// splitmix64: a tiny, good, seedable generator — the values only need to look like data.
@@ -273,6 +277,10 @@ fn create_request(args: &GenerateArgs) -> CreateCollection {
                 .collect(),
         }),
         shard_number: Some(args.shards.max(1)),
+        hnsw_config: args.hnsw_m.map(|m| pb::HnswConfigDiff {
+            m: Some(m),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -280,7 +288,7 @@ fn create_request(args: &GenerateArgs) -> CreateCollection {
 pub fn run(args: GenerateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let connection = Connection::resolve(&args.qdrant, &QdrantSection::default(), None)?;
-    let reader = QdrantReader::connect(&connection)?;
+    let reader = QdrantReader::connect(&connection, Default::default())?;
     reader
         .create_collection(create_request(&args))
         .with_context(|| format!("creating collection {:?}", args.collection))?;
@@ -292,7 +300,7 @@ pub fn run(args: GenerateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> 
         for _ in 0..args.parallel.max(1) {
             s.spawn(|| {
                 let result = (|| -> anyhow::Result<()> {
-                    let writer = QdrantReader::connect(&connection)?;
+                    let writer = QdrantReader::connect(&connection, Default::default())?;
                     loop {
                         let start = next.fetch_add(batch, Ordering::Relaxed);
                         if start >= args.points {

@@ -12,8 +12,19 @@
 //! bounded queue; N workers, one connection each, COPY a batch, pass its file's fence (is the
 //! file still this process's) and write its ledger row in one transaction. Join, report.
 //! Tables, sessions and retries are `postgres::table`'s and `sink::copy`'s, shared with migrate.
+//!
+//! One collection does not sink the others: an incomplete export is named and not loaded, and
+//! data a table rejects stops that table (`--on-error stop`: no process of the run claims its
+//! files any more) or that file (`skip-file`) while the other tables load to the end. The run
+//! then exits non-zero naming each failure; the same command again loads only what the ledger
+//! lacks.
+//!
+//! `--via gpfdist` (Greenplum, AnalyticDB): a file no earlier run touched is one batch that the
+//! segments pull through an external table from the worker's own gpfdist (`sink::gpfdist`),
+//! with the same one-transaction fence and ledger row; what a COPY run left of a file still goes
+//! by COPY.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,7 +40,8 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::cmd::shared_run::{announce, finished_run, outcome_result};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::catalog::{is_greenplum, table_columns};
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::run::{
@@ -40,6 +52,9 @@ use crate::progress::{OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
     error_chain, file_span,
+};
+use crate::sink::gpfdist::{
+    GpfdistArgs, GpfdistServer, GpfdistSettings, ServedFile, Via, insert_file,
 };
 use crate::sink::manifest::{MANIFEST_FILE, Partition, VectorSyntax};
 use crate::source::export_dir::{CREATE_TABLE_FILE, DataFile, ExportedCollection, Loaded, Span};
@@ -58,7 +73,7 @@ const CLAIM_POLL: Duration = Duration::from_millis(500);
 /// What to do when the server rejects a file's data.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnError {
-    /// Finish the batches in flight, then stop.
+    /// Stop loading that table (batches in flight finish); the other tables go on.
     #[default]
     Stop,
     /// Skip the rest of that file and go on with the others.
@@ -99,6 +114,9 @@ pub struct ImportArgs {
     /// pgvector: when dense vectors become halfvec instead of vector.
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
+    /// The storage of float array columns in the tables it creates from a qdrant2pg export.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     /// Attempts per batch when the connection is lost, with exponential backoff.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub retries: u32,
@@ -106,6 +124,8 @@ pub struct ImportArgs {
     /// forget the last batches, which the next run loads again).
     #[arg(long)]
     pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub gpfdist: GpfdistArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -121,7 +141,11 @@ struct PlannedTable {
 /// One table's share of the run.
 struct TableJob {
     collection: ExportedCollection,
+    /// `(column, SQL type)` of the table, for `--via gpfdist`'s external tables.
+    columns: Vec<(String, String)>,
     task: Arc<Task>,
+    /// A file of it failed here (with `--on-error stop`, the table stops).
+    failed: AtomicBool,
 }
 
 /// One file this process claimed and is loading.
@@ -157,6 +181,15 @@ impl FileJob {
 struct Batch {
     file: Arc<FileJob>,
     span: Span,
+    /// `--via gpfdist`: the span is the whole file, pulled by the segments.
+    whole_file: Option<WholeFile>,
+}
+
+/// What a whole-file batch needs beyond its span.
+struct WholeFile {
+    /// xxh3 of the file, recorded in the ledger for the span `[0, size)`.
+    xxh3: String,
+    longest_line: u64,
 }
 
 /// What every worker shares.
@@ -166,6 +199,8 @@ struct Shared {
     ledger: Ledger,
     member: Member,
     args: ImportArgs,
+    /// Set with `--via gpfdist`.
+    gpfdist: Option<GpfdistSettings>,
     stop: AtomicBool,
     failures: Mutex<Vec<String>>,
 }
@@ -178,16 +213,17 @@ impl Shared {
             .push(message);
     }
 
-    /// A file failed for good: recorded here, and in the run so no other worker tries it.
-    fn fail_file(&self, lease: Lease, message: String) {
+    /// A file failed for good: recorded here, and in the run so no other worker tries it
+    /// (with `--on-error stop`, nor any other file of its table).
+    fn fail_file(&self, lease: Lease, table: Option<&TableJob>, message: String) {
         if let Err(e) = self.member.fail(lease, &message) {
             self.ui
                 .warn(&format!("cannot mark unit {} failed: {e:#}", lease.unit));
         }
-        self.fail(message);
-        if self.args.on_error == OnError::Stop {
-            self.stop.store(true, Ordering::Release);
+        if let Some(table) = table {
+            table.failed.store(true, Ordering::Release);
         }
+        self.fail(message);
     }
 }
 
@@ -203,9 +239,36 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 {
         bail!("--connections must be at least 1");
     }
-    let collections = open_collections(&data, &args.collections, &ui)?;
+    let (collections, incomplete) = open_collections(&data, &args.collections, &ui)?;
     let ledger = Ledger::new(&target.schema);
-    let client = target.connect().context("connecting for setup")?;
+    let mut client = target.connect().context("connecting for setup")?;
+    let gpfdist = match args.gpfdist.via {
+        Via::Copy => None,
+        Via::Gpfdist => {
+            if !is_greenplum(&mut client).context("asking what the target is")? {
+                bail!(
+                    "--via gpfdist needs Greenplum or AnalyticDB for PostgreSQL (external \
+                     tables), and {} is neither: use --via copy",
+                    target.describe()
+                );
+            }
+            Some(GpfdistSettings::resolve(
+                &args.gpfdist,
+                target.coordinator(),
+            )?)
+        }
+    };
+    let incomplete: Vec<String> = incomplete
+        .into_iter()
+        .map(|(name, dir)| {
+            ui.task(&name, None).finish("INCOMPLETE");
+            format!(
+                "collection {name}: the export in {} is not complete (its manifest says so), \
+                 so nothing of it was loaded: run the export again to finish it, then import",
+                dir.display()
+            )
+        })
+        .collect();
     let joined = SharedRun::new(&target.schema).join(
         &target,
         client,
@@ -215,7 +278,13 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         |tx| plan(tx, &args, &target, &collections, &ledger, &ui),
     )?;
     let (member, plan) = match joined {
-        Joined::Finished(summary) => return finished_run("import", &summary, &ui, output),
+        Joined::Finished(summary) if incomplete.is_empty() => {
+            return finished_run("import", &summary, &ui, output);
+        }
+        Joined::Finished(_) => {
+            ui.finish("import", output).context("writing the summary")?;
+            return report_failures(&incomplete, &ledger);
+        }
         Joined::Member { member, plan, how } => {
             announce(&ui, &member, &how);
             (*member, plan)
@@ -223,6 +292,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     };
     let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
         .context("the run's plan is not an import plan this version can read")?;
+    let mut admin = target.connect().context("connecting for setup")?;
     let mut by_name: BTreeMap<String, ExportedCollection> = collections
         .into_iter()
         .map(|c| (c.name.clone(), c))
@@ -235,25 +305,34 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 table.table
             );
         };
+        let columns = table_columns(&mut admin, &target.schema, &collection.name)
+            .with_context(|| format!("reading the columns of {}", collection.name))?;
         let task = ui.task(&table.table, table.rows);
-        tables.push(Arc::new(TableJob { collection, task }));
+        tables.push(Arc::new(TableJob {
+            collection,
+            columns,
+            task,
+            failed: AtomicBool::new(false),
+        }));
     }
+    drop(admin);
     let shared = Arc::new(Shared {
         ui: Arc::clone(&ui),
         ledger,
         target,
         member,
         args,
+        gpfdist,
         stop: AtomicBool::new(false),
-        failures: Mutex::new(Vec::new()),
+        failures: Mutex::new(incomplete),
     });
 
     let (tx, rx) = bounded::<Batch>(shared.args.connections * QUEUED_PER_CONNECTION);
     let workers: Vec<_> = (0..shared.args.connections)
-        .map(|_| {
+        .map(|index| {
             let shared = Arc::clone(&shared);
             let rx = rx.clone();
-            std::thread::spawn(move || worker(&shared, &rx))
+            std::thread::spawn(move || worker(&shared, &rx, index))
         })
         .collect();
     drop(rx);
@@ -264,38 +343,53 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             shared.fail("a loader thread panicked; its batch was rolled back".to_owned());
         }
     }
-    let local_failures = !shared
-        .failures
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_empty();
-    let outcome = if local_failures || shared.stop.load(Ordering::Acquire) {
-        Ok(())
-    } else {
-        outcome_result(&shared.member)
-    };
-    let word = if local_failures || outcome.is_err() {
-        "FAILED"
-    } else {
-        "ok"
-    };
+    let stopped = shared.stop.load(Ordering::Acquire);
+    let mut failures =
+        std::mem::take(&mut *shared.failures.lock().unwrap_or_else(|e| e.into_inner()));
+    // Tables another process of the run failed in count as failed here too.
+    let elsewhere = shared.member.failed_units().unwrap_or_else(|e| {
+        failures.push(format!("{e:#}"));
+        Vec::new()
+    });
     for table in &tables {
-        table.task.finish(word);
+        let name = &table.collection.name;
+        let failed_elsewhere = elsewhere.iter().find(|u| u.table == *name);
+        if let Some(unit) = failed_elsewhere
+            && !table.failed.load(Ordering::Acquire)
+        {
+            failures.push(format!(
+                "table {name}: {} failed on worker {}: {}",
+                unit.source, unit.worker, unit.note
+            ));
+        }
+        let failed = table.failed.load(Ordering::Acquire) || failed_elsewhere.is_some();
+        table.task.finish(match (failed, stopped) {
+            (true, _) => "FAILED",
+            (false, true) => "stopped",
+            (false, false) => "ok",
+        });
     }
-    ui.finish("import", output).context("writing the summary")?;
-    let failures = shared.failures.lock().unwrap_or_else(|e| e.into_inner());
-    if failures.is_empty() {
+    if failures.is_empty() && !stopped {
+        // Every unit of the run done, or else which are open or failed.
+        let outcome = outcome_result(&shared.member);
+        ui.finish("import", output).context("writing the summary")?;
         outcome?;
         return Ok(ExitCode::SUCCESS);
     }
-    for failure in failures.iter() {
+    ui.finish("import", output).context("writing the summary")?;
+    report_failures(&failures, &shared.ledger)
+}
+
+/// Prints each failure and what a re-run does; the exit code of a failed import.
+fn report_failures(failures: &[String], ledger: &Ledger) -> anyhow::Result<ExitCode> {
+    for failure in failures {
         eprintln!("error: {failure}");
     }
     eprintln!(
         "error: {} failure(s); batches already committed are in {}, and running the command \
          again (on any host) loads only the rest",
         failures.len(),
-        shared.ledger.name()
+        ledger.name()
     );
     Ok(ExitCode::FAILURE)
 }
@@ -328,6 +422,7 @@ fn settings(args: &ImportArgs, collections: &[ExportedCollection]) -> Settings {
         ("--collection", names.into()),
         ("--dialect", setting(&args.dialect)),
         ("--halfvec", setting(&args.halfvec)),
+        ("--vector-storage", setting(&args.vector_storage)),
         ("--if-exists", setting(&args.if_exists)),
         ("--on-error", setting(&args.on_error)),
         ("--run", args.run.name.clone().into()),
@@ -390,15 +485,15 @@ fn plan(
     })
 }
 
-/// The collection directories to load, by name, from every export directory: a directory
-/// holding `manifest.json` or `create_table.sql` is a whole export; one holding
-/// `part-I-of-N` directories holds parts of a partitioned one, which may be spread over
-/// several export directories and load as one collection.
-fn open_collections(
-    data: &[PathBuf],
-    only: &[String],
-    ui: &Ui,
-) -> anyhow::Result<Vec<ExportedCollection>> {
+/// The collection directories to load, by name, and those whose export is incomplete (name and
+/// directory), which are not loaded.
+type Collections = (Vec<ExportedCollection>, Vec<(String, PathBuf)>);
+
+/// The collection directories to load, by name, from every export directory, and the
+/// incomplete ones: a directory holding `manifest.json` or `create_table.sql` is a whole
+/// export; one holding `part-I-of-N` directories holds parts of a partitioned one, which may be
+/// spread over several export directories and load as one collection.
+fn open_collections(data: &[PathBuf], only: &[String], ui: &Ui) -> anyhow::Result<Collections> {
     #[derive(Default)]
     struct Found {
         whole: Vec<PathBuf>,
@@ -439,6 +534,7 @@ fn open_collections(
         }
     }
     let mut collections = Vec::new();
+    let mut incomplete = Vec::new();
     for (name, Found { whole, parts }) in found {
         let collection = match (whole.as_slice(), parts.is_empty()) {
             ([dir], true) => ExportedCollection::open(dir)?,
@@ -458,11 +554,8 @@ fn open_collections(
         };
         if let Some(manifest) = &collection.manifest {
             if !manifest.complete {
-                bail!(
-                    "the export in {} is not complete (its manifest says so): run the export \
-                     again to finish it, then import",
-                    collection.dir.display()
-                );
+                incomplete.push((name, collection.dir));
+                continue;
             }
             if let Some(warning) = collection.count_warning() {
                 ui.warn(&warning);
@@ -470,7 +563,7 @@ fn open_collections(
         }
         collections.push(collection);
     }
-    Ok(collections)
+    Ok((collections, incomplete))
 }
 
 /// The `part-I-of-N` directories inside a collection directory.
@@ -515,6 +608,7 @@ fn table_ddl(
             let options = DdlOptions {
                 dialect: args.dialect,
                 halfvec: args.halfvec,
+                storage: args.vector_storage,
             };
             Ok(create_table_sql_with(
                 Some(schema),
@@ -542,7 +636,8 @@ fn table_ddl(
 /// left to claim, or when asked to stop.
 fn claim_files(shared: &Shared, tables: &[Arc<TableJob>], tx: &Sender<Batch>) {
     while !shared.stop.load(Ordering::Acquire) {
-        let claimed = match shared.member.claim() {
+        let stop_tables = shared.args.on_error == OnError::Stop;
+        let claimed = match shared.member.claim(stop_tables) {
             Ok(claimed) => claimed,
             Err(e) => {
                 shared.fail(format!("{e:#}"));
@@ -563,9 +658,16 @@ fn claim_files(shared: &Shared, tables: &[Arc<TableJob>], tx: &Sender<Batch>) {
                 return;
             }
             Ok(rows) => {
-                let failed = rows.iter().any(UnitRow::is_failed);
-                let open = rows.iter().any(UnitRow::is_open);
-                if !open || (failed && shared.args.on_error == OnError::Stop) {
+                // With --on-error stop, a table with a failed file has nothing left to claim.
+                let failed: BTreeSet<&str> = rows
+                    .iter()
+                    .filter(|row| stop_tables && row.is_failed())
+                    .map(|row| row.table.as_str())
+                    .collect();
+                let open = rows
+                    .iter()
+                    .any(|row| row.is_open() && !failed.contains(row.table.as_str()));
+                if !open {
                     return;
                 }
             }
@@ -599,6 +701,7 @@ fn queue_file(
     let Some((table, file)) = found else {
         shared.fail_file(
             lease,
+            None,
             format!(
                 "table {:?}: file {:?} of the run is not in this process's export directories",
                 row.table, row.source
@@ -633,6 +736,7 @@ fn queue_file(
             _ => {
                 shared.fail_file(
                     lease,
+                    Some(table),
                     format!(
                         "{}: ledger row with span {:?}..{:?} is not a byte range; file not \
                          loaded",
@@ -649,9 +753,35 @@ fn queue_file(
     let scanned = match file.scan(&spans, shared.args.batch_bytes) {
         Ok(scanned) => scanned,
         Err(e) => {
-            shared.fail_file(lease, format!("{e:#}"));
+            shared.fail_file(lease, Some(table), format!("{e:#}"));
             return true;
         }
+    };
+    // gpfdist takes whole files: one that a COPY run loaded in part goes on by COPY.
+    let whole_file = (shared.gpfdist.is_some() && spans.is_empty() && !scanned.spans.is_empty())
+        .then(|| {
+            (
+                Span {
+                    lo: 0,
+                    hi: file.bytes,
+                    first_line: 1,
+                    rows: scanned.rows,
+                },
+                WholeFile {
+                    xxh3: scanned.xxh3.clone(),
+                    longest_line: scanned.longest_line,
+                },
+            )
+        });
+    if shared.gpfdist.is_some() && !spans.is_empty() && !scanned.spans.is_empty() {
+        shared.ui.info(&format!(
+            "{}: partly loaded by an earlier COPY run; the rest goes by COPY",
+            file.path.display()
+        ));
+    }
+    let batches: Vec<(Span, Option<WholeFile>)> = match whole_file {
+        Some((span, whole)) => vec![(span, Some(whole))],
+        None => scanned.spans.into_iter().map(|span| (span, None)).collect(),
     };
     let job = Arc::new(FileJob {
         copy: CopyTarget {
@@ -663,18 +793,19 @@ fn queue_file(
         table: Arc::clone(table),
         file: file.clone(),
         lease,
-        batches_left: AtomicUsize::new(scanned.spans.len()),
+        batches_left: AtomicUsize::new(batches.len()),
         given_up: AtomicBool::new(false),
     });
-    if scanned.spans.is_empty() {
+    if batches.is_empty() {
         job.batches_left.store(1, Ordering::Release);
         job.batch_done(shared);
         return true;
     }
-    for span in scanned.spans {
+    for (span, whole_file) in batches {
         let batch = Batch {
             file: Arc::clone(&job),
             span,
+            whole_file,
         };
         if tx.send(batch).is_err() {
             return false;
@@ -683,8 +814,9 @@ fn queue_file(
     true
 }
 
-/// One loader: one connection, one batch at a time.
-fn worker(shared: &Shared, rx: &Receiver<Batch>) {
+/// One loader: one connection, one batch at a time (and with `--via gpfdist`, one gpfdist,
+/// started when first needed).
+fn worker(shared: &Shared, rx: &Receiver<Batch>, index: usize) {
     let mut loader = Loader::new(
         &shared.target,
         LoadSettings {
@@ -693,19 +825,64 @@ fn worker(shared: &Shared, rx: &Receiver<Batch>) {
         },
     );
     let mut buf = Vec::new();
+    let mut gpfdist = None;
     for batch in rx {
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
+        let table_stopped = shared.args.on_error == OnError::Stop
+            && batch.file.table.failed.load(Ordering::Acquire);
+        if table_stopped {
+            batch.file.given_up.store(true, Ordering::Release);
+        }
         if !batch.file.given_up.load(Ordering::Acquire) {
-            load(shared, &batch, &mut loader, &mut buf);
+            let server = Served {
+                index,
+                server: &mut gpfdist,
+            };
+            load(shared, &batch, &mut loader, &mut buf, server);
         }
         batch.file.batch_done(shared);
     }
 }
 
+/// A worker's gpfdist, started when its first whole file comes.
+struct Served<'a> {
+    index: usize,
+    server: &'a mut Option<GpfdistServer>,
+}
+
+impl Served<'_> {
+    /// The URL the segments load `file` from.
+    fn url(
+        &mut self,
+        shared: &Shared,
+        file: &DataFile,
+        longest_line: u64,
+    ) -> Result<String, CopyError> {
+        let failed = |e| CopyError::Source(std::io::Error::other(e));
+        let settings = shared
+            .gpfdist
+            .as_ref()
+            .ok_or_else(|| failed(crate::sink::gpfdist::GpfdistError::NotFound))?;
+        let server = match self.server {
+            Some(server) => server,
+            None => self.server.insert(
+                GpfdistServer::start(settings, self.index as u16, longest_line).map_err(failed)?,
+            ),
+        };
+        server.serve(&file.path, longest_line).map_err(failed)
+    }
+}
+
 /// Loads one batch, retrying on a fresh connection while the failure is a lost connection.
-fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u8>) {
+fn load(
+    shared: &Shared,
+    batch: &Batch,
+    loader: &mut Loader<'_>,
+    buf: &mut Vec<u8>,
+    mut gpfdist: Served<'_>,
+) {
     let file = &batch.file;
     let span = batch.span;
     let entry = LedgerEntry {
@@ -714,27 +891,56 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
         lo: span.lo.to_string(),
         hi: span.hi.to_string(),
         rows: span.rows,
-        checksum: String::new(),
+        checksum: batch
+            .whole_file
+            .as_ref()
+            .map(|whole| whole.xxh3.clone())
+            .unwrap_or_default(),
     };
     let run = shared.member.run();
     let result = loader.run(
         |client| {
-            let mut source = std::fs::File::open(&file.file.path)
-                .and_then(|f| file_span(f, span.lo, span.hi))
-                .map_err(CopyError::Source)?;
-            copy_unit(
-                client,
-                &file.copy,
-                &shared.ledger,
-                &entry,
-                &mut source,
-                buf,
-                &mut |tx, entry| match run.count_batch(tx, file.lease, entry.rows) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(CopyError::Fenced(Fenced::Lost)),
-                    Err(e) => Err(CopyError::Db(e)),
-                },
-            )
+            // The file is still this process's: the same fence for COPY and gpfdist.
+            let mut fence = |tx: &mut Transaction<'_>, entry: &mut LedgerEntry| match run
+                .count_batch(tx, file.lease, entry.rows)
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(CopyError::Fenced(Fenced::Lost)),
+                Err(e) => Err(CopyError::Db(e)),
+            };
+            match &batch.whole_file {
+                Some(whole) => {
+                    let types = file_column_types(&file.table.columns, &file.copy)?;
+                    let url = gpfdist.url(shared, &file.file, whole.longest_line)?;
+                    let served = ServedFile {
+                        url: &url,
+                        header: file.file.header,
+                        types: &types,
+                    };
+                    insert_file(
+                        client,
+                        &file.copy,
+                        served,
+                        &shared.ledger,
+                        &entry,
+                        &mut fence,
+                    )
+                }
+                None => {
+                    let mut source = std::fs::File::open(&file.file.path)
+                        .and_then(|f| file_span(f, span.lo, span.hi))
+                        .map_err(CopyError::Source)?;
+                    copy_unit(
+                        client,
+                        &file.copy,
+                        &shared.ledger,
+                        &entry,
+                        &mut source,
+                        buf,
+                        &mut fence,
+                    )
+                }
+            }
         },
         |failure, backoff, attempt, attempts| {
             shared.ui.warn(&format!(
@@ -771,12 +977,34 @@ fn load(shared: &Shared, batch: &Batch, loader: &mut Loader<'_>, buf: &mut Vec<u
         UnitFailure::Copy(CopyError::Data { .. } | CopyError::RowCount { .. })
     );
     if data_error {
-        shared.fail_file(file.lease, message);
+        shared.fail_file(file.lease, Some(&file.table), message);
     } else {
         // Not the file's fault (the server is gone): another run may load it.
         shared.fail(message);
         shared.stop.store(true, Ordering::Release);
     }
+}
+
+/// The SQL types of the file's columns, from the table's.
+fn file_column_types(
+    table: &[(String, String)],
+    copy: &CopyTarget,
+) -> Result<Vec<String>, CopyError> {
+    copy.columns
+        .iter()
+        .map(|column| {
+            table
+                .iter()
+                .find(|(name, _)| name == column)
+                .map(|(_, sql_type)| sql_type.clone())
+                .ok_or_else(|| {
+                    CopyError::Source(std::io::Error::other(format!(
+                        "the file has a column {column:?} that table {} lacks",
+                        copy.table
+                    )))
+                })
+        })
+        .collect()
 }
 
 /// `file:line: column c: message`, from the server's error and the batch's first line.

@@ -1,9 +1,10 @@
 //! `qdrant2pg index`: the guide's step 4 — rebuild indexes from the Qdrant collection's own
 //! configuration instead of by hand.
 //!
-//! Plan the statements per table (`postgres::index`), print them with `--dry-run`, else build
-//! them over N connections (largest work first: vector indexes before payload ones) with
-//! `maintenance_work_mem` raised, then ANALYZE each table.
+//! Plan the statements per table (`postgres::index`, for what the server offers), print them
+//! with `--dry-run`, else build those not already in the catalog over N connections (largest
+//! work first: vector indexes before payload ones) with `maintenance_work_mem` raised, then
+//! ANALYZE each table.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -14,10 +15,10 @@ use anyhow::{Context, bail};
 use crate::config::EndpointArgs;
 use crate::config::qdrant::Connection;
 use crate::layout::PayloadType;
-use crate::postgres::catalog::table_columns;
+use crate::postgres::catalog::{index_names, table_columns};
 use crate::postgres::ddl::Dialect;
 use crate::postgres::ident::{qualified, quote_literal};
-use crate::postgres::index::{IndexStatement, plan_indexes};
+use crate::postgres::index::{IndexFeatures, IndexStatement, plan_indexes};
 use crate::progress::{OutputArgs, Ui, Unit};
 use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
@@ -54,7 +55,7 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &source.qdrant,
         args.ends.source_config.as_deref(),
     )?;
-    let reader = QdrantReader::connect(&connection)?;
+    let reader = QdrantReader::connect(&connection, Default::default())?;
     let names = if !args.collections.is_empty() {
         args.collections.clone()
     } else if let Some(names) = source.export.collections.clone().filter(|n| !n.is_empty()) {
@@ -63,6 +64,11 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         reader.list_collections()?
     };
     let mut db = target.connect().context("connecting to the target")?;
+    // What the server offers is asked once; the dialect may differ per table.
+    let server = IndexFeatures::detect(&mut db, args.dialect.unwrap_or(Dialect::Postgres))
+        .context("asking the target what it offers")?;
+    let existing = index_names(&mut db, &target.schema)
+        .with_context(|| format!("listing the indexes of schema {}", target.schema))?;
     let mut statements: Vec<IndexStatement> = Vec::new();
     let mut tables = Vec::new();
     for name in &names {
@@ -95,12 +101,21 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             &schema.info.payload_schema,
             payload,
             &columns,
-            dialect,
+            IndexFeatures { dialect, ..server },
         );
         for skipped in &plan.skipped {
             ui.warn(&format!("{name}: {skipped} — skipped"));
         }
-        statements.extend(plan.statements);
+        for statement in plan.statements {
+            if existing.contains(&statement.name) {
+                ui.info(&format!(
+                    "{name}: {} ({}) already exists",
+                    statement.name, statement.what
+                ));
+            } else {
+                statements.push(statement);
+            }
+        }
         tables.push(qualified(Some(&target.schema), name));
     }
     if args.dry_run {

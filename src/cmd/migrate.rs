@@ -21,10 +21,16 @@
 //! row.
 //!
 //! Format: COPY BINARY (`encode::binary`), which spares the server all float parsing, except
-//! for `--dialect adbpg`, which gets COPY text (`encode::text`, the rows the guide's files
-//! hold): AnalyticDB's binary COPY support is not something this tool can test, and text is
-//! what its own import path takes. When the run is complete each table's ledger rows must add up
-//! to Qdrant's exact count at planning time, else the command fails naming the table.
+//! for a Greenplum-based server older than PostgreSQL 9.4 (Greenplum 5, AnalyticDB 4.3), which
+//! gets COPY text (`encode::text`, the rows the guide's files hold): see [`copy_format`]. When
+//! the run is complete each table's ledger rows must add up to Qdrant's exact count at planning
+//! time, else the command fails naming the table.
+//!
+//! A collection that fails (a point that cannot be read, a row its table rejects) stops loading
+//! there: its unit is marked failed in the run and no process claims its table's units any more
+//! (`postgres::units`), while the other tables are loaded to the end and checked; the run then
+//! fails naming it. Its committed pages stay in the ledger, so the same command again (once no
+//! worker of the run is left) loads only the rest.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,16 +41,18 @@ use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 
 use crate::cmd::export::interleave;
-use crate::cmd::shared_run::{announce, finished_run, outcome_result};
+use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
-use crate::encode::json::wide_number_warning;
+use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
 use crate::encode::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Layout, PayloadType};
+use crate::payload::PointRef;
 use crate::point_id::{KeyRange, PointKey};
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, create_table_sql_with};
+use crate::postgres::catalog::server_version_num;
+use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::run::{
@@ -52,7 +60,7 @@ use crate::postgres::run::{
 };
 use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
 use crate::postgres::units::{PageFence, RangeUnits};
-use crate::progress::{OutputArgs, Task, Ui};
+use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
     error_chain,
@@ -85,12 +93,15 @@ pub struct MigrateArgs {
     /// A collection to migrate (repeatable). Default: the YAML's list, else every collection.
     #[arg(long = "collection", value_name = "NAME")]
     pub collections: Vec<String>,
-    /// The target's SQL dialect; `adbpg` loads COPY text, the others COPY BINARY.
+    /// The target's SQL dialect (rows travel as COPY BINARY; Greenplum before 6 gets text).
     #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
     pub dialect: Dialect,
     /// pgvector: when dense vectors become halfvec instead of vector.
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
+    /// The storage of float array columns in the tables it creates.
+    #[arg(long, value_enum, default_value_t)]
+    pub vector_storage: VectorStorage,
     /// The payload column type.
     #[arg(long, value_enum, default_value_t)]
     pub payload_type: PayloadType,
@@ -170,6 +181,7 @@ struct Slot<'a> {
 
 /// What every page worker shares.
 struct Pages<'a> {
+    source: &'a Source,
     units: &'a RangeUnits<'a>,
     member: &'a Member,
     ledger: &'a Ledger,
@@ -213,13 +225,14 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
         .context("the run's plan is not a migrate plan this version can read")?;
     let mut admin = target.connect().context("connecting for setup")?;
+    let format = copy_format(args.dialect, &mut admin)?;
     let mut jobs = Vec::new();
     let mut spans = Vec::new();
     for table in planned {
         let task = ui.task(&table.table, Some(table.count));
         task.add_done_before(ledger.loaded_rows(&mut admin, &table.table, MIGRATE_SOURCE)?);
         spans.push(table.span);
-        jobs.push(table_job(&args, &target, table, task));
+        jobs.push(table_job(&args, &target, format, table, task));
     }
     drop(admin);
 
@@ -238,6 +251,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         synchronous_commit_off: args.synchronous_commit_off,
     };
     let pages = Pages {
+        source: &source,
         units: &units,
         member: &member,
         ledger: &ledger,
@@ -265,33 +279,51 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         },
     );
     drop(slots);
-    let finished = match &result {
-        Err(_) => {
+    let failures = match result {
+        Ok(failures) => failures,
+        Err(e) => {
             for job in &jobs {
                 job.task.finish("stopped");
             }
-            Ok(())
+            ui.finish("migrate", output)
+                .context("writing the summary")?;
+            return Err(e.context(format!(
+                "pages already committed are recorded in {}; running the command again (on any \
+                 host) loads only the rest",
+                ledger.name()
+            )));
         }
-        Ok(()) => match outcome_result(&member) {
-            Ok(()) => check_counts(&target, &ledger, &jobs),
-            Err(e) => {
-                for job in &jobs {
-                    job.task.finish("FAILED");
-                }
-                Err(e)
-            }
-        },
+    };
+    let mut failed = Failed::default();
+    for failure in failures {
+        let job = &jobs[failure.collection];
+        failed.add(&job.name, Some(&job.task), failure.error);
+    }
+    // Tables another process of the run failed in.
+    let elsewhere = failed_elsewhere(&member, &failed)?;
+    for (table, why) in elsewhere {
+        let task = jobs.iter().find(|j| j.name == table).map(|j| &*j.task);
+        failed.add(&table, task, why);
+    }
+    let whole: Vec<&TableJob> = jobs.iter().filter(|j| !failed.contains(&j.name)).collect();
+    let checked = if failed.is_empty() {
+        outcome_result(&member).and_then(|()| check_counts(&target, &ledger, &whole))
+    } else {
+        check_counts(&target, &ledger, &whole)
     };
     ui.finish("migrate", output)
         .context("writing the summary")?;
-    result.with_context(|| {
-        format!(
-            "pages already committed are recorded in {}; running the command again (on any \
-             host) loads only the rest",
+    failed.into_result(
+        jobs.len(),
+        "migrated completely",
+        &format!(
+            "the other tables are complete, pages already committed are recorded in {}, and \
+             the same command again (on any host, once no worker of the run is left) loads \
+             only the rest",
             ledger.name()
-        )
-    })?;
-    finished?;
+        ),
+    )?;
+    checked?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -309,6 +341,7 @@ fn settings(args: &MigrateArgs, names: &[String]) -> Settings {
         ("--dialect", setting(&args.dialect)),
         ("--payload-type", setting(&args.payload_type)),
         ("--halfvec", setting(&args.halfvec)),
+        ("--vector-storage", setting(&args.vector_storage)),
         ("--sparse-indices", setting(&args.sparse_indices)),
         ("--if-exists", setting(&args.if_exists)),
         ("--run", args.run.name.clone().into()),
@@ -347,6 +380,7 @@ fn plan(
             DdlOptions {
                 dialect: args.dialect,
                 halfvec: args.halfvec,
+                storage: args.vector_storage,
             },
         );
         let spec = TableSpec {
@@ -444,9 +478,30 @@ fn committed(entries: &[LedgerEntry], table: &str) -> anyhow::Result<(Vec<KeyRan
     Ok((ranges, rows))
 }
 
+/// The server version from which the `adbpg` dialect loads COPY BINARY: Greenplum 6 and
+/// AnalyticDB for PostgreSQL 6 are PostgreSQL 9.4 underneath.
+const ADBPG_BINARY_FROM: u32 = 90400;
+
+/// How migrate's rows travel. Binary spares the server all float parsing, and every PostgreSQL
+/// takes it. So does Greenplum 6, where it measured 2.2–5.1 times COPY text through the
+/// coordinator (`scripts/bench-greenplum.sh`); Greenplum before 6 (AnalyticDB 4.3) has no binary
+/// COPY, so older Greenplum-based servers get text, as their import path does.
+fn copy_format(dialect: Dialect, admin: &mut postgres::Client) -> anyhow::Result<CopyFormat> {
+    if dialect != Dialect::Adbpg {
+        return Ok(CopyFormat::Binary);
+    }
+    let version = server_version_num(admin).context("asking the target's version")?;
+    Ok(if version >= ADBPG_BINARY_FROM {
+        CopyFormat::Binary
+    } else {
+        CopyFormat::Text
+    })
+}
+
 fn table_job(
     args: &MigrateArgs,
     target: &Target,
+    format: CopyFormat,
     table: PlannedTable,
     task: Arc<Task>,
 ) -> TableJob {
@@ -462,12 +517,11 @@ fn table_job(
     } else {
         VectorSyntax::Array
     };
-    let (encoder, format) = if args.dialect == Dialect::Adbpg {
-        let encoder = TextRowEncoder::new(&layout, syntax);
-        (RowEncoder::Text(encoder), CopyFormat::Text)
-    } else {
-        let encoder = BinaryRowEncoder::new(&layout, &facts, syntax).with_halfvec(args.halfvec);
-        (RowEncoder::Binary(encoder), CopyFormat::Binary)
+    let encoder = match format {
+        CopyFormat::Text => RowEncoder::Text(TextRowEncoder::new(&layout, syntax)),
+        CopyFormat::Binary => RowEncoder::Binary(
+            BinaryRowEncoder::new(&layout, &facts, syntax).with_halfvec(args.halfvec),
+        ),
     };
     TableJob {
         copy: CopyTarget {
@@ -539,7 +593,7 @@ fn load_page(
     };
     let mut keep = batch.points.len();
     let settled = loop {
-        match commit_page(pages, job, batch, &batch.points[..keep], lease, slot) {
+        match commit_page(pages, job, batch, keep, lease, slot) {
             Ok(settled) => break settled,
             Err(PageError::Shrunk(hi)) => {
                 range.shrink(hi);
@@ -609,12 +663,13 @@ fn point_key(point: &qdrant_client::qdrant::RetrievedPoint) -> anyhow::Result<Po
     Ok(PointKey::from_proto(point.id.as_ref())?)
 }
 
-/// One attempt at committing `points` (a page, or the part of it still inside its unit).
+/// One attempt at committing the first `keep` points of a page (all of it, or the part still
+/// inside its unit).
 fn commit_page(
     pages: &Pages<'_>,
     job: &TableJob,
     batch: &PageBatch,
-    points: &[qdrant_client::qdrant::RetrievedPoint],
+    keep: usize,
     lease: Lease,
     slot: &mut Slot<'_>,
 ) -> Result<Settled, PageError> {
@@ -624,7 +679,8 @@ fn commit_page(
         chunk,
     } = slot;
     let failed = |e: anyhow::Error| PageError::Failed(e.context(format!("ids {}", batch.covered)));
-    encode_rows(job, points, rows, pages.ui).map_err(failed)?;
+    encode_rows(job, batch.point_refs().take(keep), rows, pages).map_err(failed)?;
+    let points = &batch.points[..keep];
     let last_id = points.last().map(point_key).transpose().map_err(failed)?;
     let entry = LedgerEntry {
         table: job.name.clone(),
@@ -691,11 +747,11 @@ fn commit_page(
 }
 
 /// Encodes `points` into `rows` (COPY binary with its header and trailer, or COPY text).
-fn encode_rows(
+fn encode_rows<'p>(
     job: &TableJob,
-    points: &[qdrant_client::qdrant::RetrievedPoint],
+    points: impl Iterator<Item = PointRef<'p>>,
     rows: &mut Vec<u8>,
-    ui: &Ui,
+    pages: &Pages<'_>,
 ) -> anyhow::Result<()> {
     rows.clear();
     let mut facts = job.facts.clone();
@@ -716,7 +772,11 @@ fn encode_rows(
     if let Some(point) = facts.wide_number
         && !job.warned_wide_number.swap(true, Ordering::Relaxed)
     {
-        ui.warn(&wide_number_warning(&job.name, point));
+        let why = pages
+            .source
+            .inexact_because()
+            .unwrap_or_else(|| NOT_FOUND_AGAIN.to_owned());
+        pages.ui.warn(&wide_number_warning(&job.name, point, &why));
     }
     Ok(())
 }
@@ -744,7 +804,7 @@ fn describe(failure: &UnitFailure) -> String {
 
 /// Each table's committed rows (its ledger) against Qdrant's exact count when the run was
 /// planned.
-fn check_counts(target: &Target, ledger: &Ledger, jobs: &[TableJob]) -> anyhow::Result<()> {
+fn check_counts(target: &Target, ledger: &Ledger, jobs: &[&TableJob]) -> anyhow::Result<()> {
     let mut admin = target.connect().context("connecting to check the counts")?;
     let mut wrong = Vec::new();
     for job in jobs {

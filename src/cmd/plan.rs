@@ -86,7 +86,7 @@ pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         let encoder = TextRowEncoder::new(&schema.layout, syntax);
         let page = reader.scroll(name, PointKey::MIN, SAMPLE_POINTS, Fetch::Everything)?;
         let mut bytes = Vec::new();
-        for point in &page.points {
+        for point in page.exact.points(&page.points) {
             encoder
                 .encode(point, &mut bytes, &mut facts)
                 .with_context(|| format!("collection {name:?}"))?;

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 
 use crate::postgres::run::{Joining, Member, Outcome, Summary};
-use crate::progress::{OutputArgs, Ui};
+use crate::progress::{Failed, OutputArgs, Ui};
 
 /// One line on how this process joined.
 pub fn announce(ui: &Ui, member: &Member, how: &Joining) {
@@ -48,6 +48,28 @@ pub fn finished_run(
     ui.finish_quietly(command, output)
         .context("writing the report")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The tables with a failed unit in the run that `failed` does not name yet (another process
+/// failed them), each with why: the first such unit, its worker and its note.
+pub fn failed_elsewhere(
+    member: &Member,
+    failed: &Failed,
+) -> anyhow::Result<Vec<(String, anyhow::Error)>> {
+    let mut elsewhere: Vec<(String, anyhow::Error)> = Vec::new();
+    for unit in member.failed_units()? {
+        if failed.contains(&unit.table) || elsewhere.iter().any(|(t, _)| *t == unit.table) {
+            continue;
+        }
+        let why = anyhow!(
+            "{} failed on worker {}: {}",
+            unit.source,
+            unit.worker,
+            unit.note
+        );
+        elsewhere.push((unit.table, why));
+    }
+    Ok(elsewhere)
 }
 
 /// `Ok` when every unit of the run is done; else an error naming the failed units.

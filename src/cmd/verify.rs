@@ -1,31 +1,42 @@
 //! `qdrant2pg verify`: the guide's step 3 — done by the tool, exactly, not by eye.
 //!
-//! For each collection: Qdrant's exact count against `count(*)`, then content. `--sample N`
-//! compares N points spread over the id space; `--full` compares every point by walking both
-//! sides in id order and merging — in parallel id ranges when the table has an index on `id`
-//! (`qdrant2pg index` makes one), in one ordered scan otherwise. Vectors are compared bit for
-//! bit and payloads as JSON (see `postgres::compare`). Any difference exits 1, naming the first
-//! differing ids and what differs — never the values. With `--snapshot` the points come from
-//! snapshot files instead of a server.
+//! For each collection: Qdrant's exact count against `count(*)`, then content, every row and
+//! point reduced to the canonical form of `postgres::compare` (vectors bit for bit, payloads as
+//! JSON values). `--sample N` reads N points spread over the id space, and their rows by id.
+//! `--full` reads everything, both sides at once and each in parallel — Qdrant with export's
+//! cursors, the table in binary over ctid ranges (`postgres::scan`) — and folds every row into
+//! digest buckets by id (`sink::digest`): neither side's order nor an index matters, and memory
+//! stays fixed. Where buckets differ, both sides list their ids again (ids only), keeping those
+//! that fall into the differing buckets; just those rows are read again from both sides (the
+//! table's in one filtered scan, or through an index on `id`) and compared by digest, and the
+//! first that differ are named with what differs — never the values. Any difference exits 1.
+//! With `--snapshot` the points come from snapshot files.
 
+use std::collections::{BTreeSet, HashMap};
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
-use postgres::fallible_iterator::FallibleIterator;
-use qdrant_client::qdrant::RetrievedPoint;
 
+use crate::cmd::export::range_count;
 use crate::cmd::verify_search::{self, SearchArgs, read_queries};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
-use crate::layout::{PayloadType, VectorShape};
-use crate::point_id::{KeyRange, PointKey};
-use crate::postgres::catalog::{id_is_indexed, table_columns};
-use crate::postgres::compare::{ColumnForm, RowText, compare_row};
-use crate::postgres::ident::{qualified, quote_ident};
-use crate::progress::{OutputArgs, Ui};
+use crate::config::qdrant::ReadTuning;
+use crate::point_id::PointKey;
+use crate::postgres::catalog::table_columns;
+use crate::postgres::compare::{BadTableId, CanonicalRow, RowForm, write_id};
+use crate::postgres::ident::qualified;
+use crate::postgres::scan::{
+    Part, TableScan, default_parts, has_tid_range_scans, heap_blocks, ids_condition, read_parts,
+    rows_by_id, tile,
+};
+use crate::progress::{OutputArgs, Task, Ui};
+use crate::sink::digest::{BUCKETS, Buckets, Differing, bucket_of, digest};
 use crate::source::Source;
-use crate::source::cursor::PageReader;
+use crate::source::cursor::{PageReader, Scheduler, Work};
+use crate::source::parallel::read_parallel;
 use crate::source::plan::IdSpan;
 use crate::source::qdrant::Fetch;
 use crate::source::schema::CollectionSchema;
@@ -33,8 +44,15 @@ use crate::source::snapshot::SnapshotArgs;
 
 /// Differences listed per collection before the rest are only counted.
 const SHOWN_DIFFERENCES: usize = 10;
-/// Points per scroll page while verifying.
-const PAGE: u32 = 256;
+/// Ids per request when reading points and rows by id.
+const BY_ID_CHUNK: usize = 256;
+/// Rows of differing buckets drilled into in one run: their ids are held in memory (about 64
+/// bytes each) and each is read by id from both sides. Buckets beyond it are counted, not
+/// drilled: the first differences named are what a user fixes first, and a table that differs
+/// in more rows needs no finer list.
+const DRILL_ROWS: u64 = 1 << 17;
+/// Ids per page when listing ids alone: a page of ids is small, so few round trips.
+const ID_PAGE: u32 = 10_000;
 
 /// `qdrant2pg verify` flags.
 #[derive(Debug, clap::Args)]
@@ -57,9 +75,16 @@ pub struct VerifyArgs {
     /// Compare every point.
     #[arg(long)]
     pub full: bool,
-    /// Parallel range workers for --full (each one Qdrant and one PostgreSQL connection).
-    #[arg(long, default_value_t = 4, value_name = "N")]
-    pub workers: usize,
+    #[command(flatten)]
+    pub tuning: ReadTuning,
+    /// PostgreSQL connections reading the table for --full.
+    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
+    pub connections: usize,
+    /// Parts (ctid ranges) the table is cut into for --full; 1 reads it in one plain scan.
+    /// Default: 4 per connection where the server has TID range scans (PostgreSQL 14 and
+    /// later) and the table has 8 MB per part, else 1.
+    #[arg(long, value_name = "N")]
+    pub table_parts: Option<u32>,
     #[command(flatten)]
     pub parity: SearchArgs,
 }
@@ -70,6 +95,8 @@ struct Findings {
     checked: u64,
     differences: Vec<String>,
     more: u64,
+    /// Said after the differences: what was not looked into.
+    note: Option<String>,
 }
 
 impl Findings {
@@ -81,14 +108,6 @@ impl Findings {
         }
     }
 
-    fn merge(&mut self, other: Findings) {
-        self.checked += other.checked;
-        for d in other.differences {
-            self.differ(d);
-        }
-        self.more += other.more;
-    }
-
     fn is_clean(&self) -> bool {
         self.differences.is_empty()
     }
@@ -96,14 +115,20 @@ impl Findings {
 
 /// The table side of one collection.
 struct Table {
-    name: String,
     schema: CollectionSchema,
-    forms: Vec<ColumnForm>,
-    /// `id::text, col::text, …, payload::text`.
-    select: String,
-    /// `ORDER BY` in Qdrant's id order.
-    order: &'static str,
-    id_type: String,
+    /// Qualified and quoted.
+    name: String,
+    form: RowForm,
+}
+
+impl Table {
+    fn scan(&self) -> TableScan<'_> {
+        TableScan {
+            table: &self.name,
+            columns: self.form.columns(),
+            only: None,
+        }
+    }
 }
 
 pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -128,27 +153,27 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut searches = Vec::new();
     let mut out = String::new();
     for name in &names {
-        let task = ui.task(name, None);
         let table = describe_table(&mut db, &target.schema, name, &reader)?;
         let qdrant_count = reader.count_exact(name)?;
+        let task = ui.task(name, args.full.then_some(qdrant_count));
         let table_count: i64 = db
             .query_one(&format!("SELECT count(*) FROM {}", table.name), &[])
             .with_context(|| format!("counting {}", table.name))?
             .get(0);
-        let mut findings = Findings::default();
-        if table_count as u64 != qdrant_count {
-            findings.differ(format!(
-                "count: Qdrant has {qdrant_count} points, the table {table_count} rows"
-            ));
-        }
         let span = IdSpan::probe(|k| reader.first_at_or_after(name, k))?;
-        let content = if args.full {
-            verify_full(&reader, &target, &table, &span, args.workers, &mut db)?
+        let mut findings = if args.full {
+            verify_full(&reader, &target, &table, &span, qdrant_count, &args, &task)?
         } else {
-            verify_sample(&reader, &mut db, &table, &span, args.sample)?
+            let findings = verify_sample(&reader, &mut db, &table, &span, args.sample)?;
+            task.add(findings.checked, 0);
+            findings
         };
-        findings.merge(content);
-        task.add(findings.checked, 0);
+        if table_count as u64 != qdrant_count {
+            findings.differences.insert(
+                0,
+                format!("count: Qdrant has {qdrant_count} points, the table {table_count} rows"),
+            );
+        }
         let searched = if args.parity.wanted() {
             let server = reader.server().context(
                 "verify --search compares with Qdrant's own search: it needs a Qdrant server, \
@@ -186,6 +211,9 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         if findings.more > 0 {
             out.push_str(&format!("  … and {} more difference(s)\n", findings.more));
         }
+        if let Some(note) = &findings.note {
+            out.push_str(&format!("  {note}\n"));
+        }
         for s in &searched {
             out.push_str(&format!(
                 "  {}\n",
@@ -195,6 +223,13 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         searches.extend(searched);
     }
     print!("{out}");
+    if let Some(why) = reader.inexact_because() {
+        ui.warn(&format!(
+            "payload numbers between 2^63 and 2^64 were compared as Qdrant's gRPC API sends \
+             them, the nearest doubles, because they could not be read exactly ({why}): a table \
+             holding such integers exactly is reported as different"
+        ));
+    }
     if args.parity.wanted() {
         ui.record("search", serde_json::to_value(&searches)?);
     }
@@ -219,101 +254,18 @@ fn describe_table(
     if columns.is_empty() {
         bail!("table {name} does not exist (import or migrate collection {collection:?} first)");
     }
-    let type_of = |column: &str| {
-        columns
-            .iter()
-            .find(|(n, _)| n == column)
-            .map(|(_, t)| t.clone())
+    let payload = match columns.iter().find(|(n, _)| n == "payload") {
+        Some((_, t)) if t == "jsonb" => crate::layout::PayloadType::Jsonb,
+        _ => crate::layout::PayloadType::Json,
     };
-    let payload = match type_of("payload").as_deref() {
-        Some("jsonb") => PayloadType::Jsonb,
-        _ => PayloadType::Json,
-    };
-    let schema_info =
+    let schema =
         CollectionSchema::from_info(collection, reader.collection_info(collection)?, payload)?;
-    let mut select = vec!["id::text".to_owned()];
-    let mut forms = Vec::new();
-    for spec in &schema_info.layout.vectors {
-        let base = spec.column();
-        let form = type_of(base).map_or(ColumnForm::Array, |t| ColumnForm::from_sql_type(&t));
-        if spec.shape == VectorShape::Sparse && form == ColumnForm::Array {
-            for suffix in ["_indices", "_values"] {
-                let column = format!("{base}{suffix}");
-                if type_of(&column).is_none() {
-                    bail!("table {name} has no column {column:?} for sparse vector {base:?}");
-                }
-                select.push(format!("{}::text", quote_ident(&column)));
-            }
-        } else {
-            if type_of(base).is_none() {
-                bail!("table {name} has no column {base:?} for vector {base:?}");
-            }
-            select.push(format!("{}::text", quote_ident(base)));
-        }
-        forms.push(form);
-    }
-    select.push("payload::text".to_owned());
-    // Aliases keep `ORDER BY id` on the column itself: a bare name in ORDER BY would otherwise
-    // mean the output column `id::text` and sort integers as text.
-    let select: Vec<String> = select
-        .iter()
-        .enumerate()
-        .map(|(i, expr)| format!("{expr} AS c{i}"))
-        .collect();
-    let id_type = type_of("id").with_context(|| format!("table {name} has no id column"))?;
-    let order = if id_type == "text" {
-        "ORDER BY (id ~ '^[0-9]+$') DESC, CASE WHEN id ~ '^[0-9]+$' THEN id::numeric END, \
-         CASE WHEN id !~ '^[0-9]+$' THEN id::uuid END"
-    } else {
-        "ORDER BY id"
-    };
-    Ok(Table {
-        name,
-        schema: schema_info,
-        forms,
-        select: select.join(", "),
-        order,
-        id_type,
-    })
+    let form = RowForm::new(&schema.layout, &columns)
+        .with_context(|| format!("table {name} does not fit collection {collection:?}"))?;
+    Ok(Table { schema, name, form })
 }
 
-fn key_of_text(text: &str) -> Option<PointKey> {
-    match text.parse::<u64>() {
-        Ok(n) => Some(PointKey::Num(n)),
-        Err(_) => uuid::Uuid::parse_str(text)
-            .ok()
-            .map(|u| PointKey::Uuid(u.as_u128())),
-    }
-}
-
-fn key_of_point(point: &RetrievedPoint) -> anyhow::Result<PointKey> {
-    Ok(PointKey::from_proto(point.id.as_ref())?)
-}
-
-/// Compares a fetched row (text fields) with a point.
-fn check(
-    table: &Table,
-    fields: Vec<Option<String>>,
-    point: &RetrievedPoint,
-    key: PointKey,
-    findings: &mut Findings,
-) {
-    findings.checked += 1;
-    let row = RowText {
-        fields: fields.iter().map(|f| f.as_deref()).collect(),
-    };
-    if let Err(what) = compare_row(&table.schema.layout, &table.forms, &row, point) {
-        findings.differ(format!("id {key}: {what}"));
-    }
-}
-
-fn row_fields(row: &postgres::Row) -> Vec<Option<String>> {
-    (0..row.len())
-        .map(|i| row.get::<_, Option<String>>(i))
-        .collect()
-}
-
-/// `--sample N`: ids spread evenly over where ids lie, looked up on both sides.
+/// `--sample N`: ids spread evenly over where ids lie, read by id on both sides.
 fn verify_sample(
     reader: &Source,
     db: &mut postgres::Client,
@@ -321,190 +273,364 @@ fn verify_sample(
     span: &IdSpan,
     n: usize,
 ) -> anyhow::Result<Findings> {
-    let collection = &table.schema.name;
-    let keys = reader.keys_spread(collection, span, n)?;
-    let mut findings = Findings::default();
-    for chunk in keys.chunks(PAGE as usize) {
-        let points = reader.get_points(collection, chunk)?;
-        let texts: Vec<String> = chunk.iter().map(|k| k.to_string()).collect();
-        let sql = format!(
-            "SELECT {} FROM {} WHERE id::text = ANY($1)",
-            table.select, table.name
-        );
-        let rows = db
-            .query(&sql, &[&texts])
-            .with_context(|| format!("reading {}", table.name))?;
-        let mut by_key = std::collections::HashMap::new();
-        for row in &rows {
-            let fields = row_fields(row);
-            if let Some(key) = fields[0].as_deref().and_then(key_of_text)
-                && by_key.insert(key, fields).is_some()
-            {
-                findings.differ(format!("id {key}: more than one row in the table"));
-            }
-        }
-        for point in &points {
-            let key = key_of_point(point)?;
-            match by_key.remove(&key) {
-                Some(fields) => check(table, fields, point, key, &mut findings),
-                None => findings.differ(format!("id {key}: missing from the table")),
-            }
+    let keys = reader.keys_spread(&table.schema.name, span, n)?;
+    let mut findings = Findings {
+        checked: keys.len() as u64,
+        ..Findings::default()
+    };
+    for chunk in keys.chunks(BY_ID_CHUNK) {
+        for (key, what) in compare_by_id(reader, db, table, chunk)? {
+            findings.differ(format!("id {key}: {what}"));
         }
     }
     Ok(findings)
 }
 
-/// `--full`: every point, both sides in id order, merged; ranges in parallel when `id` is
-/// indexed.
+/// Reads `keys` by id from both sides and says what differs, in id order.
+fn compare_by_id(
+    reader: &Source,
+    db: &mut postgres::Client,
+    table: &Table,
+    keys: &[PointKey],
+) -> anyhow::Result<Vec<(PointKey, String)>> {
+    let mut rows: HashMap<PointKey, (CanonicalRow, usize)> = HashMap::new();
+    rows_by_id(
+        db,
+        &table.scan(),
+        table.form.id_column().sql_type(),
+        keys,
+        |fields| {
+            let mut row = CanonicalRow::default();
+            let key = table.form.of_table(fields, &mut row)?;
+            rows.entry(key).or_insert((row, 0)).1 += 1;
+            Ok::<_, BadTableId>(())
+        },
+    )?;
+    let mut points: HashMap<PointKey, CanonicalRow> = HashMap::new();
+    let (found, exact) = reader.get_points(&table.schema.name, keys)?;
+    for point in exact.points(&found) {
+        let mut row = CanonicalRow::default();
+        let key = table
+            .form
+            .of_point(point, &mut row)
+            .with_context(|| format!("collection {:?}", table.schema.name))?;
+        points.insert(key, row);
+    }
+    let mut found = Vec::new();
+    for &key in keys {
+        let what = match (points.get(&key), rows.get(&key)) {
+            (None, None) => continue,
+            (Some(_), None) => "missing from the table".to_owned(),
+            (None, Some(_)) => "in the table but not in Qdrant".to_owned(),
+            (Some(_), Some((_, n))) if *n > 1 => format!("{n} rows in the table"),
+            (Some(point), Some((row, _))) => match table.form.difference(row, point) {
+                Some(what) => what,
+                None => continue,
+            },
+        };
+        found.push((key, what));
+    }
+    found.sort_by_key(|f| f.0);
+    Ok(found)
+}
+
+/// `--full`: both sides folded into digest buckets; differing buckets drilled down to ids.
 fn verify_full(
-    source: &Source,
+    reader: &Source,
     target: &Target,
     table: &Table,
     span: &IdSpan,
-    workers: usize,
-    db: &mut postgres::Client,
+    count: u64,
+    args: &VerifyArgs,
+    task: &Task,
 ) -> anyhow::Result<Findings> {
-    let indexed = id_is_indexed(db, &target.schema, &table.schema.name)
-        .context("looking for an index on id")?;
-    let ranges = if indexed && table.id_type != "text" {
-        span.plan(workers.max(1) * 2)
-    } else {
-        vec![KeyRange::ALL]
+    let mut db = target.connect().context("connecting to the target")?;
+    let blocks = heap_blocks(&mut db, &table.name)
+        .with_context(|| format!("reading the size of {}", table.name))?;
+    let parts = match args.table_parts {
+        Some(parts) => parts,
+        None => default_parts(
+            has_tid_range_scans(&mut db).context("reading the server version")?,
+            args.connections,
+            blocks,
+        ),
     };
-    let queue = Mutex::new(ranges);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                let result = (|| -> anyhow::Result<Findings> {
-                    let reader = source.open_reader()?;
-                    let mut db = target.connect()?;
-                    let mut findings = Findings::default();
-                    while let Some(range) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-                        findings.merge(verify_range(reader.as_ref(), &mut db, table, range)?);
-                    }
-                    Ok(findings)
-                })();
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(result);
-            });
-        }
-    });
-    let mut findings = Findings::default();
-    for result in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        findings.merge(result?);
+    let parts = tile(blocks, parts);
+    let reading = Reading {
+        reader,
+        target,
+        table,
+        span,
+        count,
+        args,
+        parts,
+    };
+
+    let (ours, theirs) = (Buckets::default(), Buckets::default());
+    let points = reading.both(
+        |row| theirs.add(row.id(), row.bytes()),
+        |row| ours.add(row.id(), row.bytes()),
+        task,
+    )?;
+    let mut findings = Findings {
+        checked: points,
+        ..Findings::default()
+    };
+    let differing = ours.differing(&theirs);
+    drop((ours, theirs));
+    if differing.is_empty() {
+        return Ok(findings);
+    }
+
+    let (drilled, rest) = split_drill(differing);
+    let mut wanted = vec![false; BUCKETS];
+    for d in &drilled {
+        wanted[d.bucket] = true;
+    }
+    let ids: Vec<PointKey> = reading.ids_in(&wanted)?.into_iter().collect();
+    let differing_ids = reading.differing_rows(&ids)?;
+    let shown = differing_ids.len().min(SHOWN_DIFFERENCES);
+    for (key, what) in compare_by_id(reader, &mut db, table, &differing_ids[..shown])? {
+        findings.differ(format!("id {key}: {what}"));
+    }
+    findings.more += (differing_ids.len() - shown) as u64;
+    if findings.is_clean() {
+        findings.differ(format!(
+            "rows differ in {} id bucket(s), but read again by id they are equal (was the table \
+             or the collection written to while verify ran?)",
+            drilled.len()
+        ));
+    }
+    if !rest.is_empty() {
+        let rows: u64 = rest.iter().map(|d| d.rows).sum();
+        findings.note = Some(format!(
+            "rows also differ in {} more id bucket(s) holding about {rows} rows, not listed; \
+             fix the differences above and verify again",
+            rest.len()
+        ));
     }
     Ok(findings)
 }
 
-/// Merges one id range: Qdrant's scroll against the table's rows in the same order.
-fn verify_range(
-    reader: &dyn PageReader,
-    db: &mut postgres::Client,
-    table: &Table,
-    range: KeyRange,
-) -> anyhow::Result<Findings> {
-    let collection = &table.schema.name;
-    let mut findings = Findings::default();
-    let (filter, params) = range_filter(&table.id_type, range);
-    let sql = format!(
-        "SELECT {} FROM {} {filter} {}",
-        table.select, table.name, table.order
-    );
-    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params
+/// The differing buckets to drill into, at most [`DRILL_ROWS`] rows' worth (always one), and
+/// the rest.
+fn split_drill(differing: Vec<Differing>) -> (Vec<Differing>, Vec<Differing>) {
+    let mut rows = 0;
+    let keep = differing
         .iter()
-        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
-        .collect();
-    let mut rows = db
-        .query_raw(&sql, params)
-        .with_context(|| format!("reading {}", table.name))?;
-    let mut pending_row = next_row(&mut rows)?;
-    let mut offset = Some(range.lo);
-    while let Some(at) = offset {
-        let page = reader.scroll(collection, at, PAGE, Fetch::Everything)?;
-        offset = page.next.filter(|n| range.contains(*n));
-        for point in page.points {
-            let key = key_of_point(&point)?;
-            if !range.contains(key) {
-                offset = None;
-                break;
-            }
-            // Rows before this point exist only in the table.
-            while let Some((row_key, _)) = &pending_row {
-                if *row_key >= key {
-                    break;
-                }
-                findings.differ(format!("id {row_key}: in the table but not in Qdrant"));
-                pending_row = next_row(&mut rows)?;
-            }
-            match pending_row.take() {
-                Some((row_key, fields)) if row_key == key => {
-                    check(table, fields, &point, key, &mut findings);
-                    pending_row = next_row(&mut rows)?;
-                }
-                other => {
-                    findings.differ(format!("id {key}: missing from the table"));
-                    pending_row = other;
-                }
+        .position(|d| {
+            rows += d.rows;
+            rows > DRILL_ROWS
+        })
+        .unwrap_or(differing.len())
+        .max(1);
+    let mut drilled = differing;
+    let rest = drilled.split_off(keep.min(drilled.len()));
+    (drilled, rest)
+}
+
+/// One collection and its table, read whole.
+struct Reading<'a> {
+    reader: &'a Source,
+    target: &'a Target,
+    table: &'a Table,
+    span: &'a IdSpan,
+    count: u64,
+    args: &'a VerifyArgs,
+    parts: Vec<Part>,
+}
+
+impl Reading<'_> {
+    /// Which of `ids` (sorted) differ between the two sides: their rows read by id from both,
+    /// the table's in one scan over the parts (or through an index on `id`), compared by digest.
+    fn differing_rows(&self, ids: &[PointKey]) -> anyhow::Result<Vec<PointKey>> {
+        let table = self.table;
+        let rows: Mutex<HashMap<PointKey, (u128, u32)>> = Mutex::new(HashMap::new());
+        if !ids.is_empty() {
+            let scan = TableScan {
+                only: Some(ids_condition(table.form.id_column().sql_type(), ids)),
+                ..table.scan()
+            };
+            read_parts(
+                self.target,
+                &scan,
+                self.parts.clone(),
+                self.args.connections,
+                CanonicalRow::default,
+                |row, fields| {
+                    let key = table.form.of_table(fields, row)?;
+                    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+                    rows.entry(key).or_insert((digest(row.bytes()), 0)).1 += 1;
+                    Ok::<_, BadTableId>(())
+                },
+            )
+            .with_context(|| format!("reading table {}", table.name))?;
+        }
+        let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut points: HashMap<PointKey, u128> = HashMap::new();
+        let mut row = CanonicalRow::default();
+        for chunk in ids.chunks(BY_ID_CHUNK) {
+            let (found, exact) = self.reader.get_points(&table.schema.name, chunk)?;
+            for point in exact.points(&found) {
+                let key = table
+                    .form
+                    .of_point(point, &mut row)
+                    .with_context(|| format!("collection {:?}", table.schema.name))?;
+                points.insert(key, digest(row.bytes()));
             }
         }
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|key| rows.get(key) != points.get(key).map(|&d| (d, 1)).as_ref())
+            .collect())
     }
-    while let Some((row_key, _)) = pending_row {
-        findings.differ(format!("id {row_key}: in the table but not in Qdrant"));
-        pending_row = next_row(&mut rows)?;
+
+    /// The ids either side holds whose canonical id falls into a `wanted` bucket: both sides
+    /// read again, ids only.
+    fn ids_in(&self, wanted: &[bool]) -> anyhow::Result<BTreeSet<PointKey>> {
+        let found = Mutex::new(BTreeSet::new());
+        let keep = |key: PointKey| {
+            let mut id = Vec::with_capacity(17);
+            write_id(&mut id, key);
+            if wanted[bucket_of(&id)] {
+                found.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+            }
+        };
+        let table = self.table;
+        let id_column = ["id".to_owned()];
+        let scan = TableScan {
+            table: &table.name,
+            columns: &id_column,
+            only: None,
+        };
+        std::thread::scope(|s| {
+            let rows = s.spawn(|| {
+                read_parts(
+                    self.target,
+                    &scan,
+                    self.parts.clone(),
+                    self.args.connections,
+                    || (),
+                    |_, fields| {
+                        keep(table.form.table_id(fields.first().copied().flatten())?);
+                        Ok::<_, BadTableId>(())
+                    },
+                )
+            });
+            let mut offset = Some(PointKey::MIN);
+            while let Some(at) = offset {
+                let page = self
+                    .reader
+                    .scroll(&table.schema.name, at, ID_PAGE, Fetch::IdsOnly)?;
+                for point in &page.points {
+                    keep(
+                        PointKey::from_proto(point.id.as_ref())
+                            .with_context(|| format!("collection {:?}", table.schema.name))?,
+                    );
+                }
+                offset = page.next;
+            }
+            rows.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .with_context(|| format!("reading table {}", table.name))?;
+            anyhow::Ok(())
+        })?;
+        Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
-    Ok(findings)
+
+    /// Reads both sides at once, each in parallel, handing every point and every row in
+    /// canonical form to its side's fold. Returns the points read.
+    fn both(
+        &self,
+        on_point: impl Fn(&CanonicalRow) + Sync,
+        on_row: impl Fn(&CanonicalRow) + Sync,
+        task: &Task,
+    ) -> anyhow::Result<u64> {
+        let table = self.table;
+        std::thread::scope(|s| {
+            let rows = s.spawn(|| {
+                read_parts(
+                    self.target,
+                    &table.scan(),
+                    self.parts.clone(),
+                    self.args.connections,
+                    CanonicalRow::default,
+                    |row, fields| {
+                        table.form.of_table(fields, row)?;
+                        on_row(row);
+                        Ok::<_, BadTableId>(())
+                    },
+                )
+            });
+            let points = self.points(&on_point, task);
+            let rows = rows
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            rows.with_context(|| format!("reading table {}", table.name))?;
+            points
+        })
+    }
+
+    /// Qdrant's side: export's cursors and page workers.
+    fn points(
+        &self,
+        on_point: &(impl Fn(&CanonicalRow) + Sync),
+        task: &Task,
+    ) -> anyhow::Result<u64> {
+        let tuning = &self.args.tuning;
+        let work = self
+            .span
+            .plan(range_count(self.count, u64::MAX, tuning))
+            .into_iter()
+            .map(|range| Work {
+                collection: 0,
+                range,
+            })
+            .collect();
+        let scheduler = Scheduler::new(work, vec![*self.span], u64::from(tuning.page_size) * 2);
+        let points = AtomicU64::new(0);
+        let collection = &self.table.schema.name;
+        let failures = read_parallel(
+            &scheduler,
+            &|| self.reader.open_reader(),
+            std::slice::from_ref(collection),
+            tuning.cursors,
+            tuning.page_size,
+            tuning.encoders(),
+            |batch| {
+                let mut row = CanonicalRow::default();
+                for point in batch.point_refs() {
+                    self.table
+                        .form
+                        .of_point(point, &mut row)
+                        .with_context(|| format!("collection {collection:?}"))?;
+                    on_point(&row);
+                }
+                let n = batch.points.len() as u64;
+                points.fetch_add(n, Ordering::Relaxed);
+                task.add(n, 0);
+                Ok(())
+            },
+        )?;
+        // One collection is read at a time: its failure is the command's.
+        if let Some(failure) = failures.into_iter().next() {
+            return Err(failure.error);
+        }
+        Ok(points.into_inner())
+    }
 }
 
-/// The next table row and its id.
-fn next_row(
-    rows: &mut postgres::RowIter<'_>,
-) -> anyhow::Result<Option<(PointKey, Vec<Option<String>>)>> {
-    let Some(row) = rows.next()? else {
-        return Ok(None);
-    };
-    let fields = row_fields(&row);
-    let key = fields[0]
-        .as_deref()
-        .and_then(key_of_text)
-        .context("the table holds an id that is neither an integer nor a UUID")?;
-    Ok(Some((key, fields)))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// A `WHERE` clause selecting `range` of ids from a table whose ids are all of one kind
-/// (`bigint`/`numeric` or `uuid`), with its parameters as text.
-fn range_filter(id_type: &str, range: KeyRange) -> (String, Vec<String>) {
-    let uuid_table = id_type == "uuid";
-    let cast = if id_type.starts_with("numeric") {
-        "numeric"
-    } else {
-        id_type
-    };
-    let same_kind = |k: PointKey| matches!(k, PointKey::Uuid(_)) == uuid_table;
-    let mut clauses = Vec::new();
-    let mut params = Vec::new();
-    let mut bound = |op: &str, key: PointKey, clauses: &mut Vec<String>| {
-        params.push(key.to_string());
-        clauses.push(format!("id {op} ${}::text::{cast}", params.len()));
-    };
-    match (same_kind(range.lo), range.lo) {
-        (true, lo) => bound(">=", lo, &mut clauses),
-        // Starts among integers, table holds UUIDs: only the upper end can bound it.
-        (false, PointKey::Num(_)) => {}
-        // Starts among UUIDs, table holds integers: nothing of this table is in the range.
-        (false, PointKey::Uuid(_)) => clauses.push("false".to_owned()),
-    }
-    match range.hi {
-        Some(hi) if same_kind(hi) => bound("<", hi, &mut clauses),
-        Some(PointKey::Uuid(_)) | None => {}
-        // Ends among integers, table holds UUIDs.
-        Some(PointKey::Num(_)) => clauses.push("false".to_owned()),
-    }
-    if clauses.is_empty() {
-        (String::new(), params)
-    } else {
-        (format!("WHERE {}", clauses.join(" AND ")), params)
+    #[test]
+    fn drill_down_stops_at_its_row_budget_but_never_drills_nothing() {
+        let d = |bucket, rows| Differing { bucket, rows };
+        let (drilled, rest) = split_drill(vec![d(1, 10), d(2, DRILL_ROWS - 10), d(3, 1)]);
+        assert_eq!((drilled.len(), rest.len()), (2, 1));
+        let (drilled, rest) = split_drill(vec![d(1, DRILL_ROWS * 2), d(2, 1)]);
+        assert_eq!((drilled, rest), (vec![d(1, DRILL_ROWS * 2)], vec![d(2, 1)]));
     }
 }

@@ -194,7 +194,8 @@ pub fn check_collection(
     let table = qualified(Some(schema), name);
     let columns = table_columns(db, schema, name)
         .with_context(|| format!("reading the columns of {table}"))?;
-    let points = server
+    // Only their vectors are queries.
+    let (points, _) = server
         .get_points(name, sample)
         .with_context(|| format!("reading the query points of {name:?}"))?;
     db.batch_execute(&format!(

@@ -37,6 +37,21 @@ use super::qdrant::Secret;
 pub const DEFAULT_PORT: u16 = 5432;
 /// The schema used when none is named, as in the guide's sample.
 pub const DEFAULT_SCHEMA: &str = "public";
+/// What every session sets first, so that what the server reads and writes as text means what
+/// this tool means:
+/// - `extra_float_digits = 3`: PostgreSQL before 12 — and so Greenplum 6 and AnalyticDB for
+///   PostgreSQL 6, which are 9.4 underneath — prints `real` with 6 and `double precision` with 15
+///   significant digits unless it is set. From 12 on, any value above 0 means the shortest exact
+///   text, so it changes nothing there.
+/// - `standard_conforming_strings = on`: the SQL this tool writes spells `\` in literals as the
+///   standard does (on by default since 9.1, but a server may be configured otherwise).
+///
+/// A `SET`, not the startup packet's `options` (which would spare the round trip): Greenplum
+/// applies startup options on the coordinator only, and passes a `SET` on to the segments for
+/// simple queries only — an extended-protocol query's casts, run on the segments, still print
+/// `real` rounded (observed on 6.24.3). So nothing here reads floats as server text: verify
+/// reads every table row in PostgreSQL's binary form (`postgres::compare::fields`).
+const EXACT_SESSION: &str = "SET extra_float_digits = 3; SET standard_conforming_strings = on";
 /// Seconds to wait for a connection when the DSN does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -111,6 +126,12 @@ pub struct TargetFile {
 pub enum ConnectError {
     #[error("cannot connect to PostgreSQL at {target}")]
     Connect {
+        target: String,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error("cannot set up the session on {target} ({EXACT_SESSION})")]
+    Session {
         target: String,
         #[source]
         source: postgres::Error,
@@ -227,6 +248,21 @@ impl Target {
         Ok(target)
     }
 
+    /// The first TCP host and its port: where the coordinator is, for a server that must
+    /// reach back to this host. `None` for a unix socket (the server is local).
+    pub fn coordinator(&self) -> Option<(String, u16)> {
+        let port = self
+            .config
+            .get_ports()
+            .first()
+            .copied()
+            .unwrap_or(DEFAULT_PORT);
+        match self.config.get_hosts().first()? {
+            postgres::config::Host::Tcp(host) => Some((host.clone(), port)),
+            postgres::config::Host::Unix(_) => None,
+        }
+    }
+
     /// `user@host:port/dbname`, for messages: never the password.
     pub fn describe(&self) -> String {
         let hosts = self
@@ -256,7 +292,8 @@ impl Target {
         out
     }
 
-    /// A new session with TLS as `sslmode` says.
+    /// A new session with TLS as `sslmode` says, set up to read and write exactly
+    /// ([`EXACT_SESSION`]).
     pub fn connect(&self) -> Result<postgres::Client, ConnectError> {
         let mut config = self.config.clone();
         if let Some(password) = &self.password {
@@ -270,10 +307,19 @@ impl Target {
             }
         });
         let tls = self.tls()?;
-        config.connect(tls).map_err(|source| ConnectError::Connect {
-            target: self.describe(),
-            source,
-        })
+        let mut client = config
+            .connect(tls)
+            .map_err(|source| ConnectError::Connect {
+                target: self.describe(),
+                source,
+            })?;
+        client
+            .batch_execute(EXACT_SESSION)
+            .map_err(|source| ConnectError::Session {
+                target: self.describe(),
+                source,
+            })?;
+        Ok(client)
     }
 
     fn tls(&self) -> Result<MakeRustlsConnect, ConnectError> {

@@ -19,8 +19,6 @@
 //!   pgvector 0.7+ `*_recv` read them; multivectors stay `real[][]`;
 //! - `json`: the text; `jsonb`: version byte 1, then the text.
 
-use qdrant_client::qdrant::RetrievedPoint;
-
 use super::EncodeError;
 use super::json::{Escape, write_payload};
 use super::text::write_id;
@@ -29,6 +27,7 @@ use super::vectors::{
     vector_of,
 };
 use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape, VectorSpec};
+use crate::payload::PointRef;
 use crate::point_id::PointKey;
 use crate::postgres::ddl::Halfvec;
 use crate::sink::manifest::VectorSyntax;
@@ -154,14 +153,14 @@ impl BinaryRowEncoder {
 
     /// Appends one row, notes the point in `facts`, returns its key. On error `out` is as it
     /// was.
-    pub fn encode(
+    pub fn encode<'p>(
         &self,
-        point: &RetrievedPoint,
+        point: impl Into<PointRef<'p>>,
         out: &mut Vec<u8>,
         facts: &mut DataFacts,
     ) -> Result<PointKey, EncodeError> {
         let start = out.len();
-        let row = self.row(point, out, facts);
+        let row = self.row(point.into(), out, facts);
         if row.is_err() {
             out.truncate(start);
         }
@@ -170,7 +169,7 @@ impl BinaryRowEncoder {
 
     fn row(
         &self,
-        point: &RetrievedPoint,
+        PointRef { point, payload }: PointRef<'_>,
         out: &mut Vec<u8>,
         facts: &mut DataFacts,
     ) -> Result<PointKey, EncodeError> {
@@ -230,7 +229,7 @@ impl BinaryRowEncoder {
             if self.jsonb {
                 out.push(1);
             }
-            json = write_payload(out, &point.payload, Escape::None);
+            json = write_payload(out, payload, Escape::None);
             Ok(())
         })?;
         if self.jsonb && json.has_nul {

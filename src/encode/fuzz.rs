@@ -22,8 +22,9 @@ use super::fixtures::{dense, multi_flat, old_style, point, sparse};
 use super::json::{Escape, write_payload};
 use super::text::{TextRowEncoder, column_names};
 use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
+use crate::payload::PayloadRef;
 use crate::point_id::PointKey;
-use crate::postgres::compare::json_identical;
+use crate::postgres::compare::{json_identical, parse_json_exactly};
 use crate::sink::manifest::VectorSyntax;
 
 /// One field as PostgreSQL's COPY text reader sees it: `None` for `\N`.
@@ -518,7 +519,7 @@ fn check_row(
             }
         }
     }
-    let json: Json = serde_json::from_str(text(next())).expect("the payload is JSON");
+    let json = parse_json_exactly(text(next())).expect("the payload is JSON");
     let want = expected_object(&p.payload);
     assert!(
         json_identical(&json, &want),
@@ -575,21 +576,25 @@ proptest! {
     fn payloads_read_back_bit_exact(payload in payload()) {
         let want = expected_object(&payload);
         let mut plain = Vec::new();
-        let facts = write_payload(&mut plain, &payload, Escape::None);
+        let facts = write_payload(&mut plain, PayloadRef::Grpc(&payload), Escape::None);
         prop_assert_eq!(facts.has_nul, payload_has_nul(&payload));
-        let json: Json = serde_json::from_slice(&plain).expect("JSON");
+        let json = parse_json_exactly(std::str::from_utf8(&plain).expect("UTF-8")).expect("JSON");
         prop_assert!(json_identical(&json, &want), "{} != {}", json, want);
         let mut copy = Vec::new();
-        let _ = write_payload(&mut copy, &payload, Escape::CopyText);
+        let _ = write_payload(&mut copy, PayloadRef::Grpc(&payload), Escape::CopyText);
         let fields = copy_fields(&copy);
         prop_assert_eq!(fields.len(), 1, "an unescaped delimiter");
         prop_assert_eq!(fields[0].as_deref(), Some(&plain[..]));
     }
 
-    /// Nesting as deep as a payload can arrive (prost refuses messages nested beyond 100
-    /// levels, and each JSON level is at least two), alternating arrays and objects.
+    /// Nesting as deep as a payload can arrive (`payload::MAX_PAYLOAD_DEPTH`), alternating
+    /// arrays and objects.
     #[test]
-    fn deep_nesting_reads_back(depth in 0usize..=60, inner in leaf(), key in hazard_string(4)) {
+    fn deep_nesting_reads_back(
+        depth in 0usize..crate::payload::MAX_PAYLOAD_DEPTH,
+        inner in leaf(),
+        key in hazard_string(4),
+    ) {
         let mut value = inner;
         for level in 0..depth {
             value = if level % 2 == 0 {
@@ -600,9 +605,11 @@ proptest! {
         }
         let payload = HashMap::from([(key, value)]);
         let mut copy = Vec::new();
-        let _ = write_payload(&mut copy, &payload, Escape::CopyText);
+        let _ = write_payload(&mut copy, PayloadRef::Grpc(&payload), Escape::CopyText);
         let fields = copy_fields(&copy);
-        let json: Json = serde_json::from_slice(fields[0].as_deref().expect("not NULL"))
+        let json = std::str::from_utf8(fields[0].as_deref().expect("not NULL"))
+            .ok()
+            .and_then(|text| parse_json_exactly(text).ok())
             .expect("JSON");
         prop_assert!(json_identical(&json, &expected_object(&payload)));
     }
@@ -621,11 +628,13 @@ proptest! {
         let huge = unit.repeat(repeat);
         let payload = HashMap::from([(huge.clone(), kind(Kind::StringValue(huge)))]);
         let mut copy = Vec::new();
-        let _ = write_payload(&mut copy, &payload, Escape::CopyText);
+        let _ = write_payload(&mut copy, PayloadRef::Grpc(&payload), Escape::CopyText);
         prop_assert!(!copy.contains(&b'\n'));
         let fields = copy_fields(&copy);
         prop_assert_eq!(fields.len(), 1);
-        let json: Json = serde_json::from_slice(fields[0].as_deref().expect("not NULL"))
+        let json = std::str::from_utf8(fields[0].as_deref().expect("not NULL"))
+            .ok()
+            .and_then(|text| parse_json_exactly(text).ok())
             .expect("JSON");
         prop_assert!(json_identical(&json, &expected_object(&payload)));
     }

@@ -1,16 +1,24 @@
 //! A point's payload as JSON text, escaped for COPY text in the same pass.
 //!
-//! The payload arrives as gRPC `Value`s in unordered maps; keys are written sorted so the same
-//! collection always exports the same bytes. Numbers keep their kind: `integer_value` as an
-//! integer, `double_value` as serde_json (and so Qdrant's REST API) writes it (`1.0` stays
-//! `1.0`, shortest round-trip digits via `ryu`). Non-finite doubles, which JSON cannot spell,
-//! become `null` as in serde_json. Strings are escaped as serde_json does (`"`, `\`, control
-//! characters; non-ASCII, U+2028 included, stays raw UTF-8), so the text is what Qdrant itself
-//! would print.
+//! The payload arrives as gRPC `Value`s in unordered maps, or — where gRPC could not carry it
+//! exactly — as the JSON Qdrant holds ([`PayloadRef`]); both are written by the same writer.
+//! Keys are written sorted so the same collection always exports the same bytes. Numbers keep
+//! their kind: `integer_value` as an integer, `double_value` as serde_json (and so Qdrant's
+//! REST API) writes it (`1.0` stays `1.0`, shortest round-trip digits via `ryu`), an exact
+//! payload's integers as Qdrant wrote them (above `i64::MAX` too) and its floats as the same
+//! doubles, written the same way. Non-finite
+//! doubles, which JSON cannot spell, become `null` as in serde_json. Strings are escaped as
+//! serde_json does (`"`, `\`, control characters; non-ASCII, U+2028 included, stays raw UTF-8),
+//! so the text is what Qdrant itself would print.
 //!
 //! COPY text then needs `\` doubled and the `|` delimiter escaped. JSON text never holds a raw
 //! newline, CR or tab (they are escaped inside strings and never appear outside), so those two
 //! are all [`Escape::CopyText`] adds — done while writing, not as a second pass over the row.
+//!
+//! [`write_canonical`] writes the form `verify` compares: keys sorted, strings escaped as
+//! above, every number in [`canonical_number`] form, so two payloads compare equal exactly
+//! when they hold the same values (and, for `json` columns, the same number kinds), however
+//! each side spelled its numbers.
 //!
 //! Strings are scanned with a 256-entry class table rather than `memchr`: JSON must find any
 //! byte below 0x20 as well as `"` `\` `|`, more than `memchr3` can look for.
@@ -20,6 +28,8 @@ use std::collections::HashMap;
 use qdrant_client::qdrant::Value;
 use qdrant_client::qdrant::value::Kind;
 
+use crate::payload::exact_json::{Canonical, JsonKind, JsonRef, Members, canonical_number};
+use crate::payload::{PayloadRef, maybe_bent_integer};
 use crate::point_id::PointKey;
 
 /// How the JSON text is embedded in the COPY stream.
@@ -31,65 +41,86 @@ pub enum Escape {
     CopyText,
 }
 
-/// What writing a payload saw that a column type may refuse.
+/// What writing a payload saw that a column type may refuse, or that may be inexact.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[must_use]
 pub struct JsonFacts {
     /// Some string or key holds U+0000 (written `\u0000`), which `json` stores but `jsonb`
     /// rejects.
     pub has_nul: bool,
-    /// Some double lies in [2^63, 2^64]: most likely an integer above `i64::MAX` that Qdrant's
-    /// gRPC API (which has no unsigned integer kind) sent as the nearest double. See
-    /// [`maybe_bent_integer`].
+    /// Some gRPC double lies in [2^63, 2^64]: possibly an integer above `i64::MAX` that
+    /// Qdrant's gRPC API sent as the nearest double, and that could not be read again exactly
+    /// (see [`maybe_bent_integer`]).
     pub wide_number: bool,
 }
 
-/// The warning for a collection where [`maybe_bent_integer`] fired: it names the collection and
-/// one point, never the value.
-pub fn wide_number_warning(collection: &str, point: PointKey) -> String {
+/// Why a payload was written from gRPC doubles although the REST API answered: it no longer
+/// held the point (deleted between the two reads).
+pub const NOT_FOUND_AGAIN: &str = "Qdrant's REST API no longer had the point";
+
+/// The warning for a collection where some payload was written from a double that may be a
+/// bent integer: it names the collection and one point, never the value, and says why the
+/// exact value could not be had (`why`).
+pub fn wide_number_warning(collection: &str, point: PointKey, why: &str) -> String {
     format!(
-        "{collection}: point {point}'s payload holds a number between 2^63 and 2^64. Qdrant \
-         sends an integer above 9223372036854775807 (i64::MAX) as the nearest double, so if \
-         it was such an integer it is written rounded (see the README's known limits)"
+        "{collection}: point {point}'s payload holds a number between 2^63 and 2^64 that could \
+         not be read exactly ({why}). Qdrant's gRPC API sends an integer above \
+         9223372036854775807 (i64::MAX) as the nearest double, so if it was such an integer it \
+         is written rounded: the payloads of such points may hold rounded values"
     )
 }
 
-/// Whether a payload double may be an integer above `i64::MAX` that reached us rounded.
-///
-/// Qdrant keeps a JSON integer as i64 or u64 and converts a u64 above `i64::MAX` into the
-/// nearest double when it answers over gRPC (`json_to_proto` in its `api` crate; our snapshot
-/// reader shares that conversion). Such a value lands in [2^63, 2^64] (`u64::MAX` rounds up to
-/// 2^64). Integers outside that range are not affected: anything below `i64::MIN` or above
-/// `u64::MAX` is already a double inside Qdrant. A genuine float in the range (say `1e19`) is
-/// indistinguishable, which is why this only ever raises a warning.
-pub fn maybe_bent_integer(d: f64) -> bool {
-    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
-    (TWO_POW_63..=2.0 * TWO_POW_63).contains(&d)
+/// Appends `payload` as one JSON object (`{}` when empty).
+pub fn write_payload(out: &mut Vec<u8>, payload: PayloadRef<'_>, escape: Escape) -> JsonFacts {
+    Writer::new(out, escape, Numbers::AsSent).payload(payload)
 }
 
-/// Appends `payload` as one JSON object (`{}` when empty).
-pub fn write_payload(
-    out: &mut Vec<u8>,
-    payload: &HashMap<String, Value>,
-    escape: Escape,
-) -> JsonFacts {
-    let mut facts = JsonFacts::default();
-    let mut w = Writer {
-        out,
-        escape,
-        facts: &mut facts,
-    };
-    w.object(payload);
-    facts
+/// Appends `payload` in the canonical form `verify` compares (not escaped for COPY), numbers
+/// kept as `form` says.
+pub fn write_canonical(out: &mut Vec<u8>, payload: PayloadRef<'_>, form: Canonical) {
+    let _ = Writer::new(out, Escape::None, Numbers::Canonical(form)).payload(payload);
+}
+
+/// How numbers are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Numbers {
+    /// As Qdrant sent them.
+    AsSent,
+    /// In [`canonical_number`] form.
+    Canonical(Canonical),
 }
 
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     escape: Escape,
-    facts: &'a mut JsonFacts,
+    numbers: Numbers,
+    facts: JsonFacts,
 }
 
-impl Writer<'_> {
+/// A container being written by [`Writer::exact`]: what is left of it.
+enum Open<'a> {
+    Array(Members<'a>, bool),
+    Object(std::vec::IntoIter<(&'a str, JsonRef<'a>)>, bool),
+}
+
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut Vec<u8>, escape: Escape, numbers: Numbers) -> Self {
+        Writer {
+            out,
+            escape,
+            numbers,
+            facts: JsonFacts::default(),
+        }
+    }
+
+    fn payload(mut self, payload: PayloadRef<'_>) -> JsonFacts {
+        match payload {
+            PayloadRef::Grpc(map) => self.object(map),
+            PayloadRef::Exact(json) => self.exact(json),
+        }
+        self.facts
+    }
+
     fn object(&mut self, map: &HashMap<String, Value>) {
         // Sorting needs the keys in one place: one small allocation per object. The whole
         // payload, sort included, measured about 4 % of a 768-d row (benches/encode.rs).
@@ -112,14 +143,10 @@ impl Writer<'_> {
             None | Some(Kind::NullValue(_)) => self.out.extend_from_slice(b"null"),
             Some(Kind::BoolValue(true)) => self.out.extend_from_slice(b"true"),
             Some(Kind::BoolValue(false)) => self.out.extend_from_slice(b"false"),
-            Some(Kind::IntegerValue(n)) => {
-                self.out
-                    .extend_from_slice(itoa::Buffer::new().format(*n).as_bytes());
-            }
+            Some(Kind::IntegerValue(n)) => self.number(itoa::Buffer::new().format(*n)),
             Some(Kind::DoubleValue(d)) if d.is_finite() => {
                 self.facts.wide_number |= maybe_bent_integer(*d);
-                self.out
-                    .extend_from_slice(ryu::Buffer::new().format_finite(*d).as_bytes());
+                self.number(ryu::Buffer::new().format_finite(*d));
             }
             Some(Kind::DoubleValue(_)) => self.out.extend_from_slice(b"null"),
             Some(Kind::StringValue(s)) => self.string(s),
@@ -134,6 +161,89 @@ impl Writer<'_> {
                 }
                 self.out.push(b']');
             }
+        }
+    }
+
+    /// An exact payload, walked with an explicit stack: it may come from anywhere, and no
+    /// depth should cost stack.
+    fn exact(&mut self, root: JsonRef<'_>) {
+        let mut open: Vec<Open<'_>> = Vec::new();
+        let mut next = Some(root);
+        loop {
+            if let Some(value) = next.take() {
+                match value.kind() {
+                    JsonKind::Null => self.out.extend_from_slice(b"null"),
+                    JsonKind::Bool(true) => self.out.extend_from_slice(b"true"),
+                    JsonKind::Bool(false) => self.out.extend_from_slice(b"false"),
+                    JsonKind::Number(text) => self.exact_number(text),
+                    JsonKind::String(s) => self.string(s),
+                    JsonKind::Array(members) => {
+                        self.out.push(b'[');
+                        open.push(Open::Array(members, true));
+                    }
+                    JsonKind::Object(members) => {
+                        let mut entries: Vec<(&str, JsonRef<'_>)> =
+                            members.map(|(k, v)| (k.unwrap_or_default(), v)).collect();
+                        entries.sort_by(|a, b| a.0.cmp(b.0));
+                        self.out.push(b'{');
+                        open.push(Open::Object(entries.into_iter(), true));
+                    }
+                }
+            }
+            let Some(top) = open.last_mut() else {
+                return;
+            };
+            match top {
+                Open::Array(members, first) => match members.next() {
+                    Some((_, value)) => {
+                        if !std::mem::take(first) {
+                            self.out.push(b',');
+                        }
+                        next = Some(value);
+                    }
+                    None => {
+                        self.out.push(b']');
+                        open.pop();
+                    }
+                },
+                Open::Object(entries, first) => match entries.next() {
+                    Some((key, value)) => {
+                        if !std::mem::take(first) {
+                            self.out.push(b',');
+                        }
+                        self.string(key);
+                        self.out.push(b':');
+                        next = Some(value);
+                    }
+                    None => {
+                        self.out.push(b'}');
+                        open.pop();
+                    }
+                },
+            }
+        }
+    }
+
+    /// A number of an exact payload: an integer as written (whole, whatever its size), a
+    /// float as the double it reads as, in the same shortest form as a gRPC double — Qdrant's
+    /// REST API spells `1e19` as `1e+19`, and the export must not depend on which way a value
+    /// came. A float beyond the double range (not something Qdrant writes) stays as written.
+    fn exact_number(&mut self, text: &str) {
+        if text.contains(['.', 'e', 'E'])
+            && let Ok(d) = text.parse::<f64>()
+            && d.is_finite()
+        {
+            self.number(ryu::Buffer::new().format_finite(d));
+        } else {
+            self.number(text);
+        }
+    }
+
+    /// A JSON number's text: digits, sign, `.`, `e` — nothing COPY text would misread.
+    fn number(&mut self, text: &str) {
+        match self.numbers {
+            Numbers::AsSent => self.out.extend_from_slice(text.as_bytes()),
+            Numbers::Canonical(form) => canonical_number(text, form, self.out),
         }
     }
 
@@ -228,6 +338,7 @@ mod tests {
     use qdrant_client::qdrant::{ListValue, Struct};
 
     use super::*;
+    use crate::payload::ExactJson;
 
     fn v(kind: Kind) -> Value {
         Value { kind: Some(kind) }
@@ -246,7 +357,7 @@ mod tests {
 
     fn json(p: &HashMap<String, Value>, escape: Escape) -> (String, bool) {
         let mut out = Vec::new();
-        let facts = write_payload(&mut out, p, escape);
+        let facts = write_payload(&mut out, PayloadRef::Grpc(p), escape);
         (String::from_utf8(out).unwrap(), facts.has_nul)
     }
 
@@ -347,26 +458,100 @@ mod tests {
 
     #[test]
     fn doubles_where_a_u64_would_land_are_flagged() {
-        // What Qdrant's gRPC sends for these u64 payload integers.
-        for bent in [i64::MAX as u64 + 1, u64::MAX - 1, u64::MAX] {
-            assert!(maybe_bent_integer(bent as f64), "{bent}");
-        }
-        for plain in [
-            i64::MAX as f64 / 4.0,
-            -(2f64.powi(63)),
-            2f64.powi(65),
-            1e308,
-            0.5,
-        ] {
-            assert!(!maybe_bent_integer(plain), "{plain}");
-        }
         let nested = v(Kind::ListValue(ListValue {
             values: vec![v(Kind::DoubleValue(u64::MAX as f64))],
         }));
         let mut out = Vec::new();
-        let facts = write_payload(&mut out, &payload(vec![("k", nested)]), Escape::None);
-        assert!(facts.wide_number);
-        let facts = write_payload(&mut out, &payload(vec![("k", s("x"))]), Escape::None);
-        assert!(!facts.wide_number);
+        let p = payload(vec![("k", nested)]);
+        assert!(write_payload(&mut out, PayloadRef::Grpc(&p), Escape::None).wide_number);
+        let p = payload(vec![("k", s("x"))]);
+        assert!(!write_payload(&mut out, PayloadRef::Grpc(&p), Escape::None).wide_number);
+    }
+
+    fn exact(text: &str, escape: Escape) -> (String, JsonFacts) {
+        let doc = ExactJson::parse(text, 10).unwrap();
+        let mut out = Vec::new();
+        let facts = write_payload(&mut out, PayloadRef::Exact(doc.root()), escape);
+        (String::from_utf8(out).unwrap(), facts)
+    }
+
+    #[test]
+    fn exact_payloads_are_written_like_grpc_ones_with_integers_whole() {
+        let (text, facts) = exact(
+            r#"{"z": [1.0, 18446744073709551615, 1e19, -0.0], "a": {"y": null, "b": true},
+                "s": "\u0000|\\\n\u2028"}"#,
+            Escape::CopyText,
+        );
+        assert_eq!(
+            text,
+            "{\"a\":{\"b\":true,\"y\":null},\"s\":\"\\\\u0000\\|\\\\\\\\\\\\n\u{2028}\",\
+             \"z\":[1.0,18446744073709551615,1e19,-0.0]}"
+        );
+        assert!(facts.has_nul && !facts.wide_number);
+        // The same payload over gRPC writes the same bytes.
+        let p = payload(vec![
+            (
+                "a",
+                v(Kind::StructValue(Struct {
+                    fields: payload(vec![
+                        ("y", v(Kind::NullValue(0))),
+                        ("b", v(Kind::BoolValue(true))),
+                    ]),
+                })),
+            ),
+            ("s", s("\0|\\\n\u{2028}")),
+        ]);
+        let (grpc, _) = json(&p, Escape::CopyText);
+        let (same, _) = exact(
+            r#"{"s": "\u0000|\\\n\u2028", "a": {"b": true, "y": null}}"#,
+            Escape::CopyText,
+        );
+        assert_eq!(grpc, same);
+    }
+
+    #[test]
+    fn canonical_forms_agree_across_spellings_and_sources() {
+        let canonical = |payload: PayloadRef<'_>| {
+            let mut out = Vec::new();
+            write_canonical(&mut out, payload, Canonical::Values);
+            String::from_utf8(out).unwrap()
+        };
+        let p = payload(vec![
+            ("big", v(Kind::DoubleValue(1e19))),
+            ("half", v(Kind::DoubleValue(0.5))),
+            ("n", v(Kind::IntegerValue(-120))),
+            ("zero", v(Kind::DoubleValue(-0.0))),
+        ]);
+        let from_grpc = canonical(PayloadRef::Grpc(&p));
+        assert_eq!(from_grpc, r#"{"big":1e19,"half":5e-1,"n":-12e1,"zero":0}"#);
+        // As jsonb prints the same values, keys in its own order.
+        let doc = ExactJson::parse(
+            r#"{"n": -120, "big": 10000000000000000000, "zero": 0.0, "half": 0.50}"#,
+            10,
+        )
+        .unwrap();
+        assert_eq!(canonical(PayloadRef::Exact(doc.root())), from_grpc);
+        let exact = ExactJson::parse(r#"{"u": 18446744073709551615}"#, 10).unwrap();
+        let rounded = ExactJson::parse(r#"{"u": 1.8446744073709552e19}"#, 10).unwrap();
+        assert_ne!(
+            canonical(PayloadRef::Exact(exact.root())),
+            canonical(PayloadRef::Exact(rounded.root()))
+        );
+        // What a json column keeps: the integer 10^19 is not the float 1e19.
+        let kinded = |payload: PayloadRef<'_>| {
+            let mut out = Vec::new();
+            write_canonical(&mut out, payload, Canonical::ValuesAndKinds);
+            String::from_utf8(out).unwrap()
+        };
+        let integer = ExactJson::parse(r#"{"big": 10000000000000000000}"#, 10).unwrap();
+        let float = payload(vec![("big", v(Kind::DoubleValue(1e19)))]);
+        assert_ne!(
+            kinded(PayloadRef::Exact(integer.root())),
+            kinded(PayloadRef::Grpc(&float))
+        );
+        assert_eq!(
+            kinded(PayloadRef::Grpc(&p)),
+            r#"{"big":1.0e19,"half":5.0e-1,"n":-12e1,"zero":0}"#
+        );
     }
 }

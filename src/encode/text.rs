@@ -14,8 +14,6 @@
 //!   or ±Infinity, nor explicit zeros in a sparsevec (it drops them itself; so do we); the
 //!   sparsevec dimension is the layout's `dim` for that vector, or pgvector's maximum 10^9.
 
-use qdrant_client::qdrant::RetrievedPoint;
-
 use super::EncodeError;
 use super::float::write_f32_list;
 use super::json::{Escape, write_payload};
@@ -23,6 +21,7 @@ use super::vectors::{
     SparsevecEntries, VECTOR_MAX_DIM, VectorRef, first_non_finite, sparsevec_dim, vector_of,
 };
 use crate::layout::{DataFacts, Layout, PayloadType, VectorShape, VectorSpec};
+use crate::payload::PointRef;
 use crate::point_id::PointKey;
 use crate::sink::manifest::VectorSyntax;
 
@@ -83,14 +82,14 @@ impl TextRowEncoder {
     /// Appends one row and its `\n`, notes the point's id and sparse widths in `facts`, and
     /// returns its key. On error `out` is as it was; `facts` may have learned from the vectors
     /// encoded before the fault, which can only make column types wider.
-    pub fn encode(
+    pub fn encode<'p>(
         &self,
-        point: &RetrievedPoint,
+        point: impl Into<PointRef<'p>>,
         out: &mut Vec<u8>,
         facts: &mut DataFacts,
     ) -> Result<PointKey, EncodeError> {
         let start = out.len();
-        let row = self.row(point, out, facts);
+        let row = self.row(point.into(), out, facts);
         if row.is_err() {
             out.truncate(start);
         }
@@ -99,7 +98,7 @@ impl TextRowEncoder {
 
     fn row(
         &self,
-        point: &RetrievedPoint,
+        PointRef { point, payload }: PointRef<'_>,
         out: &mut Vec<u8>,
         facts: &mut DataFacts,
     ) -> Result<PointKey, EncodeError> {
@@ -145,7 +144,7 @@ impl TextRowEncoder {
             }
         }
         out.push(b'|');
-        let json = write_payload(out, &point.payload, Escape::CopyText);
+        let json = write_payload(out, payload, Escape::CopyText);
         if self.jsonb && json.has_nul {
             return Err(EncodeError::NulInJsonb { id: key });
         }
@@ -271,6 +270,8 @@ fn write_escaped(out: &mut Vec<u8>, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    use qdrant_client::qdrant::RetrievedPoint;
+
     use super::*;
     use crate::encode::fixtures::{dense, layout, multi_flat, point, sparse, spec, with_payload};
     use crate::layout::IdKind;
@@ -303,7 +304,7 @@ mod tests {
         );
         assert_eq!(
             row(&enc, &full, &mut facts),
-            "18446744073709551615|{{1.0,2.0},{3.0,4.0}}|{0.5,-0.0}|{3,70000}|{0.25,1e-7}|{}\n"
+            "18446744073709551615|{{1,2},{3,4}}|{0.5,-0}|{3,70000}|{0.25,1e-7}|{}\n"
         );
         let uuid = "5c56c793-69f3-4fbf-87e6-c4bf54c28c26";
         let key = PointKey::Uuid(uuid::Uuid::parse_str(uuid).unwrap().as_u128());
@@ -358,7 +359,7 @@ mod tests {
         );
         assert_eq!(
             row(&enc, &p, &mut facts),
-            "5|[1.5,-2.0]|{1:1.0,10:0.5}/100|{}\n"
+            "5|[1.5,-2]|{1:1,10:0.5}/100|{}\n"
         );
         let absent = point(PointKey::Num(6), vec![]);
         assert_eq!(row(&enc, &absent, &mut facts), "6|\\N|\\N|{}\n");

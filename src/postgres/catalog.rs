@@ -1,4 +1,4 @@
-//! What the target already has, read from PostgreSQL's catalog.
+//! What the target already has and can do, read from PostgreSQL's catalog.
 
 use postgres::GenericClient;
 
@@ -36,4 +36,49 @@ pub fn id_is_indexed(
             &[&schema, &table],
         )?
         .get(0))
+}
+
+/// `server_version_num`: 90426 for Greenplum 6.24 (PostgreSQL 9.4 underneath), 150004, ….
+pub fn server_version_num(db: &mut impl GenericClient) -> Result<u32, postgres::Error> {
+    let text: String = db
+        .query_one("SELECT current_setting('server_version_num')", &[])?
+        .get(0);
+    // A server that answers something else is older than any this tool supports.
+    Ok(text.trim().parse().unwrap_or(0))
+}
+
+/// Whether the server is Greenplum-based (Greenplum, AnalyticDB for PostgreSQL), as its
+/// `version()` says.
+pub fn is_greenplum(db: &mut impl GenericClient) -> Result<bool, postgres::Error> {
+    let version: String = db.query_one("SELECT version()", &[])?.get(0);
+    Ok(version.contains("Greenplum"))
+}
+
+/// Whether the index access method `name` (`hnsw`, AnalyticDB's `ann`) is installed.
+pub fn access_method_exists(
+    db: &mut impl GenericClient,
+    name: &str,
+) -> Result<bool, postgres::Error> {
+    Ok(db
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_am WHERE amname = $1)",
+            &[&name],
+        )?
+        .get(0))
+}
+
+/// The names of every index in `schema`.
+pub fn index_names(
+    db: &mut impl GenericClient,
+    schema: &str,
+) -> Result<std::collections::HashSet<String>, postgres::Error> {
+    Ok(db
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'i'",
+            &[&schema],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
 }

@@ -5,20 +5,65 @@
 //! `hnsw` with the operator class of the distance and the column's type. Payload indexes follow
 //! the payload schema. Expression indexes are guarded so that a value of another JSON type (which
 //! Qdrant allows beside an index) yields NULL instead of failing the build. Where a dialect has
-//! no equivalent, the plan says so and skips that index. Every statement is `IF NOT EXISTS`, so a
-//! re-run only builds what is missing.
+//! no equivalent, the plan says so and skips that index.
+//!
+//! The server decides the rest ([`IndexFeatures`], asked once): `IF NOT EXISTS` where it exists
+//! (PostgreSQL 9.5+; Greenplum 6 and AnalyticDB 6 are 9.4 underneath, so `index` skips indexes
+//! already in the catalog by name — which it does everywhere, so a re-run only builds what is
+//! missing), and the `ann` index only where AnalyticDB's access method is installed (an
+//! open-source Greenplum has none: the vector indexes are skipped, saying so, and the id and
+//! payload indexes are built).
 
 use std::collections::BTreeMap;
 
 use qdrant_client::qdrant::{PayloadSchemaInfo, PayloadSchemaType};
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::catalog::{access_method_exists, server_version_num};
 use super::ddl::Dialect;
 use super::ident::{qualified, quote_ident, quote_literal};
 use crate::layout::{Distance, PayloadType, VectorShape, VectorSpec};
 
 /// PostgreSQL truncates identifiers to 63 bytes.
 const MAX_IDENT: usize = 63;
+
+/// What the index SQL is written for: the dialect, and what the target server offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexFeatures {
+    pub dialect: Dialect,
+    /// `CREATE INDEX IF NOT EXISTS` (PostgreSQL 9.5 and later).
+    pub if_not_exists: bool,
+    /// AnalyticDB for PostgreSQL's `ann` access method (its FastANN vector index).
+    pub ann: bool,
+}
+
+impl IndexFeatures {
+    /// `dialect` on the server `db` is connected to.
+    pub fn detect(
+        db: &mut impl postgres::GenericClient,
+        dialect: Dialect,
+    ) -> Result<IndexFeatures, postgres::Error> {
+        Ok(IndexFeatures {
+            dialect,
+            if_not_exists: server_version_num(db)? >= 90500,
+            ann: access_method_exists(db, "ann")?,
+        })
+    }
+
+    /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] name`.
+    fn create(self, unique: bool, name: &str) -> String {
+        format!(
+            "CREATE {}INDEX {}{}",
+            if unique { "UNIQUE " } else { "" },
+            if self.if_not_exists {
+                "IF NOT EXISTS "
+            } else {
+                ""
+            },
+            quote_ident(name)
+        )
+    }
+}
 
 /// One index to build.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +103,7 @@ pub fn plan_indexes(
     payload_schema: &std::collections::HashMap<String, PayloadSchemaInfo>,
     payload_type: PayloadType,
     column_types: &[(String, String)],
-    dialect: Dialect,
+    features: IndexFeatures,
 ) -> IndexPlan {
     let mut plan = IndexPlan::default();
     let target = qualified(Some(schema), table);
@@ -68,13 +113,11 @@ pub fn plan_indexes(
             .find(|(n, _)| n == c)
             .map(|(_, t)| t.as_str())
     };
+    let id_index = index_name(table, "id");
     plan.statements.push(IndexStatement {
-        name: index_name(table, "id"),
         what: "unique id".to_owned(),
-        sql: format!(
-            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {target} (id)",
-            quote_ident(&index_name(table, "id"))
-        ),
+        sql: format!("{} ON {target} (id)", features.create(true, &id_index)),
+        name: id_index,
     });
     for spec in vectors {
         let column = spec.column();
@@ -84,7 +127,7 @@ pub fn plan_indexes(
                 .push(format!("vector {column:?}: no such column in {target}"));
             continue;
         };
-        match vector_index(&target, table, spec, sql_type, dialect) {
+        match vector_index(&target, table, spec, sql_type, features) {
             Ok(statement) => plan.statements.push(statement),
             Err(why) => plan.skipped.push(format!("vector {column:?}: {why}")),
         }
@@ -96,7 +139,7 @@ pub fn plan_indexes(
     };
     let fields: BTreeMap<_, _> = payload_schema.iter().collect();
     for (field, info) in fields {
-        match payload_index(&target, table, field, info, json) {
+        match payload_index(&target, table, field, info, json, features) {
             Ok(statement) => plan.statements.push(statement),
             Err(why) => plan.skipped.push(format!("payload {field:?}: {why}")),
         }
@@ -109,12 +152,12 @@ fn vector_index(
     table: &str,
     spec: &VectorSpec,
     sql_type: &str,
-    dialect: Dialect,
+    features: IndexFeatures,
 ) -> Result<IndexStatement, String> {
     let column = spec.column();
     let name = index_name(table, column);
     let hnsw = spec.hnsw;
-    match dialect {
+    match features.dialect {
         Dialect::Postgres => {
             Err("plain PostgreSQL has no vector index; use --dialect pgvector or adbpg".into())
         }
@@ -134,6 +177,13 @@ fn vector_index(
                 }
                 None => return Err("the collection declares no distance".into()),
             };
+            if !features.ann {
+                return Err(
+                    "the server has no `ann` access method (AnalyticDB for PostgreSQL's \
+                     vector index; an open-source Greenplum lacks it)"
+                        .into(),
+                );
+            }
             let mut with = vec![
                 format!("dim={}", spec.dim.unwrap_or(0)),
                 format!("distancemeasure={measure}"),
@@ -145,8 +195,8 @@ fn vector_index(
             Ok(IndexStatement {
                 what: format!("vector {column:?} ann {measure}"),
                 sql: format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {target} USING ann({}) WITH ({})",
-                    quote_ident(&name),
+                    "{} ON {target} USING ann({}) WITH ({})",
+                    features.create(false, &name),
                     quote_ident(column),
                     with.join(", ")
                 ),
@@ -179,8 +229,8 @@ fn vector_index(
             Ok(IndexStatement {
                 what: format!("vector {column:?} hnsw {family}_{distance}_ops"),
                 sql: format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {target} USING hnsw ({} {family}_{distance}_ops){with}",
-                    quote_ident(&name),
+                    "{} ON {target} USING hnsw ({} {family}_{distance}_ops){with}",
+                    features.create(false, &name),
                     quote_ident(column)
                 ),
                 name,
@@ -195,6 +245,7 @@ fn payload_index(
     field: &str,
     info: &PayloadSchemaInfo,
     json: &str,
+    features: IndexFeatures,
 ) -> Result<IndexStatement, String> {
     let key = quote_literal(field);
     // `json` keeps `\u0000`, which its operators refuse to unescape: such payloads index as
@@ -232,8 +283,8 @@ fn payload_index(
     Ok(IndexStatement {
         what: format!("payload {field:?} {what}"),
         sql: format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {target} USING {method} (({expression}))",
-            quote_ident(&name)
+            "{} ON {target} USING {method} (({expression}))",
+            features.create(false, &name)
         ),
         name,
     })
@@ -257,6 +308,15 @@ mod tests {
                 m: 24,
                 ef_construct: 150,
             }),
+        }
+    }
+
+    /// `dialect` on a server with everything: PostgreSQL 9.5+ and AnalyticDB's `ann`.
+    fn full(dialect: Dialect) -> IndexFeatures {
+        IndexFeatures {
+            dialect,
+            if_not_exists: true,
+            ann: true,
         }
     }
 
@@ -287,7 +347,7 @@ mod tests {
             &payload,
             PayloadType::Json,
             &columns,
-            Dialect::Adbpg,
+            full(Dialect::Adbpg),
         );
         let sql: Vec<&str> = plan.statements.iter().map(|s| s.sql.as_str()).collect();
         assert_eq!(
@@ -301,6 +361,42 @@ mod tests {
         assert_eq!(
             plan.skipped,
             ["vector \"img\": AnalyticDB's ann index has no Manhattan (L1) distance"]
+        );
+    }
+
+    #[test]
+    fn greenplum_without_ann_builds_id_and_payload_indexes_without_if_not_exists() {
+        let vectors = [dense("text", Distance::Cosine)];
+        let payload: HashMap<_, _> = [("n".to_owned(), schema(PayloadSchemaType::Integer))].into();
+        let columns = [("text".to_owned(), "real[]".to_owned())];
+        let greenplum = IndexFeatures {
+            dialect: Dialect::Adbpg,
+            if_not_exists: false,
+            ann: false,
+        };
+        let plan = plan_indexes(
+            "public",
+            "docs",
+            &vectors,
+            &payload,
+            PayloadType::Json,
+            &columns,
+            greenplum,
+        );
+        let sql: Vec<&str> = plan.statements.iter().map(|s| s.sql.as_str()).collect();
+        assert_eq!(
+            sql,
+            [
+                "CREATE UNIQUE INDEX docs_id_idx ON public.docs (id)",
+                "CREATE INDEX docs_payload_n_idx ON public.docs USING btree (((CASE WHEN json_typeof((CASE WHEN strpos(payload::text, '\\u0000') = 0 THEN payload END)->'n') = 'number' THEN ((CASE WHEN strpos(payload::text, '\\u0000') = 0 THEN payload END)->>'n')::numeric END)))",
+            ]
+        );
+        assert_eq!(
+            plan.skipped,
+            [
+                "vector \"text\": the server has no `ann` access method (AnalyticDB for \
+              PostgreSQL's vector index; an open-source Greenplum lacks it)"
+            ]
         );
     }
 
@@ -336,7 +432,7 @@ mod tests {
             &payload,
             PayloadType::Jsonb,
             &columns,
-            Dialect::Pgvector,
+            full(Dialect::Pgvector),
         );
         let sql: Vec<&str> = plan.statements.iter().map(|s| s.sql.as_str()).collect();
         assert_eq!(

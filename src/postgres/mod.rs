@@ -18,6 +18,7 @@ pub mod ident;
 pub mod index;
 pub mod ledger;
 pub mod run;
+pub mod scan;
 pub mod search;
 pub mod table;
 pub mod units;

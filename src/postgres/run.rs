@@ -1105,12 +1105,22 @@ impl Member {
         Ok(())
     }
 
-    /// Claims an open unit nobody holds, first in unit order; `None` when there is none.
-    pub fn claim(&self) -> Result<Option<UnitRow>, RunError> {
+    /// Claims an open unit nobody holds, first in unit order; `None` when there is none. With
+    /// `skip_failed_tables`, units of a table that has a failed unit are left alone: a failure
+    /// stops its table, not the run.
+    pub fn claim(&self, skip_failed_tables: bool) -> Result<Option<UnitRow>, RunError> {
         self.with("claiming a unit", |run, client, held| {
             let locked: Vec<i32> = run.locked(client, run.unit_class)?.into_iter().collect();
+            let skip = if skip_failed_tables {
+                format!(
+                    " AND table_name NOT IN (SELECT table_name FROM {} WHERE state = '{FAILED}')",
+                    run.units
+                )
+            } else {
+                String::new()
+            };
             let sql = format!(
-                "SELECT unit FROM {} WHERE state = '{TODO}' AND NOT (unit = ANY($1)) \
+                "SELECT unit FROM {} WHERE state = '{TODO}' AND NOT (unit = ANY($1)){skip} \
                  ORDER BY unit LIMIT $2",
                 run.units
             );
@@ -1292,6 +1302,13 @@ impl Member {
                 .map_err(run.db("marking a unit failed"))
         })?;
         self.release(lease.unit)
+    }
+
+    /// The run's failed units, the first [`FAILURES_LISTED`] in unit order.
+    pub fn failed_units(&self) -> Result<Vec<FailedUnit>, RunError> {
+        self.with("reading failed units", |run, client, _| {
+            Ok(run.failures(client)?.0)
+        })
     }
 
     /// The ledger's record of one file of `table` (import reads it when it claims the file).

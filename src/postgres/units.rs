@@ -15,7 +15,13 @@
 //! ([`Fenced::Shrunk`]) and sent again without them, a page wholly above it is dropped
 //! ([`Fenced::Finished`]), and a page of a unit another worker has claimed since is dropped
 //! ([`Fenced::Lost`]). So whoever splits, and whenever, no id is committed twice.
+//!
+//! A unit that fails (a point its table rejects, a read that fails) is marked failed in the run,
+//! and its table's other units are neither claimed nor cut from then on: the failure stops its
+//! table, while the others load to their end. The run then ends failed, naming it; the same
+//! command again, once no worker of the run is left, reopens it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use postgres::Transaction;
@@ -179,7 +185,7 @@ impl<'a> RangeUnits<'a> {
 impl SharedUnits for RangeUnits<'_> {
     fn next(&self) -> Result<Claim, ClaimError> {
         for _ in 0..SPLIT_TRIES {
-            if let Some(row) = self.member.claim()? {
+            if let Some(row) = self.member.claim(true)? {
                 let (work, lease) = self.work(&row)?;
                 return Ok(Claim::Unit {
                     work,
@@ -187,9 +193,15 @@ impl SharedUnits for RangeUnits<'_> {
                     split_from: None,
                 });
             }
-            let unfinished = self.member.unfinished_units()?;
-            // A failed unit stops the run: finish what is in hand, claim nothing more.
-            if unfinished.is_empty() || unfinished.iter().any(UnitRow::is_failed) {
+            // A failed unit stops its table: its other units are neither claimed nor cut.
+            let mut unfinished = self.member.unfinished_units()?;
+            let failed: BTreeSet<String> = unfinished
+                .iter()
+                .filter(|row| row.is_failed())
+                .map(|row| row.table.clone())
+                .collect();
+            unfinished.retain(|row| !failed.contains(&row.table));
+            if unfinished.is_empty() {
                 return Ok(Claim::Done);
             }
             let heaviest = unfinished
@@ -221,6 +233,10 @@ impl SharedUnits for RangeUnits<'_> {
 
     fn wait(&self, unit: i32, at_most: Duration) -> Result<(), ClaimError> {
         Ok(self.member.wait_for(unit, at_most)?)
+    }
+
+    fn fail(&self, lease: Lease, note: &str) -> Result<(), ClaimError> {
+        Ok(self.member.fail(lease, note)?)
     }
 }
 

@@ -83,32 +83,14 @@ impl CopyTarget {
 
     /// Reads the line and column out of the server's `CONTEXT` for a COPY into this table:
     /// `COPY t, line 1842, column payload: "…"` (PostgreSQL prints the bare table name and
-    /// column name). Matching the known names, rather than searching for `, line `, keeps a
-    /// table or a value containing that text from being misread; the value itself is never
-    /// kept. The server localises this text (lc_messages); in another language nothing is found
-    /// and the error is reported without a position.
+    /// column name). See [`ErrorPosition::find`].
     pub fn error_position(&self, context: &str) -> ErrorPosition {
-        // Errors inside a value (json, arrays) put their own context lines first.
-        let Some(rest) = context.lines().find_map(|c| {
-            c.strip_prefix("COPY ")
-                .and_then(|c| c.strip_prefix(self.table.as_str()))
-                .and_then(|c| c.strip_prefix(", line "))
-        }) else {
-            return ErrorPosition::default();
-        };
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let line = rest[..digits].parse().ok();
-        let column = rest[digits..].strip_prefix(", column ").and_then(|rest| {
-            self.columns
-                .iter()
-                .filter(|c| {
-                    rest.strip_prefix(c.as_str())
-                        .is_some_and(|after| after.is_empty() || after.starts_with(':'))
-                })
-                .max_by_key(|c| c.len())
-                .cloned()
-        });
-        ErrorPosition { line, column }
+        ErrorPosition::find(
+            context,
+            &format!("COPY {}, line ", self.table),
+            "",
+            &self.columns,
+        )
     }
 }
 
@@ -119,6 +101,36 @@ pub struct ErrorPosition {
     /// 1-based line of the COPY stream.
     pub line: Option<u64>,
     pub column: Option<String>,
+}
+
+impl ErrorPosition {
+    /// The position in the `CONTEXT` line that starts `{prefix}<line>{after_line}`, followed by
+    /// `, column <one of columns>` where the server names it. Matching the known names, rather
+    /// than searching for `, line `, keeps a table or a value containing that text from being
+    /// misread; the value itself is never kept. The server localises this text (lc_messages);
+    /// in another language nothing is found and the error is reported without a position.
+    pub fn find(context: &str, prefix: &str, after_line: &str, columns: &[String]) -> Self {
+        // Errors inside a value (json, arrays) put their own context lines first.
+        let Some(rest) = context.lines().find_map(|c| c.strip_prefix(prefix)) else {
+            return ErrorPosition::default();
+        };
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let line = rest[..digits].parse().ok();
+        let column = rest[digits..]
+            .strip_prefix(after_line)
+            .and_then(|rest| rest.strip_prefix(", column "))
+            .and_then(|rest| {
+                columns
+                    .iter()
+                    .filter(|c| {
+                        rest.strip_prefix(c.as_str())
+                            .is_some_and(|after| after.is_empty() || after.starts_with(':'))
+                    })
+                    .max_by_key(|c| c.len())
+                    .cloned()
+            });
+        ErrorPosition { line, column }
+    }
 }
 
 /// One unit could not be committed.
@@ -263,13 +275,25 @@ pub fn copy_unit(
         });
     }
     entry.checksum = format!("{:016x}", hasher.digest());
+    commit_unit(tx, ledger, entry, fence)?;
+    Ok(rows)
+}
+
+/// Passes `fence` and records `entry` in `ledger` inside `tx`, the transaction holding the
+/// unit's rows, and commits all of it. A unit another run recorded first is
+/// [`CopyError::AlreadyLoaded`] (and rolls back).
+pub fn commit_unit(
+    mut tx: Transaction<'_>,
+    ledger: &Ledger,
+    mut entry: LedgerEntry,
+    fence: &mut Fence<'_>,
+) -> Result<(), CopyError> {
     fence(&mut tx, &mut entry)?;
     ledger.record(&mut tx, &entry).map_err(|e| match e.code() {
         Some(&SqlState::UNIQUE_VIOLATION) => CopyError::AlreadyLoaded,
         _ => CopyError::Db(e),
     })?;
-    tx.commit().map_err(CopyError::Db)?;
-    Ok(rows)
+    tx.commit().map_err(CopyError::Db)
 }
 
 /// A unit that could not be loaded, even after the retries.
@@ -416,10 +440,15 @@ fn write_error(target: &CopyTarget, err: std::io::Error) -> CopyError {
 
 /// A server error during COPY: a data error when the server says where in the stream it is.
 fn data_error(target: &CopyTarget, err: postgres::Error) -> CopyError {
-    let position = err
-        .as_db_error()
-        .and_then(|db| db.where_())
-        .map(|c| target.error_position(c));
+    located_error(err, |context| target.error_position(context))
+}
+
+/// A server error loading rows: a data error when `position` finds where in the rows it is.
+pub fn located_error(
+    err: postgres::Error,
+    position: impl FnOnce(&str) -> ErrorPosition,
+) -> CopyError {
+    let position = err.as_db_error().and_then(|db| db.where_()).map(position);
     match position {
         Some(position) if position.line.is_some() => CopyError::Data {
             position,

@@ -18,14 +18,22 @@
 //!
 //! Each page leaves as a [`PageBatch`] that says which ids it accounts for (`covered`), so the
 //! sink can record exactly which id ranges its files (or ledger rows) hold.
+//!
+//! A failure belongs to one collection ([`Scheduler::fail`]): that collection's queued ranges
+//! are dropped and its active ones abandoned, so its cursors stop at their next page, while
+//! every other collection is read to its end. In a shared run the failed unit is marked so in
+//! the run (by the sink, or here through [`SharedUnits::fail`] for a read), and no process
+//! claims that table's units any more. The commands then finish what is whole and name what
+//! failed.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use qdrant_client::qdrant::RetrievedPoint;
 
+use crate::payload::{ExactPayloads, PointRef};
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::run::Lease;
 use crate::source::plan::{IdSpan, midpoint};
@@ -91,6 +99,9 @@ pub trait SharedUnits: Sync {
     /// Blocks until whoever holds `unit` lets go of it (it finished, lost or died), or
     /// `at_most` has passed.
     fn wait(&self, unit: i32, at_most: Duration) -> Result<(), ClaimError>;
+
+    /// Marks the unit `lease` holds failed in the run (it could not be read), with `note`.
+    fn fail(&self, lease: Lease, note: &str) -> Result<(), ClaimError>;
 }
 
 /// A claim failed (a database error, from the layer that owns the run).
@@ -122,12 +133,21 @@ pub struct PageBatch {
     pub seq: u64,
     /// Points in id order, all inside `covered`.
     pub points: Vec<RetrievedPoint>,
+    /// The payloads of `points` that gRPC could not carry exactly, read again.
+    pub exact: ExactPayloads,
     /// The ids this batch accounts for: every point of the collection in it is in `points`.
     pub covered: KeyRange,
     /// The last batch of its range.
     pub last: bool,
     /// The range it was read from (its lease and commit order, for a shared run).
     pub range: Arc<ActiveRange>,
+}
+
+impl PageBatch {
+    /// The points, each with the payload to write or compare for it.
+    pub fn point_refs(&self) -> impl Iterator<Item = PointRef<'_>> {
+        self.exact.points(&self.points)
+    }
 }
 
 /// A cursor stopped.
@@ -235,6 +255,16 @@ struct State {
     stopped: bool,
     /// A cursor of this process is waiting on a unit of the shared run; the others wait on it.
     waiting: bool,
+    /// By collection: the first error, and how many more followed it.
+    failed: BTreeMap<usize, (anyhow::Error, usize)>,
+}
+
+/// A collection that could not be read (or whose pages could not be handled) to its end.
+#[derive(Debug)]
+pub struct CollectionFailure {
+    pub collection: usize,
+    /// The first error, with a note of how many followed.
+    pub error: anyhow::Error,
 }
 
 /// Hands out ranges: planned ones (splitting heavy ones once the queue is empty), or units
@@ -261,6 +291,7 @@ impl Scheduler<'static> {
                 next_id: 0,
                 stopped: false,
                 waiting: false,
+                failed: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             shared: None,
@@ -280,6 +311,7 @@ impl<'a> Scheduler<'a> {
                 next_id: 0,
                 stopped: false,
                 waiting: false,
+                failed: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             shared: Some(units),
@@ -292,7 +324,7 @@ impl<'a> Scheduler<'a> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops handing out work (after a failure elsewhere).
+    /// Stops handing out work (after a failure that concerns every collection).
     pub fn stop(&self) {
         self.state().stopped = true;
         self.changed.notify_all();
@@ -316,6 +348,45 @@ impl<'a> Scheduler<'a> {
         state.next_id += 1;
         state.active.push(Arc::clone(&range));
         range
+    }
+
+    /// Gives up on one collection: records `error` (the first one; later ones are counted),
+    /// drops its queued ranges and abandons its active ones, so its cursors stop at their
+    /// next page and no later page of theirs commits. Other collections go on.
+    pub fn fail(&self, collection: usize, error: anyhow::Error) {
+        let mut state = self.state();
+        if let Some((_, more)) = state.failed.get_mut(&collection) {
+            *more += 1;
+            return;
+        }
+        state.failed.insert(collection, (error, 0));
+        state.pending.retain(|w| w.collection != collection);
+        for range in state.active.iter().filter(|r| r.collection == collection) {
+            range.abandon();
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Whether `collection` is given up on ([`fail`](Self::fail)), or the whole run is
+    /// ([`stop`](Self::stop)).
+    pub fn gave_up(&self, collection: usize) -> bool {
+        let state = self.state();
+        state.stopped || state.failed.contains_key(&collection)
+    }
+
+    /// The collections given up on, in index order.
+    pub fn failures(&self) -> Vec<CollectionFailure> {
+        std::mem::take(&mut self.state().failed)
+            .into_iter()
+            .map(|(collection, (error, more))| CollectionFailure {
+                collection,
+                error: match more {
+                    0 => error,
+                    more => error.context(format!("{more} more error(s) after this one")),
+                },
+            })
+            .collect()
     }
 
     /// The next range to read: `(range, its full extent, whether it was split off another)`.
@@ -441,7 +512,10 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Runs one cursor until there is no work left: scroll, cut pages at the range's current
-    /// end, send them on. Blocks on `out` when the encoders are behind (that is the bound).
+    /// end, send them on. Blocks on `out` when the encoders are behind (that is the bound). A
+    /// range that fails fails its collection ([`fail`](Self::fail)) and the cursor goes on with
+    /// the next range, unless the failure concerns every collection (Qdrant unreachable, the
+    /// key refused): then the run stops and the error is returned.
     pub fn run_cursor(
         &self,
         reader: &dyn PageReader,
@@ -462,18 +536,29 @@ impl<'a> Scheduler<'a> {
             let result =
                 self.read_range(reader, collection, &range, extent, stolen, page_size, out);
             self.finish(&range);
-            match result {
-                Ok(true) => {}
+            let source = match result {
+                Ok(true) => continue,
                 Ok(false) => return Ok(()),
-                Err(source) => {
-                    self.stop();
-                    return Err(Box::new(CursorError::Read {
-                        collection: collection.clone(),
-                        range: extent,
-                        source,
-                    }));
-                }
+                Err(source) => source,
+            };
+            let global = source.concerns_every_collection();
+            let error = CursorError::Read {
+                collection: collection.clone(),
+                range: extent,
+                source,
+            };
+            if global {
+                self.stop();
+                return Err(Box::new(error));
             }
+            let error = anyhow::Error::from(error);
+            if let (Some(units), Some(lease)) = (self.shared, range.lease)
+                && let Err(e) = units.fail(lease, &format!("{error:#}"))
+            {
+                self.stop();
+                return Err(Box::new(CursorError::Claim(e)));
+            }
+            self.fail(range.collection, error);
         }
     }
 
@@ -490,11 +575,12 @@ impl<'a> Scheduler<'a> {
         out: &Sender<PageBatch>,
     ) -> Result<bool, SourceError> {
         let mut offset = extent.lo;
-        let batch = |seq, points, covered, last| PageBatch {
+        let batch = |seq, points, exact, covered, last| PageBatch {
             collection: range.collection,
             range_id: range.id,
             seq,
             points,
+            exact,
             covered,
             last,
             range: Arc::clone(range),
@@ -513,23 +599,22 @@ impl<'a> Scheduler<'a> {
                         p.hi
                     };
                     let covered = KeyRange::new(extent.lo, hi);
-                    return Ok(out.send(batch(0, Vec::new(), covered, true)).is_ok());
+                    let empty = batch(0, Vec::new(), ExactPayloads::default(), covered, true);
+                    return Ok(out.send(empty).is_ok());
                 }
             }
         }
         let mut covered_lo = extent.lo;
         for seq in 0.. {
-            if range.abandoned() {
+            if range.abandoned() || self.gave_up(range.collection) {
                 break;
             }
             let page = reader.scroll(collection, offset, page_size, Fetch::Everything)?;
-            let (points, end, last) = accept_page(range, collection, offset, page)?;
+            let (points, exact, end, last) = accept_page(range, collection, offset, page)?;
             // A range shrunk below where it was read to accounts for nothing more.
             let end = end.map(|e| e.max(covered_lo));
-            if out
-                .send(batch(seq, points, KeyRange::new(covered_lo, end), last))
-                .is_err()
-            {
+            let page = batch(seq, points, exact, KeyRange::new(covered_lo, end), last);
+            if out.send(page).is_err() {
                 return Ok(false);
             }
             self.changed.notify_all();
@@ -545,21 +630,24 @@ impl<'a> Scheduler<'a> {
     }
 }
 
+/// The points of a page kept for its range, their exact payloads, where the page's coverage
+/// ends, and whether the range is finished.
+type Accepted = (Vec<RetrievedPoint>, ExactPayloads, Option<PointKey>, bool);
+
 /// Applies the range's current end to a page and advances the range, atomically.
-/// Returns the points inside the range, where this page's coverage ends, and whether the
-/// range is finished.
 fn accept_page(
     range: &ActiveRange,
     collection: &str,
     offset: PointKey,
     page: ScrollPage,
-) -> Result<(Vec<RetrievedPoint>, Option<PointKey>, bool), SourceError> {
+) -> Result<Accepted, SourceError> {
     let bad_id = |source| SourceError::BadId {
         collection: collection.to_owned(),
         source,
     };
     let mut p = range.progress();
     let mut points = page.points;
+    let mut exact = page.exact;
     if let Some(hi) = p.hi {
         let mut keep = points.len();
         for (i, point) in points.iter().enumerate() {
@@ -569,6 +657,7 @@ fn accept_page(
             }
         }
         points.truncate(keep);
+        exact.truncate(keep);
     }
     if let Some(next) = page.next
         && next <= offset
@@ -590,7 +679,7 @@ fn accept_page(
     } else if let Some(next) = page.next {
         p.pos = next;
     }
-    Ok((points, end, last))
+    Ok((points, exact, end, last))
 }
 
 /// Where to cut a range `[lo, hi)` of which `[lo, pos)` is read, holding `rows` points: the
@@ -699,6 +788,7 @@ mod tests {
             Ok(ScrollPage {
                 points,
                 next: ids.next().copied(),
+                ..Default::default()
             })
         }
 

@@ -40,6 +40,7 @@ use qdrant_edge::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::payload::{ExactJson, ExactPayloads, MAX_PAYLOAD_DEPTH, json_holds_wide_number};
 use crate::point_id::{PointIdError, PointKey};
 
 /// What went wrong between the engine and the gRPC types.
@@ -57,6 +58,23 @@ pub enum EdgeError {
     PointId(#[from] PointIdError),
     #[error("payload value cannot become JSON: {0}")]
     BadValue(String),
+    #[error("the Qdrant engine failed (it panicked) reading points: {0}")]
+    Panicked(String),
+}
+
+/// Runs an engine read, turning a panic inside the engine into [`EdgeError::Panicked`]. The
+/// engine unwraps what it cannot parse in its own payload storage — JSON nested deeper than
+/// serde_json's 128 levels, which no Qdrant writes but a snapshot from elsewhere may hold — and
+/// one such point must fail its collection, not the process.
+pub fn guarded<T>(read: impl FnOnce() -> Result<T, EdgeError>) -> Result<T, EdgeError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(EdgeError::Panicked(message))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -186,6 +204,32 @@ pub fn vectors_to_grpc(vectors: VectorStructInternal) -> grpc::VectorsOutput {
     grpc::VectorsOutput {
         vectors_options: Some(options),
     }
+}
+
+/// Engine records as a reader takes them: each as the server's `RetrievedPoint`, and, where
+/// that gRPC payload holds a double where bent u64 integers land (an integer above `i64::MAX`,
+/// which [`payload_to_grpc`] sends as the nearest double as the server does, or a genuine
+/// float there), the payload exact too — as the live source reads those again over REST.
+pub fn records_to_points(
+    records: Vec<Record>,
+) -> Result<(Vec<grpc::RetrievedPoint>, ExactPayloads), EdgeError> {
+    let mut exact = Vec::new();
+    let mut points = Vec::with_capacity(records.len());
+    for (i, record) in records.into_iter().enumerate() {
+        if let Some(payload) = &record.payload
+            && payload.0.values().any(json_holds_wide_number)
+        {
+            // serde_json writes numbers as Qdrant's REST API does: a u64 whole, floats in
+            // their shortest form.
+            let text = serde_json::to_string(&payload.0)
+                .map_err(|e| EdgeError::BadValue(e.to_string()))?;
+            let json = ExactJson::parse(&text, MAX_PAYLOAD_DEPTH)
+                .map_err(|e| EdgeError::BadValue(e.to_string()))?;
+            exact.push((i, json));
+        }
+        points.push(record_to_grpc(record));
+    }
+    Ok((points, ExactPayloads::new(exact)))
 }
 
 /// An engine record as the server's `RetrievedPoint`: payload always present (empty when not

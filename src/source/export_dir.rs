@@ -341,6 +341,12 @@ pub struct ScannedFile {
     pub columns: Vec<String>,
     /// Batches still to load, in file order.
     pub spans: Vec<Span>,
+    /// xxh3 of the whole file (checked against the manifest's, where there is one).
+    pub xxh3: String,
+    /// Rows (data lines) in the whole file.
+    pub rows: u64,
+    /// Bytes of its longest line, newline included.
+    pub longest_line: u64,
 }
 
 impl DataFile {
@@ -421,8 +427,8 @@ impl DataFile {
             }
         }
         let rows = cutter.rows(offset);
+        let actual = format!("{:016x}", hasher.digest());
         if let Some((expected_rows, xxh3)) = &self.expected {
-            let actual = format!("{:016x}", hasher.digest());
             if &actual != xxh3 {
                 return Err(mismatch(format!(
                     "checksum xxh3 {actual}, the manifest says {xxh3}: the file changed after \
@@ -435,9 +441,13 @@ impl DataFile {
                 )));
             }
         }
+        let longest_line = cutter.longest_line.max(offset - cutter.last_start);
         Ok(ScannedFile {
             columns,
             spans: cutter.finish(offset),
+            xxh3: actual,
+            rows,
+            longest_line,
         })
     }
 }
@@ -497,6 +507,8 @@ struct Cutter {
     /// Line starts at or after `body`.
     body_starts: u64,
     last_start: u64,
+    /// Bytes of the longest line ended so far.
+    longest_line: u64,
 }
 
 impl Cutter {
@@ -510,11 +522,13 @@ impl Cutter {
             body,
             body_starts: 0,
             last_start: 0,
+            longest_line: 0,
         }
     }
 
     /// A line (file line number `line`) starts at byte `at`.
     fn line_start(&mut self, at: u64, line: u64) {
+        self.longest_line = self.longest_line.max(at - self.last_start);
         self.last_start = at;
         if at >= self.body {
             self.body_starts += 1;
@@ -600,6 +614,9 @@ mod tests {
         );
         let scanned = f.scan(&[], 10).unwrap();
         assert_eq!(scanned.columns, ["id", "payload"]);
+        assert_eq!((scanned.rows, scanned.longest_line), (5, 11));
+        let whole = xxhash_rust::xxh3::xxh3_64(fs::read(&f.path).unwrap().as_slice());
+        assert_eq!(scanned.xxh3, format!("{whole:016x}"));
         let spans: Vec<_> = scanned
             .spans
             .iter()

@@ -11,8 +11,10 @@ pub mod export_dir;
 pub mod parallel;
 pub mod plan;
 pub mod qdrant;
+pub mod rest;
 pub mod schema;
 pub mod snapshot;
+pub mod wire;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +22,23 @@ use std::sync::Arc;
 use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
 
 use crate::config::qdrant::{Connection, QdrantArgs, QdrantSection};
+use crate::payload::ExactPayloads;
 use crate::point_id::PointKey;
 use crate::source::cursor::PageReader;
 use crate::source::plan::IdSpan;
 use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+use crate::source::rest::RestState;
 use crate::source::snapshot::{SnapshotArgs, SnapshotReader, SnapshotSet};
+
+/// Whether an error is the server's or the connection's rather than one collection's: a run
+/// stops on it instead of going on with the other collections.
+pub fn concerns_every_collection(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<SourceError>()
+            .is_some_and(SourceError::concerns_every_collection)
+    })
+}
 
 /// A Qdrant server, or collection snapshots read without one.
 pub enum Source {
@@ -33,6 +47,8 @@ pub enum Source {
         /// For the command's own calls; cursors open their own. Boxed: a client with its
         /// runtime is far larger than the other variant.
         reader: Box<QdrantReader>,
+        /// Whether the REST API failed, shared by every reader.
+        rest: Arc<RestState>,
     },
     Snapshots(Arc<SnapshotSet>),
 }
@@ -52,10 +68,12 @@ impl Source {
             return Ok(Source::Snapshots(Arc::new(set)));
         }
         let connection = Connection::resolve(qdrant, section, config_file)?;
-        let reader = QdrantReader::connect(&connection)?;
+        let rest = Arc::new(RestState::default());
+        let reader = QdrantReader::connect(&connection, Arc::clone(&rest))?;
         Ok(Source::Qdrant {
             connection,
             reader: Box::new(reader),
+            rest,
         })
     }
 
@@ -90,12 +108,12 @@ impl Source {
         }
     }
 
-    /// The points with these ids; missing ids are left out.
+    /// The points with these ids, with their exact payloads; missing ids are left out.
     pub fn get_points(
         &self,
         collection: &str,
         ids: &[PointKey],
-    ) -> Result<Vec<RetrievedPoint>, SourceError> {
+    ) -> Result<(Vec<RetrievedPoint>, ExactPayloads), SourceError> {
         match self {
             Source::Qdrant { reader, .. } => reader.get_points(collection, ids),
             Source::Snapshots(set) => Ok(set.get_points(collection, ids)?),
@@ -132,9 +150,20 @@ impl Source {
     /// A reader for one more thread: its own connection, or the shared shards.
     pub fn open_reader(&self) -> anyhow::Result<Box<dyn PageReader>> {
         Ok(match self {
-            Source::Qdrant { connection, .. } => Box::new(QdrantReader::connect(connection)?),
+            Source::Qdrant {
+                connection, rest, ..
+            } => Box::new(QdrantReader::connect(connection, Arc::clone(rest))?),
             Source::Snapshots(set) => Box::new(SnapshotReader(Arc::clone(set))),
         })
+    }
+
+    /// Why payloads that gRPC bends could not be read exactly, if they could not: the REST
+    /// API's failure. Snapshots read every payload exactly.
+    pub fn inexact_because(&self) -> Option<String> {
+        match self {
+            Source::Qdrant { rest, .. } => rest.failure().map(str::to_owned),
+            Source::Snapshots(_) => None,
+        }
     }
 }
 

@@ -1,10 +1,12 @@
 //! Reading in parallel: cursors → bounded page queue → page workers.
 //!
-//! One function serves every command that reads points (export, migrate, verify): it runs
-//! `cursors` threads, each with its own [`PageReader`], feeding a bounded queue drained by
-//! `workers` threads that call the command's page handler (encode and write, or encode and
-//! stream, or compare). The first failure stops the scheduler and the queue; the others are
-//! counted in the error.
+//! One function serves every command that reads points (export, migrate): it runs `cursors`
+//! threads, each with its own [`PageReader`], feeding a bounded queue drained by `workers`
+//! threads that call the command's page handler (encode and write, or encode and stream). A
+//! failure reading or handling a page fails that page's collection only (the scheduler drops
+//! the rest of its work, the workers skip its queued pages); every other collection is read to
+//! its end, and the failed ones come back by name. Only a failure that concerns every
+//! collection — Qdrant unreachable, a thread that cannot start — stops the run.
 //!
 //! Memory: the queue holds at most `cursors × PAGES_QUEUED_PER_CURSOR` pages, each cursor one
 //! more in flight, each worker one being handled — independent of the collection's size.
@@ -14,7 +16,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
-use crate::source::cursor::{PageBatch, PageReader, Scheduler};
+use crate::source::cursor::{CollectionFailure, PageBatch, PageReader, Scheduler};
 
 /// Pages queued per cursor. Two keep each cursor's next request going while the workers
 /// handle the previous page; more only adds memory.
@@ -24,6 +26,8 @@ const PAGES_QUEUED_PER_CURSOR: usize = 2;
 pub type OpenReader<'a> = dyn Fn() -> anyhow::Result<Box<dyn PageReader>> + Sync + 'a;
 
 /// Reads everything the scheduler hands out, calling `handle` on worker threads for each page.
+/// Returns the collections that failed (see the module docs), or the error that stopped the
+/// whole run.
 pub fn read_parallel<H>(
     scheduler: &Scheduler,
     open: &OpenReader<'_>,
@@ -32,7 +36,7 @@ pub fn read_parallel<H>(
     page_size: u32,
     workers: usize,
     handle: H,
-) -> anyhow::Result<()>
+) -> anyhow::Result<Vec<CollectionFailure>>
 where
     H: Fn(PageBatch) -> anyhow::Result<()> + Sync,
 {
@@ -74,12 +78,15 @@ where
         pool.scope(|ps| {
             for _ in 0..workers {
                 let pages_rx = pages_rx.clone();
-                let (fail, handle) = (&fail, &handle);
+                let handle = &handle;
                 ps.spawn(move |_| {
                     for batch in pages_rx.iter() {
+                        let collection = batch.collection;
+                        if scheduler.gave_up(collection) {
+                            continue;
+                        }
                         if let Err(err) = handle(batch) {
-                            fail(err);
-                            break;
+                            scheduler.fail(collection, err);
                         }
                     }
                 });
@@ -90,7 +97,7 @@ where
     });
     let mut errors = errors.into_inner().unwrap_or_else(|e| e.into_inner());
     if errors.is_empty() {
-        return Ok(());
+        return Ok(scheduler.failures());
     }
     let first = errors.remove(0);
     match errors.len() {

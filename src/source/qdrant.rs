@@ -8,7 +8,13 @@
 //! Transient failures (unavailable, resource exhausted, deadline exceeded, aborted) are retried
 //! with exponential backoff from the same offset, which is safe because a scroll page is a pure
 //! read. The decision is made on the gRPC status code, never on message text.
+//!
+//! Pages come back with their payloads exact: scroll and get decode through
+//! [`DepthCheckedCodec`] (payload depth bounded before prost recurses), and the points of a page
+//! whose gRPC payload holds a double where bent u64 integers land have their payloads read
+//! again over REST ([`RestReader`]). A page without such doubles costs no REST call.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use qdrant_client::qdrant::collections_client::CollectionsClient;
@@ -16,23 +22,29 @@ use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
     CollectionInfo, CountPoints, CreateCollection, DenseVector, GetCollectionInfoRequest,
-    GetPoints, HealthCheckRequest, ListCollectionsRequest, PointStruct, Query, QueryBatchPoints,
-    QueryPoints, RetrievedPoint, ScrollPoints, SearchParams, SparseVector, UpsertPoints,
-    VectorInput, WithPayloadSelector, WithVectorsSelector, query, vector_input,
-    with_payload_selector, with_vectors_selector,
+    GetPoints, GetResponse, HealthCheckRequest, ListCollectionsRequest, PointStruct, Query,
+    QueryBatchPoints, QueryPoints, RetrievedPoint, ScrollPoints, ScrollResponse, SearchParams,
+    SparseVector, UpsertPoints, VectorInput, WithPayloadSelector, WithVectorsSelector, query,
+    vector_input, with_payload_selector, with_vectors_selector,
 };
+use tonic::client::Grpc;
+use tonic::codegen::GrpcMethod;
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use crate::config::qdrant::{Connection, Secret};
+use crate::payload::{ExactPayloads, holds_wide_double};
 use crate::point_id::{PointIdError, PointKey};
+use crate::source::rest::{RestError, RestReader, RestState};
+use crate::source::wire::{DepthCheckedCodec, PayloadTooDeep, Response};
 
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Cap on one backoff: long enough to ride out a server restart, short enough to notice it.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A Qdrant request failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +77,8 @@ pub enum SourceError {
         source: PointIdError,
     },
     #[error(
-        "collection {collection:?}: point {id} cannot be read over gRPC (a payload nested deeper \
-         than a gRPC message may be, 32 levels, is one cause); read it from a snapshot with \
-         --snapshot"
+        "collection {collection:?}: point {id} cannot be read over gRPC (the server fails on it); \
+         read it from a snapshot with --snapshot"
     )]
     UnreadablePoint {
         collection: String,
@@ -75,6 +86,14 @@ pub enum SourceError {
         #[source]
         source: Box<Status>,
     },
+    #[error("collection {collection:?}: {source}")]
+    TooDeep {
+        collection: String,
+        #[source]
+        source: PayloadTooDeep,
+    },
+    #[error(transparent)]
+    Rest(#[from] RestError),
     #[error("collection {collection:?}: the server broke the scroll protocol: {detail}")]
     Protocol { collection: String, detail: String },
     #[error(transparent)]
@@ -84,6 +103,17 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Whether the failure is the server's or the connection's, not one collection's: every
+    /// other collection would fail the same way.
+    pub fn concerns_every_collection(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Unreachable { .. }
+                | SourceError::Unauthenticated { .. }
+                | SourceError::Runtime(_)
+        )
+    }
+
     /// A request the server (or the client's decoder) failed with `Internal`.
     fn is_internal(&self) -> bool {
         matches!(self, SourceError::Request { source, .. } if source.code() == Code::Internal)
@@ -119,6 +149,8 @@ impl QueryVector {
 #[derive(Debug, Default)]
 pub struct ScrollPage {
     pub points: Vec<RetrievedPoint>,
+    /// The payloads of `points` that gRPC could not carry exactly, read again.
+    pub exact: ExactPayloads,
     /// The first id of the next page, `None` at the end of the collection.
     pub next: Option<PointKey>,
 }
@@ -151,13 +183,20 @@ type Service = InterceptedService<Channel, ApiKey>;
 pub struct QdrantReader {
     runtime: tokio::runtime::Runtime,
     points: PointsClient<Service>,
+    /// Scroll and get, through [`DepthCheckedCodec`].
+    payload_calls: Grpc<Service>,
     collections: CollectionsClient<Service>,
+    rest: RestReader,
     connection: Connection,
 }
 
 impl QdrantReader {
-    /// Connects (retrying transient failures) and checks that the server answers.
-    pub fn connect(connection: &Connection) -> Result<QdrantReader, SourceError> {
+    /// Connects (retrying transient failures) and checks that the server answers. `rest` is
+    /// shared by the readers of one run, so one REST failure stops them all trying.
+    pub fn connect(
+        connection: &Connection,
+        rest: Arc<RestState>,
+    ) -> Result<QdrantReader, SourceError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -203,12 +242,16 @@ impl QdrantReader {
         // Pages of big vectors exceed tonic's 4 MiB default; the server bounds them anyway.
         let points = PointsClient::with_interceptor(channel.clone(), key.clone())
             .max_decoding_message_size(usize::MAX);
+        let payload_calls = Grpc::new(InterceptedService::new(channel.clone(), key.clone()))
+            .max_decoding_message_size(usize::MAX);
         let collections = CollectionsClient::with_interceptor(channel.clone(), key.clone())
             .max_decoding_message_size(usize::MAX);
         let reader = QdrantReader {
             runtime,
             points,
+            payload_calls,
             collections,
+            rest: RestReader::new(connection, rest),
             connection: connection.clone(),
         };
         let health = QdrantClient::with_interceptor(channel, key);
@@ -285,9 +328,8 @@ impl QdrantReader {
             }),
             ..Default::default()
         };
-        let response = match self.with_retries(collection, "scrolling", || {
-            let (mut client, request) = (self.points.clone(), request.clone());
-            async move { client.scroll(request).await }
+        let response: ScrollResponse = match self.with_retries(collection, "scrolling", || {
+            self.payload_call(request.clone(), "Scroll", Response::Scroll)
         }) {
             Ok(response) => response,
             Err(e @ SourceError::Request { .. }) if everything && e.is_internal() => {
@@ -306,16 +348,87 @@ impl QdrantReader {
             }
             None => None,
         };
+        let exact = if everything {
+            self.exact_payloads(collection, &response.result)?
+        } else {
+            ExactPayloads::default()
+        };
         Ok(ScrollPage {
             points: response.result,
+            exact,
             next,
         })
     }
 
-    /// A page that fails with `Internal` may hold a point the client cannot decode (prost
-    /// refuses messages nested past its recursion limit): reads the page's ids alone, then each
-    /// point alone, to name the first that fails. `None` if none does: the page's own error
-    /// stands.
+    /// Scroll or get through the depth-checked codec.
+    fn payload_call<Req, Resp>(
+        &self,
+        request: Req,
+        method: &'static str,
+        response: Response,
+    ) -> impl std::future::Future<Output = Result<tonic::Response<Resp>, Status>> + use<Req, Resp>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
+        let mut grpc = self.payload_calls.clone();
+        async move {
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let mut request = tonic::Request::new(request);
+            request
+                .extensions_mut()
+                .insert(GrpcMethod::new("qdrant.Points", method));
+            let path = match response {
+                Response::Scroll => PathAndQuery::from_static("/qdrant.Points/Scroll"),
+                Response::Get => PathAndQuery::from_static("/qdrant.Points/Get"),
+            };
+            grpc.unary(request, path, DepthCheckedCodec::new(response))
+                .await
+        }
+    }
+
+    /// The exact payloads of the points whose gRPC payload may hold a bent integer, read
+    /// again over REST; none when no point does, or when REST cannot be used (the reason is
+    /// then in the shared [`RestState`], and the writer flags those payloads).
+    fn exact_payloads(
+        &self,
+        collection: &str,
+        points: &[RetrievedPoint],
+    ) -> Result<ExactPayloads, SourceError> {
+        let suspect: Vec<(usize, PointKey)> = points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| holds_wide_double(&p.payload))
+            .map(|(i, p)| {
+                PointKey::from_proto(p.id.as_ref())
+                    .map(|key| (i, key))
+                    .map_err(|source| SourceError::BadId {
+                        collection: collection.to_owned(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if suspect.is_empty() {
+            return Ok(ExactPayloads::default());
+        }
+        let ids: Vec<PointKey> = suspect.iter().map(|(_, key)| *key).collect();
+        let Some(mut found) = self.rest.payloads(collection, &ids)? else {
+            return Ok(ExactPayloads::default());
+        };
+        // A point deleted between the two reads keeps its gRPC payload.
+        Ok(ExactPayloads::new(
+            suspect
+                .into_iter()
+                .filter_map(|(i, key)| found.remove(&key).map(|payload| (i, payload)))
+                .collect(),
+        ))
+    }
+
+    /// A page that fails with `Internal` may hold a point the server cannot read: reads the
+    /// page's ids alone, then each point alone, to name the first that fails. `None` if none
+    /// does: the page's own error stands.
     fn find_unreadable(
         &self,
         collection: &str,
@@ -340,12 +453,13 @@ impl QdrantReader {
         })
     }
 
-    /// The points with these ids (vectors and payload); missing ids are simply not returned.
+    /// The points with these ids (vectors and payload, exact as in [`scroll`](Self::scroll));
+    /// missing ids are simply not returned.
     pub fn get_points(
         &self,
         collection: &str,
         ids: &[PointKey],
-    ) -> Result<Vec<RetrievedPoint>, SourceError> {
+    ) -> Result<(Vec<RetrievedPoint>, ExactPayloads), SourceError> {
         let request = GetPoints {
             collection_name: collection.to_owned(),
             ids: ids.iter().map(|k| k.to_proto()).collect(),
@@ -357,11 +471,11 @@ impl QdrantReader {
             }),
             ..Default::default()
         };
-        let response = self.with_retries(collection, "getting points", || {
-            let (mut client, request) = (self.points.clone(), request.clone());
-            async move { client.get(request).await }
+        let response: GetResponse = self.with_retries(collection, "getting points", || {
+            self.payload_call(request.clone(), "Get", Response::Get)
         })?;
-        Ok(response.result)
+        let exact = self.exact_payloads(collection, &response.result)?;
+        Ok((response.result, exact))
     }
 
     /// For each query, the ids of the `top` points nearest to it on vector `using` (`""`: the
@@ -479,6 +593,14 @@ impl QdrantReader {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
+            if let Some(too_deep) =
+                std::error::Error::source(&status).and_then(|e| e.downcast_ref::<PayloadTooDeep>())
+            {
+                return Err(SourceError::TooDeep {
+                    collection: collection.to_owned(),
+                    source: too_deep.clone(),
+                });
+            }
             let code = status.code();
             if code == Code::Unauthenticated || code == Code::PermissionDenied {
                 return Err(SourceError::Unauthenticated {

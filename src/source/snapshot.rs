@@ -32,6 +32,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
+
+use crate::payload::ExactPayloads;
 use qdrant_edge::{EdgeShard, OperationError, WithPayloadInterface, WithVector};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -678,7 +680,8 @@ impl SnapshotSet {
         edge::count_shards(&self.collection(name)?.snapshot.shards).map_err(Self::read_error(name))
     }
 
-    /// One page from `offset` (inclusive), as the server's scroll returns it.
+    /// One page from `offset` (inclusive), as the server's scroll returns it. A point whose
+    /// payload the engine cannot read fails the page naming that point.
     pub fn scroll(
         &self,
         name: &str,
@@ -687,18 +690,55 @@ impl SnapshotSet {
         fetch: Fetch,
     ) -> Result<ScrollPage, SnapshotError> {
         let everything = fetch == Fetch::Everything;
-        let page = edge::scroll_shards(
-            &self.collection(name)?.snapshot.shards,
-            Some(offset),
-            limit.max(1) as usize,
-            &WithPayloadInterface::Bool(everything),
-            &WithVector::Bool(everything),
-        )
-        .map_err(Self::read_error(name))?;
-        Ok(ScrollPage {
-            points: page.records.into_iter().map(edge::record_to_grpc).collect(),
-            next: page.next_offset,
-        })
+        let shards = &self.collection(name)?.snapshot.shards;
+        let read = |with: bool, limit: usize| {
+            edge::guarded(|| {
+                let page = edge::scroll_shards(
+                    shards,
+                    Some(offset),
+                    limit,
+                    &WithPayloadInterface::Bool(with),
+                    &WithVector::Bool(with),
+                )?;
+                let (points, exact) = edge::records_to_points(page.records)?;
+                Ok(ScrollPage {
+                    points,
+                    exact,
+                    next: page.next_offset,
+                })
+            })
+        };
+        let limit = limit.max(1) as usize;
+        match read(everything, limit) {
+            Err(EdgeError::Panicked(why)) if everything => {
+                // Ids alone do not touch payloads: find the point that does.
+                let ids = read(false, limit).map_err(Self::read_error(name))?;
+                let keys: Vec<PointKey> = ids
+                    .points
+                    .iter()
+                    .filter_map(|p| PointKey::from_proto(p.id.as_ref()).ok())
+                    .collect();
+                let unreadable = keys.into_iter().find(|key| {
+                    matches!(
+                        self.get_points(name, &[*key]),
+                        Err(SnapshotError::Read { ref source, .. })
+                            if matches!(**source, EdgeError::Panicked(_))
+                    )
+                });
+                Err(Self::read_error(name)(match unreadable {
+                    Some(key) => EdgeError::BadPoint {
+                        id: key.to_string(),
+                        reason: format!(
+                            "the Qdrant engine cannot read its payload ({why}); a payload nested \
+                             deeper than 127 levels, more than Qdrant itself can store, is one \
+                             cause"
+                        ),
+                    },
+                    None => EdgeError::Panicked(why),
+                }))
+            }
+            page => page.map_err(Self::read_error(name)),
+        }
     }
 
     pub fn first_at_or_after(
@@ -722,29 +762,28 @@ impl SnapshotSet {
         &self,
         name: &str,
         ids: &[PointKey],
-    ) -> Result<Vec<RetrievedPoint>, SnapshotError> {
+    ) -> Result<(Vec<RetrievedPoint>, ExactPayloads), SnapshotError> {
         let collection = self.collection(name)?;
         let edge_ids: Vec<_> = ids.iter().map(|k| edge::key_to_edge(*k)).collect();
-        let mut found = HashMap::new();
-        for (shard_id, shard) in collection.snapshot.shards.iter().enumerate() {
-            let records = shard
-                .retrieve(
-                    &edge_ids,
-                    Some(WithPayloadInterface::Bool(true)),
-                    Some(WithVector::Bool(true)),
-                )
-                .map_err(|source| EdgeError::Engine {
-                    action: format!("retrieve points from shard {shard_id}"),
-                    source,
-                })
-                .map_err(Self::read_error(name))?;
-            found.extend(records.into_iter().map(|r| (edge::key_from_edge(r.id), r)));
-        }
-        Ok(ids
-            .iter()
-            .filter_map(|k| found.remove(k))
-            .map(edge::record_to_grpc)
-            .collect())
+        edge::guarded(|| {
+            let mut found = HashMap::new();
+            for (shard_id, shard) in collection.snapshot.shards.iter().enumerate() {
+                let records = shard
+                    .retrieve(
+                        &edge_ids,
+                        Some(WithPayloadInterface::Bool(true)),
+                        Some(WithVector::Bool(true)),
+                    )
+                    .map_err(|source| EdgeError::Engine {
+                        action: format!("retrieve points from shard {shard_id}"),
+                        source,
+                    })?;
+                found.extend(records.into_iter().map(|r| (edge::key_from_edge(r.id), r)));
+            }
+            let records = ids.iter().filter_map(|k| found.remove(k)).collect();
+            edge::records_to_points(records)
+        })
+        .map_err(Self::read_error(name))
     }
 }
 

@@ -86,3 +86,38 @@ pub fn assert_verifies(server: &QdrantServer, db: &TestDb, extra: &[&str], colle
         describe(&out)
     );
 }
+
+/// Waits, while `child` (an import or migrate into `db`) runs, until the ledger holds `units`
+/// rows matching the SQL condition `filter`, calling `watch` at each look; then kills it with
+/// SIGKILL. Panics if the child ends first or the ledger shows no such progress in two minutes.
+pub fn kill_9_once_the_ledger_holds(
+    db: &TestDb,
+    child: &mut std::process::Child,
+    filter: &str,
+    units: i64,
+    mut watch: impl FnMut(),
+) {
+    let started = std::time::Instant::now();
+    let mut client = db.client();
+    let sql = format!("SELECT count(*) FROM public.qdrant2pg_ledger WHERE {filter}");
+    loop {
+        watch();
+        // The ledger table may not exist yet.
+        let loaded: Option<i64> = client.query_opt(&sql, &[]).ok().flatten().map(|r| r.get(0));
+        if loaded.is_some_and(|n| n >= units) {
+            break;
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "no progress in the ledger"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    watch();
+    child.kill().expect("kill"); // SIGKILL
+    child.wait().expect("reap");
+}

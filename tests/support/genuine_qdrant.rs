@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use qdrant2pg::postgres::compare::parse_json_exactly;
 use serde_json::{Value as Json, json};
 
 use super::spawn::spawn_tied_to_this_process;
@@ -139,7 +140,10 @@ impl GenuineQdrant {
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let request = request.body(bytes).expect("a REST request");
         let answer = self.read_answer(&url, agent().run(request));
-        serde_json::from_slice::<Json>(&answer)
+        // Floats read correctly rounded (serde_json's own reading is not, in this build).
+        std::str::from_utf8(&answer)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse_json_exactly(text).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| panic!("{method} {url}: the answer is not JSON: {e}"))["result"]
             .take()
     }

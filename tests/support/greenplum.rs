@@ -22,7 +22,7 @@
 //! then run as the `postgres` system user. The binaries find their libraries through
 //! `LD_LIBRARY_PATH`, which [`Greenplum::program`] sets for `psql` and `gpfdist` too.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 use postgres::NoTls;
 
 use super::pg::{
-    PORT_ATTEMPTS, READY_TIMEOUT, ServerUser, StopAtExit, TestDb, create_database, free_port,
-    remove_unless_kept, scratch_dir, socket_config, stop_at_exit, stop_postmaster, wait_ready,
+    PORT_ATTEMPTS, READY_TIMEOUT, ServerUser, StopAtExit, TestDb, append_log, create_database,
+    free_port, remove_unless_kept, scratch_dir, socket_config, stop_at_exit, stop_postmaster,
+    wait_ready,
 };
 use super::spawn::spawn_tied_to_this_process;
 use super::tier::installed_or_skipped;
@@ -122,6 +123,11 @@ impl Greenplum {
         let mut command = Command::new(self.prefix.join("bin").join(name));
         command.env("LD_LIBRARY_PATH", self.prefix.join("lib"));
         command
+    }
+
+    /// Where the install's program `name` is (`gpfdist`, for `import --gpfdist`).
+    pub fn program_path(&self, name: &str) -> PathBuf {
+        self.prefix.join("bin").join(name)
     }
 
     /// A superuser session on the coordinator over the private unix socket (`trust`).
@@ -388,15 +394,7 @@ fn spawn_instance(
     user: Option<ServerUser>,
     extra: &[&str],
 ) -> Child {
-    let log_path = root.join(format!("{}.log", instance.name));
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
-    let log_err = log
-        .try_clone()
-        .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+    let (log, log_err) = append_log(&root.join(format!("{}.log", instance.name)));
     let mut cmd = server_command(prefix, "postgres", root, user);
     cmd.arg("-D")
         .arg(root.join(instance.name))

@@ -5,6 +5,7 @@ pub mod flows;
 pub mod genuine_qdrant;
 pub mod greenplum;
 pub mod pg;
+pub mod probe;
 pub mod qdrant;
 pub mod spawn;
 pub mod tier;

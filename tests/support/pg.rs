@@ -542,15 +542,7 @@ fn init_data_dir(bin: &Binaries, root: &Path, auth: &Auth, user: Option<ServerUs
 
 /// Spawns the postmaster on `port`, logging to `server.log`, set to die with this process.
 fn spawn_postmaster(bin: &Binaries, root: &Path, port: u16, user: Option<ServerUser>) -> Child {
-    let log_path = root.join("server.log");
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .unwrap_or_else(|e| panic!("opening {}: {e}", log_path.display()));
-    let log_err = log
-        .try_clone()
-        .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
+    let (log, log_err) = append_log(&root.join("server.log"));
     let mut cmd = bin.command("postgres");
     cmd.arg("-D")
         .arg(root.join("data"))
@@ -563,6 +555,19 @@ fn spawn_postmaster(bin: &Binaries, root: &Path, port: u16, user: Option<ServerU
     ServerUser::apply(user, &mut cmd);
     spawn_tied_to_this_process(cmd, libc::SIGQUIT)
         .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.dir.display()))
+}
+
+/// `path` opened for appending, twice: a server's stdout and stderr.
+pub(super) fn append_log(path: &Path) -> (File, File) {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+    let log_err = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (log, log_err)
 }
 
 /// Signals the postmaster (`SIGINT` fast, `SIGQUIT` immediate shutdown) and reaps it.

@@ -1,0 +1,66 @@
+# What the benchmark scripts share (sourced, not run): free ports, a genuine Qdrant and a
+# throwaway PostgreSQL 15, started the way the tests start them. Each script keeps its own `pids`
+# array and `cleanup` trap; the servers started here are added to `pids`, and a PostgreSQL
+# cluster is stopped by `stop_postgres`.
+
+pg_bin=/usr/lib/postgresql/15/bin
+
+# Runs a command as the `postgres` user when root (PostgreSQL refuses to run as root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_genuine_qdrant BIN DIR: the genuine Qdrant at BIN, started as
+# tests/support/genuine_qdrant.rs starts it (settings by environment, loopback, storage and log
+# in DIR), ready once /readyz answers. Sets qdrant_pid (the server's own pid, through `exec`, so
+# the cleanup stops the server), qdrant_rest (REST base URL) and qdrant_url (gRPC URL).
+start_genuine_qdrant() {
+    local bin dir http grpc
+    bin=$(realpath "$1")
+    dir=$2
+    http=$(free_port)
+    grpc=$(free_port)
+    mkdir -p "$dir"
+    (cd "$dir" && exec env QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT="$http" \
+        QDRANT__SERVICE__GRPC_PORT="$grpc" QDRANT__STORAGE__STORAGE_PATH="$dir/storage" \
+        QDRANT__STORAGE__SNAPSHOTS_PATH="$dir/snapshots" QDRANT__TELEMETRY_DISABLED=true \
+        "$bin" >"$dir/log" 2>&1) &
+    qdrant_pid=$!
+    pids+=("$qdrant_pid")
+    qdrant_rest=http://127.0.0.1:$http
+    qdrant_url=http://127.0.0.1:$grpc
+    for _ in $(seq 600); do
+        curl -sf "$qdrant_rest/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$dir/log" >&2
+    echo "the genuine Qdrant at $bin did not become ready" >&2
+    return 1
+}
+
+# start_postgres DIR [SETTING=VALUE...]: a throwaway PostgreSQL 15 cluster in DIR on a free
+# port, fsync off (for every run alike) plus the settings given, trust auth on loopback. Sets
+# pg_data, port and dsn; psql_ runs psql against it. The caller's cleanup runs stop_postgres.
+start_postgres() {
+    pg_data=$1
+    shift
+    local settings=(-c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB)
+    for setting in "$@"; do settings+=(-c "$setting"); done
+    mkdir -p "$pg_data"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$pg_data"
+    as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
+    port=$(free_port)
+    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
+        -o "-p $port -k $pg_data ${settings[*]}" start >/dev/null
+    dsn="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+    export PGOPTIONS='-c client_min_messages=warning'
+}
+
+psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"; }
+
+stop_postgres() {
+    [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1
+    return 0
+}
