@@ -66,10 +66,10 @@ run() {
     end=$(date +%s.%N)
     echo "$end - $start" | bc
 }
-rest_calls() { grep -c "POST /collections/$1/points HTTP" "$work/qdrant.log" || true; }
+rest_calls() { grep -c "POST /collections/$1/points HTTP" "$work/qdrant/log" || true; }
 # Seconds the server spent answering them (the last field of its access log line).
 rest_seconds() {
-    grep "POST /collections/$1/points HTTP" "$work/qdrant.log" | awk '{s += $NF} END {printf "%.3f", s}'
+    grep "POST /collections/$1/points HTTP" "$work/qdrant/log" | awk '{s += $NF} END {printf "%.3f", s}'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 

@@ -91,7 +91,7 @@ done
 
 seconds_since() { python3 -c "import time; print(time.time() - $1)"; }
 now() { python3 -c 'import time; print(time.time())'; }
-reset() { psql_ -c "TRUNCATE big; DROP TABLE IF EXISTS qdrant2pg_ledger" >/dev/null; }
+reset() { psql_ -c "TRUNCATE big; DROP TABLE IF EXISTS $bookkeeping" >/dev/null; }
 load_import() {
     local json=$work/r.json
     "$q2p" import --dsn "$dsn" --data "$work/export" --dialect adbpg -j "$1" --if-exists append \

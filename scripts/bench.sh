@@ -118,7 +118,7 @@ files=$work/export-4/big
 
 # Import against server-side COPY FROM 'file' of the same files, same parallelism.
 for j in 1 2 4; do
-    psql_ -c "DROP TABLE IF EXISTS big; DROP TABLE IF EXISTS qdrant2pg_ledger" >/dev/null
+    psql_ -c "DROP TABLE IF EXISTS big, $bookkeeping" >/dev/null
     import_s=$(timed "$q2p" import --dsn "$dsn" --data "$work/export-4" --collection big -j "$j")
     psql_ -c "TRUNCATE big" >/dev/null
     start=$(date +%s.%N)

@@ -4,6 +4,10 @@
 # cluster is stopped by `stop_postgres`.
 
 pg_bin=/usr/lib/postgresql/15/bin
+# What qdrant2pg keeps in a schema beside the tables it loads: the ledger and the shared run.
+# A benchmark that loads the same thing again into the same schema drops them with the table, or
+# the next command would find the run finished and load nothing.
+bookkeeping="qdrant2pg_ledger, qdrant2pg_run, qdrant2pg_units, qdrant2pg_workers"
 
 # Runs a command as the `postgres` user when root (PostgreSQL refuses to run as root).
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
