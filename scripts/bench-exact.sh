@@ -27,10 +27,6 @@ q2p=$PWD/target/release/qdrant2pg
 work=$(mktemp -d /tmp/qdrant2pg-bench-exact.XXXXXX)
 pids=()
 source scripts/lib.sh
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
 trap cleanup EXIT
 
 start_genuine_qdrant "$qdrant" "$work/qdrant"

@@ -33,12 +33,11 @@ work=$(mktemp -d /tmp/qdrant2pg-bench-gp.XXXXXX)
 chmod 755 "$work"
 pids=()
 source scripts/lib.sh
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+stop_all() {
     [ -d "$work/gp" ] && "$gp/cluster.sh" stop "$gp" "$work/gp" || true
-    rm -rf "$work"
+    cleanup
 }
-trap cleanup EXIT
+trap stop_all EXIT
 
 cargo build --release --quiet --bin qdrant2pg
 q2p=$PWD/target/release/qdrant2pg

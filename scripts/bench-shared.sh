@@ -32,11 +32,6 @@ work=$(mktemp -d /tmp/qdrant2pg-bench-shared.XXXXXX)
 chmod 755 "$work"
 pids=()
 source scripts/lib.sh
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    stop_postgres
-    rm -rf "$work"
-}
 trap cleanup EXIT
 
 # BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.

@@ -31,12 +31,6 @@ work=$(mktemp -d /tmp/qdrant2pg-bench.XXXXXX)
 chmod 755 "$work"
 pids=()
 source scripts/lib.sh
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    stop_postgres
-    rm -rf "$work"
-}
 trap cleanup EXIT
 
 # BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.
@@ -50,20 +44,9 @@ else
 fi
 q2p=$PWD/$bin/qdrant2pg
 
-genuine=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
-if [ -x "$genuine" ]; then
-    start_genuine_qdrant "$genuine" "$work/qdrant"
-    url=$qdrant_url
-    server="genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
-else
-    mkfifo "$work/qdrant.stdin"
-    "$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
-    pids+=($!)
-    exec 3>"$work/qdrant.stdin"
-    for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
-    url=$(head -n1 "$work/qdrant.url")
-    server="the in-repo Qdrant server (qdrant-edge; no genuine Qdrant at $genuine)"
-fi
+start_qdrant "$bin"
+url=$qdrant_url
+server=$qdrant_server
 
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
 start_postgres "$work/pg"

@@ -3,8 +3,9 @@
 #
 #   scripts/demo.sh
 #
-# Builds the release binary; starts the in-repo Qdrant server (the real engine) and a throwaway
-# PostgreSQL 15 on loopback — or uses QDRANT_URL / DEMO_DSN when set; loads a sample collection
+# Builds the release binary; starts a genuine Qdrant where scripts/install-test-deps.sh installed
+# one (else the in-repo server on Qdrant's engine) and a throwaway PostgreSQL 15 on loopback — or
+# uses QDRANT_URL / DEMO_DSN when set; loads a sample collection
 # through the Qdrant API (named, sparse and multi vectors, integer and UUID ids, payloads full of
 # COPY/JSON hazards); runs `migrate`, then `export` + `import`, `verify --full` and `index`;
 # prints each step's throughput table; cleans up. DEMO_POINTS and DEMO_DIM size the sample.
@@ -16,11 +17,7 @@ dim=${DEMO_DIM:-256}
 work=$(mktemp -d /tmp/qdrant2pg-demo.XXXXXX)
 chmod 755 "$work"
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    if [ -n "${pg_data:-}" ]; then as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1 || true; fi
-    rm -rf "$work"
-}
+source scripts/lib.sh
 trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -37,28 +34,18 @@ fi
 q2p=$bin/qdrant2pg
 
 if [ -z "${QDRANT_URL:-}" ]; then
-    step "starting the in-repo Qdrant server"
-    mkfifo "$work/qdrant.stdin"
-    "$bin/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
-    pids+=($!)
-    exec 3>"$work/qdrant.stdin"   # holds the server's stdin open; closing it stops the server
-    for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
-    QDRANT_URL=$(head -n1 "$work/qdrant.url")
+    step "starting Qdrant"
+    start_qdrant "$bin"
+    QDRANT_URL=$qdrant_url
+    echo "Qdrant: $qdrant_server"
 fi
 echo "Qdrant: $QDRANT_URL"
 
-pg_bin=/usr/lib/postgresql/15/bin
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 if [ -z "${DEMO_DSN:-}" ]; then
     step "starting a throwaway PostgreSQL 15"
-    pg_data=$work/pg
-    mkdir -p "$pg_data"
-    [ "$(id -u)" = 0 ] && chown postgres "$pg_data" "$work"
-    as_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres >/dev/null
-    port=$((20000 + RANDOM % 20000))
-    as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/log" -w \
-        -o "-p $port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-    DEMO_DSN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+    [ "$(id -u)" = 0 ] && chown postgres "$work"
+    start_postgres "$work/pg"
+    DEMO_DSN=$dsn
 fi
 echo "PostgreSQL: ${DEMO_DSN%%password=*}"
 

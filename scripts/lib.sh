@@ -1,7 +1,7 @@
-# What the benchmark scripts share (sourced, not run): free ports, a genuine Qdrant and a
-# throwaway PostgreSQL 15, started the way the tests start them. Each script keeps its own `pids`
-# array and `cleanup` trap; the servers started here are added to `pids`, and a PostgreSQL
-# cluster is stopped by `stop_postgres`.
+# What the scripts share (sourced, not run): free ports, a genuine Qdrant (or the in-repo one) and
+# a throwaway PostgreSQL 15, started the way the tests start them. A script sets `work` (its
+# temporary directory) and `pids=()` before sourcing this; the servers started here are added to
+# `pids`, and `cleanup` (its EXIT trap) stops them all and removes `work`.
 
 pg_bin=/usr/lib/postgresql/15/bin
 # What qdrant2pg keeps in a schema beside the tables it loads: the ledger and the shared run.
@@ -44,6 +44,26 @@ start_genuine_qdrant() {
     return 1
 }
 
+# start_qdrant BIN_DIR: the genuine Qdrant where one is installed (target/test-servers/qdrant,
+# or $QDRANT_BIN; see scripts/install-test-deps.sh), else the in-repo server on Qdrant's engine
+# (BIN_DIR/examples/qdrant_server), so figures always say which. Sets qdrant_url, qdrant_server
+# (which one, in words) and, for the genuine one, qdrant_rest.
+start_qdrant() {
+    local genuine=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
+    if [ -x "$genuine" ]; then
+        start_genuine_qdrant "$genuine" "$work/qdrant"
+        qdrant_server="genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')"
+        return 0
+    fi
+    mkfifo "$work/qdrant.stdin"
+    "$1/examples/qdrant_server" <"$work/qdrant.stdin" >"$work/qdrant.url" &
+    pids+=($!)
+    exec 3>"$work/qdrant.stdin" # holds the server's stdin open; closing it stops the server
+    for _ in $(seq 100); do [ -s "$work/qdrant.url" ] && break; sleep 0.1; done
+    qdrant_url=$(head -n1 "$work/qdrant.url")
+    qdrant_server="the in-repo Qdrant server (qdrant-edge; no genuine Qdrant at $genuine)"
+}
+
 # start_postgres DIR [SETTING=VALUE...]: a throwaway PostgreSQL 15 cluster in DIR on a free
 # port, fsync off (for every run alike) plus the settings given, trust auth on loopback. Sets
 # pg_data, port and dsn; psql_ runs psql against it. The caller's cleanup runs stop_postgres.
@@ -67,4 +87,13 @@ psql_() { psql -X -q -t -A -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@";
 stop_postgres() {
     [ -n "${pg_data:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m immediate stop >/dev/null 2>&1
     return 0
+}
+
+# Stops every server in `pids` (and waits for it) and the PostgreSQL cluster, then removes the
+# work directory: the scripts' EXIT trap, or the first part of theirs.
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    stop_postgres
+    rm -rf "$work"
 }

@@ -162,6 +162,21 @@ mod uuid_text {
     }
 }
 
+/// `n` UUID keys from a linear congruential sequence started at `seed`: spread over the whole
+/// UUID space, the same on every run (the unit tests' random ids).
+#[cfg(test)]
+pub(crate) fn pseudo_random_uuids(seed: u128, n: usize) -> Vec<PointKey> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
+                .wrapping_add(1);
+            PointKey::Uuid(x)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

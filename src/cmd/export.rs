@@ -654,14 +654,7 @@ fn remove_export_files(dir: &Path, keep: Option<&Manifest>) -> anyhow::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |key| {
-            vars.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use crate::config::env_of;
 
     fn part(index: u32, count: u32) -> Part {
         Part { index, count }

@@ -113,6 +113,18 @@ fn yaml_detail(err: &serde_yaml::Error) -> String {
     detail
 }
 
+/// An environment of fixed variables, for the tests of what reads the environment.
+#[cfg(test)]
+pub(crate) fn env_of(
+    vars: &'static [(&'static str, &'static str)],
+) -> impl Fn(&str) -> Option<String> {
+    move |key| {
+        vars.iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -668,14 +668,7 @@ impl ServerCertVerifier for Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |key| {
-            vars.iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
+    use crate::config::env_of;
 
     fn guide_section() -> DatabaseSection {
         serde_yaml::from_str(

@@ -281,18 +281,24 @@ pub struct Scheduler<'a> {
     min_split_rows: u64,
 }
 
+impl State {
+    fn new(pending: VecDeque<Work>) -> Mutex<State> {
+        Mutex::new(State {
+            pending,
+            active: Vec::new(),
+            next_id: 0,
+            stopped: false,
+            waiting: false,
+            failed: BTreeMap::new(),
+        })
+    }
+}
+
 impl Scheduler<'static> {
     /// `work` in the order it should be handed out.
     pub fn new(work: Vec<Work>, spans: Vec<IdSpan>, min_split_rows: u64) -> Self {
         Scheduler {
-            state: Mutex::new(State {
-                pending: work.into(),
-                active: Vec::new(),
-                next_id: 0,
-                stopped: false,
-                waiting: false,
-                failed: BTreeMap::new(),
-            }),
+            state: State::new(work.into()),
             changed: Condvar::new(),
             shared: None,
             spans,
@@ -305,14 +311,7 @@ impl<'a> Scheduler<'a> {
     /// Ranges are the units of a shared run, claimed (and split) through `units`.
     pub fn shared(units: &'a dyn SharedUnits) -> Self {
         Scheduler {
-            state: Mutex::new(State {
-                pending: VecDeque::new(),
-                active: Vec::new(),
-                next_id: 0,
-                stopped: false,
-                waiting: false,
-                failed: BTreeMap::new(),
-            }),
+            state: State::new(VecDeque::new()),
             changed: Condvar::new(),
             shared: Some(units),
             spans: Vec::new(),
@@ -763,6 +762,7 @@ mod tests {
     use qdrant_client::qdrant::RetrievedPoint;
 
     use super::*;
+    use crate::point_id::pseudo_random_uuids;
 
     /// Qdrant's scroll semantics over a set of ids: `offset` inclusive, `next` = first id of
     /// the next page.
@@ -897,15 +897,7 @@ mod tests {
 
     #[test]
     fn random_uuids_and_mixed_ids() {
-        let mut x: u128 = 0x1234_5678_9abc_def0_0fed_cba9_8765_4321;
-        let uuids: Vec<PointKey> = (0..400)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
-                    .wrapping_add(1);
-                PointKey::Uuid(x)
-            })
-            .collect();
+        let uuids = pseudo_random_uuids(0x1234_5678_9abc_def0_0fed_cba9_8765_4321, 400);
         assert_exactly_once(uuids.iter().copied().collect(), 3, 6);
         let mixed = uuids
             .into_iter()

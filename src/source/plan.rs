@@ -214,6 +214,7 @@ pub fn subtract(ranges: &[KeyRange], covered: &[KeyRange]) -> Vec<KeyRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::point_id::pseudo_random_uuids;
     use std::collections::BTreeSet;
 
     fn probe_over(
@@ -298,15 +299,10 @@ mod tests {
 
     #[test]
     fn partitions_are_exactly_n_ranges_tiling_the_order() {
-        let mut x: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
-        let uuids: BTreeSet<PointKey> = (0..300)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645)
-                    .wrapping_add(1);
-                PointKey::Uuid(x)
-            })
-            .collect();
+        let uuids: BTreeSet<PointKey> =
+            pseudo_random_uuids(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210, 300)
+                .into_iter()
+                .collect();
         let ints: BTreeSet<PointKey> = (0..500).map(|i| PointKey::Num(i * 7 + 3)).collect();
         let mixed: BTreeSet<PointKey> = ints.union(&uuids).copied().collect();
         let one: BTreeSet<PointKey> = [PointKey::Num(u64::MAX)].into();
