@@ -3,8 +3,9 @@
 //! database and finish it exactly once — with a worker killed -9 mid-run and started again, or
 //! gone for good; processes racing to plan write one plan; a run with other settings is
 //! refused; `status` shows the run from outside; a split reaches the unit's owner at its next
-//! commit (the fence, driven through the library); `export --partition` parts load bit for bit
-//! as one export, and a broken set of parts is refused.
+//! commit (the fence, driven through the library), and a failed unit stops its table, not the
+//! run; `export --partition` parts load bit for bit as one export, and a broken set of parts is
+//! refused.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -423,37 +424,37 @@ fn lease(row: &qdrant2pg::postgres::run::UnitRow) -> Lease {
 /// commit, under the unit's row lock: a page holding ids above the cut is refused and goes
 /// again without them, a page wholly above it is dropped, and the new unit's rows come from its
 /// own claimer only. Driven through the library, so each step happens in a known order.
-#[test]
-fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() {
-    let db = PgCluster::pg15().create_database();
+/// A shared run in `db`'s public schema whose plan is `units` over empty tables `(id bigint)`
+/// named by the units, and a way to join it as one more member; with the target, for commits.
+fn run_of(db: &TestDb, units: Vec<NewUnit>) -> (Target, impl Fn() -> Member) {
     let args = PostgresArgs {
         dsn: Some(db.dsn()),
         ..PostgresArgs::default()
     };
     let target = Target::resolve(&args, &DatabaseSection::default(), &|_| None).expect("target");
-    let settings: Settings = [("command".to_owned(), "test".into())].into();
-    let join = || -> Member {
+    let join_target = target.clone();
+    let join = move || -> Member {
+        let settings: Settings = [("command".to_owned(), "test".into())].into();
+        let plan = |tx: &mut postgres::Transaction<'_>| -> anyhow::Result<NewPlan> {
+            prepare_schema(tx, "public", &Ledger::new("public"), Dialect::Postgres)?;
+            let mut tables: Vec<&str> = units.iter().map(|u| u.table.as_str()).collect();
+            tables.dedup();
+            for table in tables {
+                tx.batch_execute(&format!("CREATE TABLE public.{table} (id bigint)"))?;
+            }
+            Ok(NewPlan {
+                plan: "[]".into(),
+                units: units.clone(),
+            })
+        };
         let joined = SharedRun::new("public")
             .join(
-                &target,
-                target.connect().expect("connect"),
+                &join_target,
+                join_target.connect().expect("connect"),
                 &settings,
                 3,
                 Dialect::Postgres,
-                |tx| -> anyhow::Result<NewPlan> {
-                    prepare_schema(tx, "public", &Ledger::new("public"), Dialect::Postgres)?;
-                    tx.batch_execute("CREATE TABLE public.t (id bigint)")?;
-                    let unit = NewUnit {
-                        table: "t".into(),
-                        source: "qdrant".into(),
-                        lo: "0".into(),
-                        hi: "1000".into(),
-                    };
-                    Ok(NewPlan {
-                        plan: "[]".into(),
-                        units: vec![unit],
-                    })
-                },
+                plan,
             )
             .expect("join");
         match joined {
@@ -461,6 +462,57 @@ fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() 
             Joined::Finished(_) => panic!("a finished run"),
         }
     };
+    (target, join)
+}
+
+/// A unit of table `table`, ids `[lo, hi)`.
+fn unit(table: &str, lo: u64, hi: u64) -> NewUnit {
+    NewUnit {
+        table: table.into(),
+        source: "qdrant".into(),
+        lo: lo.to_string(),
+        hi: hi.to_string(),
+    }
+}
+
+/// A unit that fails stops its table for every worker of the run, not the run: claims that
+/// skip failed tables pass over the table's other units (a worker that does not skip them, as
+/// `import --on-error skip-file`, still gets them), and the run's failures name it.
+#[test]
+fn a_failed_unit_stops_its_table_for_every_worker_not_the_run() {
+    let db = PgCluster::pg15().create_database();
+    let (_, join) = run_of(
+        &db,
+        vec![unit("t", 0, 100), unit("t", 100, 200), unit("u", 0, 100)],
+    );
+    let (a, b) = (join(), join());
+    let first = a.claim(true).expect("claim").expect("an open unit");
+    assert_eq!((first.table.as_str(), first.lo.as_str()), ("t", "0"));
+    a.fail(lease(&first), "a point its table rejects")
+        .expect("fail");
+    let next = b.claim(true).expect("claim").expect("an open unit");
+    assert_eq!(next.table, "u", "t's other unit is passed over: {next:?}");
+    assert!(
+        a.claim(true).expect("claim").is_none(),
+        "nothing of u or t is left"
+    );
+    let skip_file = a.claim(false).expect("claim").expect("t's other unit");
+    assert_eq!(
+        (skip_file.table.as_str(), skip_file.lo.as_str()),
+        ("t", "100")
+    );
+    let failed = b.failed_units().expect("failed units");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (failed[0].table.as_str(), failed[0].note.as_str()),
+        ("t", "a point its table rejects")
+    );
+}
+
+#[test]
+fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() {
+    let db = PgCluster::pg15().create_database();
+    let (target, join) = run_of(&db, vec![unit("t", 0, 1000)]);
     let (a, b) = (join(), join());
     let span = IdSpan {
         ints: Some((0, 999)),
