@@ -35,15 +35,7 @@ source scripts/lib.sh
 trap cleanup EXIT
 
 # BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.
-# The same targets as scripts/bench.sh, so both share one set of compiled dependencies.
-profile=${BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then
-    cargo build --release --quiet --bin qdrant2pg --example qdrant_server
-    q2p=$PWD/target/release/qdrant2pg
-else
-    cargo build --quiet --bin qdrant2pg --example qdrant_server
-    q2p=$PWD/target/debug/qdrant2pg
-fi
+build_qdrant2pg "${BENCH_PROFILE:-release}"
 
 qdrant=${QDRANT_BIN:-$PWD/target/test-servers/qdrant}
 [ -x "$qdrant" ] || { echo "no genuine Qdrant at $qdrant: run scripts/install-test-deps.sh" >&2; exit 1; }

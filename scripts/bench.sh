@@ -34,15 +34,7 @@ source scripts/lib.sh
 trap cleanup EXIT
 
 # BENCH_PROFILE=dev checks the harness quickly on a debug build; figures come from release.
-profile=${BENCH_PROFILE:-release}
-if [ "$profile" = release ]; then
-    cargo build --release --quiet --bin qdrant2pg --example qdrant_server
-    bin=target/release
-else
-    cargo build --quiet --bin qdrant2pg --example qdrant_server
-    bin=target/debug
-fi
-q2p=$PWD/$bin/qdrant2pg
+build_qdrant2pg "${BENCH_PROFILE:-release}"
 
 start_qdrant "$bin"
 url=$qdrant_url

@@ -22,16 +22,8 @@ trap cleanup EXIT
 step() { printf '\n==> %s\n' "$*"; }
 
 # DEMO_PROFILE=dev runs a debug build (quicker to build, slower to run).
-if [ "${DEMO_PROFILE:-release}" = release ]; then
-    step "building (release)"
-    cargo build --release --quiet --bin qdrant2pg --example qdrant_server
-    bin=target/release
-else
-    step "building (dev)"
-    cargo build --quiet --bin qdrant2pg --example qdrant_server
-    bin=target/debug
-fi
-q2p=$bin/qdrant2pg
+step "building (${DEMO_PROFILE:-release})"
+build_qdrant2pg "${DEMO_PROFILE:-release}"
 
 if [ -z "${QDRANT_URL:-}" ]; then
     step "starting Qdrant"

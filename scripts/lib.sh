@@ -16,6 +16,20 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# build_qdrant2pg PROFILE: builds qdrant2pg and the in-repo Qdrant server (the same targets in
+# every script, so they share one set of compiled dependencies) in PROFILE (release, or dev to
+# check a harness quickly; figures come from release). Sets bin (the build's directory) and q2p.
+build_qdrant2pg() {
+    if [ "$1" = release ]; then
+        cargo build --release --quiet --bin qdrant2pg --example qdrant_server
+        bin=target/release
+    else
+        cargo build --quiet --bin qdrant2pg --example qdrant_server
+        bin=target/debug
+    fi
+    q2p=$PWD/$bin/qdrant2pg
+}
+
 # start_genuine_qdrant BIN DIR: the genuine Qdrant at BIN, started as
 # tests/support/genuine_qdrant.rs starts it (settings by environment, loopback, storage and log
 # in DIR), ready once /readyz answers. Sets qdrant_pid (the server's own pid, through `exec`, so

@@ -9,7 +9,9 @@ use qdrant2pg::point_id::PointKey;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{assert_verifies, fixture_server, kill_9_once_the_ledger_holds};
+use crate::support::flows::{
+    assert_verifies, counts, fixture_server, kill_9_once_the_ledger_holds,
+};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -18,18 +20,6 @@ pub(crate) fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Out
     let mut args = vec!["migrate", "--url", &url, "--dsn", &dsn, "--quiet"];
     args.extend_from_slice(extra);
     qdrant2pg(&args)
-}
-
-/// Rows, distinct ids, and ledger rows of `table`.
-fn counts(db: &TestDb, table: &str) -> (i64, i64) {
-    let row = db
-        .client()
-        .query_one(
-            &format!("SELECT count(*), count(DISTINCT id) FROM {table}"),
-            &[],
-        )
-        .expect("count");
-    (row.get(0), row.get(1))
 }
 
 #[test]

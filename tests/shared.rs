@@ -24,7 +24,7 @@ use qdrant2pg::source::plan::IdSpan;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, command, describe, qdrant2pg, qdrant2pg_with_env};
-use crate::support::flows::{FIXTURES, assert_verifies, fixture_server};
+use crate::support::flows::{FIXTURES, assert_verifies, counts, fixture_server};
 use crate::support::greenplum::Greenplum;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
@@ -78,18 +78,6 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 /// One number from a query, `None` while the tables do not exist yet.
 fn number(db: &mut postgres::Client, sql: &str) -> Option<i64> {
     db.query_opt(sql, &[]).ok().flatten().map(|r| r.get(0))
-}
-
-/// Rows and distinct ids of `table`.
-fn counts(db: &TestDb, table: &str) -> (i64, i64) {
-    let row = db
-        .client()
-        .query_one(
-            &format!("SELECT count(*), count(DISTINCT id) FROM {table}"),
-            &[],
-        )
-        .expect("count");
-    (row.get(0), row.get(1))
 }
 
 /// Whether the process `pid` holds an open unit of the run in `schema` it has committed pages

@@ -37,7 +37,7 @@ use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::cmd::shared_run::{announce, finished_run, outcome_result};
+use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
 use crate::postgres::catalog::{is_greenplum, table_columns};
@@ -347,22 +347,21 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut failures =
         std::mem::take(&mut *shared.failures.lock().unwrap_or_else(|e| e.into_inner()));
     // Tables another process of the run failed in count as failed here too.
-    let elsewhere = shared.member.failed_units().unwrap_or_else(|e| {
+    let failed_here = |name: &str| {
+        tables
+            .iter()
+            .any(|t| t.collection.name == name && t.failed.load(Ordering::Acquire))
+    };
+    let elsewhere = failed_elsewhere(&shared.member, failed_here).unwrap_or_else(|e| {
         failures.push(format!("{e:#}"));
         Vec::new()
     });
+    for (table, why) in &elsewhere {
+        failures.push(format!("table {table}: {why}"));
+    }
     for table in &tables {
         let name = &table.collection.name;
-        let failed_elsewhere = elsewhere.iter().find(|u| u.table == *name);
-        if let Some(unit) = failed_elsewhere
-            && !table.failed.load(Ordering::Acquire)
-        {
-            failures.push(format!(
-                "table {name}: {} failed on worker {}: {}",
-                unit.source, unit.worker, unit.note
-            ));
-        }
-        let failed = table.failed.load(Ordering::Acquire) || failed_elsewhere.is_some();
+        let failed = failed_here(name) || elsewhere.iter().any(|(t, _)| t == name);
         table.task.finish(match (failed, stopped) {
             (true, _) => "FAILED",
             (false, true) => "stopped",

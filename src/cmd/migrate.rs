@@ -300,7 +300,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         failed.add(&job.name, Some(&job.task), failure.error);
     }
     // Tables another process of the run failed in.
-    let elsewhere = failed_elsewhere(&member, &failed)?;
+    let elsewhere = failed_elsewhere(&member, |table| failed.contains(table))?;
     for (table, why) in elsewhere {
         let task = jobs.iter().find(|j| j.name == table).map(|j| &*j.task);
         failed.add(&table, task, why);

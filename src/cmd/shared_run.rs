@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 
 use crate::postgres::run::{Joining, Member, Outcome, Summary};
-use crate::progress::{Failed, OutputArgs, Ui};
+use crate::progress::{OutputArgs, Ui};
 
 /// One line on how this process joined.
 pub fn announce(ui: &Ui, member: &Member, how: &Joining) {
@@ -50,15 +50,15 @@ pub fn finished_run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The tables with a failed unit in the run that `failed` does not name yet (another process
-/// failed them), each with why: the first such unit, its worker and its note.
+/// The tables with a failed unit in the run that this process has not `named` as failed
+/// (another process failed them), each with why: the first such unit, its worker and its note.
 pub fn failed_elsewhere(
     member: &Member,
-    failed: &Failed,
+    named: impl Fn(&str) -> bool,
 ) -> anyhow::Result<Vec<(String, anyhow::Error)>> {
     let mut elsewhere: Vec<(String, anyhow::Error)> = Vec::new();
     for unit in member.failed_units()? {
-        if failed.contains(&unit.table) || elsewhere.iter().any(|(t, _)| *t == unit.table) {
+        if named(&unit.table) || elsewhere.iter().any(|(t, _)| *t == unit.table) {
             continue;
         }
         let why = anyhow!(

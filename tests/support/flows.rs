@@ -121,3 +121,15 @@ pub fn kill_9_once_the_ledger_holds(
     child.kill().expect("kill"); // SIGKILL
     child.wait().expect("reap");
 }
+
+/// Rows and distinct ids of `table`.
+pub fn counts(db: &TestDb, table: &str) -> (i64, i64) {
+    let row = db
+        .client()
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT id) FROM {table}"),
+            &[],
+        )
+        .expect("count");
+    (row.get(0), row.get(1))
+}
