@@ -14,14 +14,15 @@ use qdrant_client::qdrant::{
     DenseVector, ListValue, RetrievedPoint, Struct, Value, VectorOutput, VectorsOutput,
     value::Kind, vector_output::Vector,
 };
+use qdrant2pg::encode::RowEncoder;
 use qdrant2pg::encode::binary::BinaryRowEncoder;
 use qdrant2pg::encode::float::write_f32_list;
 use qdrant2pg::encode::json::{Escape, write_payload};
 use qdrant2pg::encode::text::TextRowEncoder;
+use qdrant2pg::layout::VectorSyntax;
 use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
 use qdrant2pg::payload::PayloadRef;
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::sink::manifest::VectorSyntax;
 
 /// `n` values ~ N(0, 0.05²): xorshift64 and Box–Muller, deterministic.
 fn embedding(n: usize, seed: u64) -> Vec<f32> {
@@ -282,7 +283,7 @@ fn text_row(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("qdrant2pg", "row"), |b| {
         b.iter(|| {
             out.clear();
-            let key = encoder.encode(black_box(&p), &mut out, &mut facts);
+            let key = encoder.encode(black_box(&p).into(), &mut out, &mut facts);
             black_box((&out, key.is_ok()));
         })
     });
@@ -299,7 +300,7 @@ fn binary_row(c: &mut Criterion) {
     let encoder = BinaryRowEncoder::new(&l, &DataFacts::default(), VectorSyntax::Array);
     let mut facts = DataFacts::default();
     let mut out = Vec::with_capacity(16 * 1024);
-    let _ = encoder.encode(&p, &mut out, &mut facts);
+    let _ = encoder.encode((&p).into(), &mut out, &mut facts);
     let mut group = c.benchmark_group("binary_row_768");
     group.throughput(Throughput::Bytes(out.len() as u64));
     group.bench_function("write_all per field", |b| {
@@ -325,7 +326,7 @@ fn binary_row(c: &mut Criterion) {
     group.bench_function("qdrant2pg", |b| {
         b.iter(|| {
             out.clear();
-            let key = encoder.encode(black_box(&p), &mut out, &mut facts);
+            let key = encoder.encode(black_box(&p).into(), &mut out, &mut facts);
             black_box((&out, key.is_ok()));
         })
     });

@@ -13,6 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::point_id::PointKey;
 
+/// pgvector's `VECTOR_MAX_DIM` and `HALFVEC_MAX_DIM` (pgvector 0.7 and later).
+pub const VECTOR_MAX_DIM: usize = 16_000;
+/// pgvector's `SPARSEVEC_MAX_DIM`: the sparsevec dimension when the layout gives none.
+pub const SPARSEVEC_MAX_DIM: u32 = 1_000_000_000;
+/// pgvector's `SPARSEVEC_MAX_NNZ`.
+pub const SPARSEVEC_MAX_NNZ: usize = 16_000;
+
 /// How a Qdrant vector is stored, as the collection config declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -101,6 +108,14 @@ pub struct VectorSpec {
 }
 
 impl VectorSpec {
+    /// The sparsevec dimension of a sparse vector: the layout's `dim` when the caller set one (at
+    /// most pgvector's maximum), else that maximum.
+    pub fn sparsevec_dim(&self) -> u32 {
+        self.dim.map_or(SPARSEVEC_MAX_DIM, |d| {
+            d.min(u64::from(SPARSEVEC_MAX_DIM)) as u32
+        })
+    }
+
     /// The base column name: `vector` for the unnamed vector, else Qdrant's name.
     pub fn column(&self) -> &str {
         if self.name.is_empty() {
@@ -112,12 +127,48 @@ impl VectorSpec {
 }
 
 /// What the payload column is declared as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadType {
     #[default]
     Json,
     Jsonb,
+}
+
+/// How vector values are spelled in the data files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VectorSyntax {
+    /// PostgreSQL arrays: `{1,2}`, `{{1,2},{3,4}}`; sparse as two arrays.
+    #[default]
+    Array,
+    /// pgvector's text forms: `[1,2]` for vector/halfvec, `{1:0.5}/dim` for sparsevec.
+    Pgvector,
+}
+
+/// When pgvector dense columns use `halfvec` (2-byte floats) instead of `vector`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Halfvec {
+    /// Always `vector(dim)`: exact for every Qdrant datatype.
+    #[default]
+    Never,
+    /// `halfvec(dim)` for vectors Qdrant stores as float16 (exact: the values are float16
+    /// already), `vector(dim)` for the rest.
+    Float16,
+    /// `halfvec(dim)` for every dense vector: half the space, but float32 values are rounded.
+    Always,
+}
+
+impl Halfvec {
+    /// Whether a dense vector of `datatype` becomes `halfvec` under this policy.
+    pub fn applies_to(self, datatype: Datatype) -> bool {
+        match self {
+            Halfvec::Never => false,
+            Halfvec::Float16 => datatype == Datatype::Float16,
+            Halfvec::Always => true,
+        }
+    }
 }
 
 /// The id column type, decided by the ids actually seen.
@@ -178,6 +229,17 @@ impl Layout {
         }
         names.push("payload".to_owned());
         names
+    }
+
+    /// Column names in order in `syntax`: pgvector's types hold a sparse vector in one column.
+    pub fn columns(&self, syntax: VectorSyntax) -> Vec<String> {
+        match syntax {
+            VectorSyntax::Array => self.column_names(),
+            VectorSyntax::Pgvector => std::iter::once("id".to_owned())
+                .chain(self.vectors.iter().map(|v| v.column().to_owned()))
+                .chain(std::iter::once("payload".to_owned()))
+                .collect(),
+        }
     }
 
     /// The first column name used twice (e.g. a named vector called `payload`), if any.

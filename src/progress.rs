@@ -451,6 +451,18 @@ fn rounded_rate(rate: f64) -> String {
     }
 }
 
+/// An error and its causes, `: `-separated (what `{:#}` prints for anyhow errors).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        cause = e.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

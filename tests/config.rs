@@ -14,7 +14,7 @@ use qdrant2pg::point_id::PointKey;
 use crate::migrate::migrate;
 use crate::support::cli::{assert_ok, command, describe, qdrant2pg};
 use crate::support::flows::assert_verifies;
-use crate::support::flows::{client, runtime};
+use crate::support::flows::{client, runtime, upsert};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -312,13 +312,7 @@ fn load_odd(server: &QdrantServer, name: &str, points: u64) {
             }
         })
         .collect();
-    rt.block_on(client.upsert_points(grpc::UpsertPoints {
-        collection_name: name.into(),
-        wait: Some(true),
-        points,
-        ..Default::default()
-    }))
-    .expect("upsert");
+    upsert(&rt, &client, name, points);
 }
 
 #[test]

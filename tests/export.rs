@@ -6,14 +6,14 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::support::exact_json::parse_json_exactly;
 use qdrant_client::qdrant::{self as grpc};
+use qdrant2pg::manifest::Manifest;
 use qdrant2pg::point_id::{KeyRange, PointKey};
-use qdrant2pg::postgres::compare::parse_json_exactly;
-use qdrant2pg::sink::manifest::Manifest;
 use serde_json::Value as Json;
 
 use crate::support::cli::{assert_ok, qdrant2pg};
-use crate::support::flows::{client, runtime};
+use crate::support::flows::{client, runtime, upsert};
 use crate::support::qdrant::QdrantServer;
 
 pub(crate) fn fixtures() -> PathBuf {
@@ -356,13 +356,7 @@ pub(crate) fn load_ids(server: &QdrantServer, name: &str, dim: u64, ids: &[Point
                 payload: [("k".to_owned(), grpc::Value::from(key.to_string()))].into(),
             })
             .collect();
-        rt.block_on(client.upsert_points(grpc::UpsertPoints {
-            collection_name: name.into(),
-            wait: Some(true),
-            points,
-            ..Default::default()
-        }))
-        .expect("upsert");
+        upsert(&rt, &client, name, points);
     }
 }
 

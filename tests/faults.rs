@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use qdrant2pg::manifest::Manifest;
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::sink::manifest::Manifest;
 
 use crate::export::load_ids;
 use crate::support::cli::{assert_ok, describe, qdrant2pg};

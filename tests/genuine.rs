@@ -6,14 +6,14 @@
 
 use std::io::{BufRead, BufReader};
 
+use crate::support::exact_json::parse_json_exactly;
 use qdrant_client::qdrant::{self as grpc, vectors_config};
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::postgres::compare::parse_json_exactly;
-use qdrant2pg::source::edge::json_to_grpc;
+use qdrant2pg::source::edge::convert::json_to_grpc;
 use serde_json::{Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{FIXTURES, fixtures_dir, runtime};
+use crate::support::flows::{FIXTURES, fixtures_dir, runtime, upsert};
 use crate::support::genuine_qdrant::encode;
 use crate::support::pg::PgCluster;
 use crate::support::qdrant::QdrantServer;
@@ -280,13 +280,7 @@ fn load_shapes(server: &QdrantServer) -> Vec<&'static str> {
                 }
             })
             .collect();
-        rt.block_on(client.upsert_points(grpc::UpsertPoints {
-            collection_name: name.into(),
-            wait: Some(true),
-            points,
-            ..Default::default()
-        }))
-        .expect("upsert");
+        upsert(&rt, &client, name, points);
         names.push(name);
     }
     names

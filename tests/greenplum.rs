@@ -23,7 +23,7 @@ use crate::migrate::{if_exists_acts_alike_in_migrate_and_import, kill_9_mid_migr
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::{
     FIXTURES, assert_verifies, client, export_import, fixture_server, kill_9_once_the_ledger_holds,
-    runtime,
+    runtime, upsert,
 };
 use crate::support::greenplum::Greenplum;
 use crate::support::pg::TestDb;
@@ -320,13 +320,7 @@ fn load_big_ids_and_uint8(server: &QdrantServer) {
             )
         })
         .collect();
-    rt.block_on(client.upsert_points(grpc::UpsertPoints {
-        collection_name: "wide".into(),
-        wait: Some(true),
-        points,
-        ..Default::default()
-    }))
-    .expect("upsert");
+    upsert(&rt, &client, "wide", points);
 }
 
 #[test]

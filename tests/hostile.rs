@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::support::exact_json::{json_identical, parse_json_exactly};
 use qdrant_client::qdrant as grpc;
-use qdrant2pg::postgres::compare::{json_identical, parse_json_exactly};
-use qdrant2pg::source::edge::json_to_grpc;
+use qdrant2pg::source::edge::convert::json_to_grpc;
 use serde_json::{Map, Value as Json, json};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
@@ -260,7 +260,7 @@ fn snapshot(server: &QdrantServer, collection: &str, dir: &std::path::Path) -> S
 }
 
 #[test]
-fn integers_beyond_i64_without_rest_arrive_as_doubles_with_one_warning_naming_the_point() {
+fn integers_beyond_i64_without_rest_fail_their_collection_unless_rounding_is_allowed() {
     let server = QdrantServer::start();
     create_collection(&server, "big");
     // Stored as REST would store them: u64s that gRPC's int64 cannot carry.
@@ -279,8 +279,48 @@ fn integers_beyond_i64_without_rest_arrive_as_doubles_with_one_warning_naming_th
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let url = server.url();
-    // No REST API where it is looked for: the values gRPC bends stay bent, and say so.
-    let no_rest = ["--rest-url", "http://127.0.0.1:1", "--retries", "1"];
+    // No REST API where it is looked for: by default the collection fails, naming the point,
+    // the address tried and where it came from, and the flag that accepts rounding; nothing of
+    // it is written as complete.
+    let unreachable = ["--rest-url", "http://127.0.0.1:1", "--retries", "1"];
+    let refused_db = PgCluster::pg15().create_database();
+    let refused_dsn = refused_db.dsn();
+    let refused_out = tmp.path().join("refused");
+    let refused_out = refused_out.to_str().expect("utf-8");
+    let refusals = [
+        [
+            &["export", "--url", &url, "--quiet", "--output"][..],
+            &[refused_out],
+            &unreachable,
+        ]
+        .concat(),
+        [
+            &["migrate", "--url", &url, "--quiet", "--dsn", &refused_dsn][..],
+            &unreachable,
+        ]
+        .concat(),
+    ];
+    for args in &refusals {
+        let run = qdrant2pg(args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{}", describe(&run));
+        assert!(
+            stderr.contains("point 1 holds a payload number between 2^63 and 2^64")
+                && stderr.contains("REST API at http://127.0.0.1:1 (from --rest-url")
+                && stderr.contains("--allow-rounded-integers")
+                && !stderr.contains("18446744073709551615"),
+            "{}",
+            describe(&run)
+        );
+    }
+    // With --allow-rounded-integers, the values gRPC bends stay bent, and say so.
+    let no_rest = [
+        "--rest-url",
+        "http://127.0.0.1:1",
+        "--retries",
+        "1",
+        "--allow-rounded-integers",
+    ];
     // Points 1 and 2 qualify; `migrate` names the first its pages show it.
     let warnings =
         [1, 2].map(|id| format!("big: point {id}'s payload holds a number between 2^63 and 2^64"));
@@ -695,7 +735,7 @@ fn a_snapshot_payload_deeper_than_qdrant_stores_fails_its_collection_naming_the_
         describe(&run)
     );
     let manifest = |name: &str| {
-        qdrant2pg::sink::manifest::Manifest::load(&out.join(name))
+        qdrant2pg::manifest::Manifest::load(&out.join(name))
             .expect("load")
             .expect("a manifest")
     };

@@ -7,9 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
+use qdrant2pg::layout::{
+    DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec, VectorSyntax,
+};
+use qdrant2pg::manifest::{FileEntry, Manifest};
 use qdrant2pg::point_id::{KeyRange, PointKey};
-use qdrant2pg::sink::manifest::{FileEntry, Manifest, VectorSyntax};
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::kill_9_once_the_ledger_holds;

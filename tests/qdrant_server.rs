@@ -10,18 +10,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 
+use crate::support::exact_json::parse_json_exactly;
 use qdrant_client::qdrant::{
     self as grpc, vector_output, vectors_config, vectors_output, with_payload_selector,
     with_vectors_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::postgres::compare::parse_json_exactly;
-use qdrant2pg::source::edge::{grpc_to_json, json_to_grpc};
+use qdrant2pg::source::edge::convert::json_to_grpc;
 use serde_json::Value as Json;
 
-use crate::support::edge_qdrant::EdgeQdrant as QdrantServer;
-use crate::support::flows::{client_at, runtime};
+use crate::support::edge_qdrant::{EdgeQdrant as QdrantServer, grpc_to_json};
+use crate::support::flows::{client_at, runtime, upsert};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qdrant-1.18.3")
@@ -528,21 +528,6 @@ fn rich_points() -> Vec<grpc::PointStruct> {
             }
         })
         .collect()
-}
-
-fn upsert(
-    rt: &tokio::runtime::Runtime,
-    client: &Qdrant,
-    name: &str,
-    points: Vec<grpc::PointStruct>,
-) {
-    rt.block_on(client.upsert_points(grpc::UpsertPoints {
-        collection_name: name.into(),
-        wait: Some(true),
-        points,
-        ..Default::default()
-    }))
-    .expect("upsert");
 }
 
 fn input_bits(vector: &grpc::Vector) -> Bits {

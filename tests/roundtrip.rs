@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use crate::support::exact_json::parse_json_exactly;
 use postgres::types::{FromSql, Kind as PgKind, Type};
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::vector_output::Vector;
@@ -29,16 +30,16 @@ use qdrant_client::qdrant::{
     DenseVector, ListValue, MultiDenseVector, NamedVectorsOutput, RetrievedPoint, SparseIndices,
     SparseVector, Struct, Value, VectorOutput, VectorsOutput,
 };
-use qdrant2pg::encode::EncodeError;
 use qdrant2pg::encode::binary::BinaryRowEncoder;
-use qdrant2pg::encode::text::{TextRowEncoder, column_names};
-use qdrant2pg::encode::vectors::SPARSEVEC_MAX_DIM;
-use qdrant2pg::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
+use qdrant2pg::encode::text::TextRowEncoder;
+use qdrant2pg::encode::{EncodeError, RowEncoder};
+use qdrant2pg::layout::{
+    DataFacts, Datatype, Halfvec, Layout, PayloadType, SPARSEVEC_MAX_DIM, VectorShape, VectorSpec,
+    VectorSyntax,
+};
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::postgres::compare::parse_json_exactly;
-use qdrant2pg::postgres::ddl::{self, DdlOptions, Dialect, Halfvec};
+use qdrant2pg::postgres::ddl::{self, DdlOptions, Dialect};
 use qdrant2pg::postgres::ident::quote_ident;
-use qdrant2pg::sink::manifest::VectorSyntax;
 
 use crate::support::greenplum::Greenplum;
 use crate::support::pg::PgCluster;
@@ -168,7 +169,7 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
     let mut facts = DataFacts::for_layout(&case.layout);
     let mut loaded = Vec::new();
     for p in &case.points {
-        match text_encoder.encode(&p.point, &mut text, &mut facts) {
+        match text_encoder.encode((&p.point).into(), &mut text, &mut facts) {
             Ok(key) if key == p.key && !(jsonb && p.has_nul) => loaded.push(p),
             Err(EncodeError::NulInJsonb { id }) if jsonb && p.has_nul && id == p.key => {}
             other => return Err(format!("text encoder on point {}: {other:?}", p.key)),
@@ -178,10 +179,10 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
     let binary_encoder =
         BinaryRowEncoder::new(&case.layout, &facts, syntax).with_halfvec(case.halfvec);
     let mut binary = Vec::new();
-    BinaryRowEncoder::header(&mut binary);
+    binary_encoder.start_stream(&mut binary);
     let mut binary_facts = DataFacts::for_layout(&case.layout);
     for p in &case.points {
-        match binary_encoder.encode(&p.point, &mut binary, &mut binary_facts) {
+        match binary_encoder.encode((&p.point).into(), &mut binary, &mut binary_facts) {
             Ok(key) if key == p.key && !(jsonb && p.has_nul) => {}
             // The text encoder refused it, so the id kind may not fit it either.
             Err(EncodeError::NulInJsonb { id } | EncodeError::IdKind { id, .. })
@@ -189,7 +190,7 @@ fn round_trip(client: &mut postgres::Client, case: &Case, name: &str) -> Result<
             other => return Err(format!("binary encoder on point {}: {other:?}", p.key)),
         }
     }
-    BinaryRowEncoder::trailer(&mut binary);
+    binary_encoder.end_stream(&mut binary);
     // A refused point may leave what its vectors taught in one encoder's facts but not the
     // other's (it is refused at a different field); otherwise they must agree.
     if loaded.len() == case.points.len() && binary_facts != facts {
@@ -268,7 +269,7 @@ fn check_table(
     loaded: &[&Generated],
     table: &str,
 ) -> Result<(), String> {
-    let names = column_names(&case.layout, case.target.syntax());
+    let names = case.layout.columns(case.target.syntax());
     let select: Vec<String> = names
         .iter()
         .zip(ddl::columns(

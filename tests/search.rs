@@ -12,7 +12,7 @@ use qdrant_client::qdrant::{self as grpc, vectors_config};
 use serde_json::Value as Json;
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{client, runtime};
+use crate::support::flows::{client, runtime, upsert};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -147,13 +147,7 @@ fn load(server: &QdrantServer) {
                 }
             })
             .collect();
-        rt.block_on(client.upsert_points(grpc::UpsertPoints {
-            collection_name: COLLECTION.into(),
-            wait: Some(true),
-            points,
-            ..Default::default()
-        }))
-        .expect("upsert");
+        upsert(&rt, &client, COLLECTION, points);
     }
 }
 

@@ -16,10 +16,13 @@ use qdrant2pg::config::postgres::{DatabaseSection, PostgresArgs, Target};
 use qdrant2pg::point_id::{KeyRange, PointKey};
 use qdrant2pg::postgres::ddl::Dialect;
 use qdrant2pg::postgres::ledger::{Ledger, LedgerEntry};
-use qdrant2pg::postgres::run::{Joined, Lease, Member, NewPlan, NewUnit, Settings, SharedRun};
 use qdrant2pg::postgres::table::prepare_schema;
-use qdrant2pg::postgres::units::{PageFence, RangeUnits};
+use qdrant2pg::run::member::Member;
+use qdrant2pg::run::plan::{Joined, NewPlan, NewUnit};
+use qdrant2pg::run::ranges::{PageFence, RangeUnits};
+use qdrant2pg::run::store::{Settings, SharedRun};
 use qdrant2pg::sink::copy::{CopyError, CopyFormat, CopyTarget, Fenced, copy_unit};
+use qdrant2pg::source::cursor::Lease;
 use qdrant2pg::source::plan::IdSpan;
 
 use crate::export::load_ids;
@@ -401,7 +404,7 @@ fn commit(
     Ok(seen.expect("the fence ran"))
 }
 
-fn lease(row: &qdrant2pg::postgres::run::UnitRow) -> Lease {
+fn lease(row: &qdrant2pg::run::store::UnitRow) -> Lease {
     Lease {
         unit: row.unit,
         token: row.claims,
@@ -586,7 +589,7 @@ fn a_split_reaches_the_owner_at_its_next_commit_which_keeps_only_what_is_left() 
     );
     assert!(matches!(
         a.outcome().expect("outcome"),
-        qdrant2pg::postgres::run::Outcome::Complete
+        qdrant2pg::run::status::Outcome::Complete
     ));
 }
 

@@ -22,31 +22,27 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 
-use crate::config::qdrant::{QdrantArgs, QdrantSection, ReadTuning, SourceFile};
+use crate::cmd::flags::SourceArgs;
+use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::config::read_or_default;
+use crate::encode::RowEncoder;
 use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
 use crate::encode::text::TextRowEncoder;
-use crate::layout::PayloadType;
+use crate::layout::{PayloadType, VectorSyntax};
+use crate::manifest::{MANIFEST_FILE, Manifest, Partition, temporary_name, write_atomically};
 use crate::point_id::KeyRange;
 use crate::postgres::ddl::{DdlOptions, Dialect, VectorStorage, create_table_sql_with};
 use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::sink::files::{CollectionFiles, EncodedPage};
-use crate::sink::manifest::{
-    MANIFEST_FILE, Manifest, Partition, VectorSyntax, temporary_name, write_atomically,
-};
-use crate::source::cursor::{CollectionFailure, PageBatch, PageReader, Scheduler, Work};
+use crate::source::cursor::{CollectionFailure, PageBatch, Scheduler};
+use crate::source::page::PageReader;
 use crate::source::parallel::read_parallel;
-use crate::source::plan::{IdSpan, clip, subtract};
+use crate::source::plan::{IdSpan, Work, clip, interleave, range_count, subtract};
 use crate::source::schema::CollectionSchema;
-use crate::source::snapshot::SnapshotArgs;
 use crate::source::{Source, concerns_every_collection};
 
 /// The guide's default for `max_line_in_file`.
 pub(crate) const DEFAULT_MAX_LINES: u64 = 40_000;
-/// Ranges planned per cursor: more ranges than cursors lets a fast cursor take more of them, so
-/// skew evens out before any split is needed (etl plans 4 partitions per copy worker).
-const RANGES_PER_CURSOR: usize = 4;
-
 /// `qdrant2pg export` flags.
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -56,10 +52,7 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub qdrant: QdrantArgs,
     #[command(flatten)]
-    pub snapshots: SnapshotArgs,
-    /// A collection to export (repeatable). Default: the YAML's list, else every collection.
-    #[arg(long = "collection", value_name = "NAME")]
-    pub collections: Vec<String>,
+    pub source: SourceArgs,
     /// Output directory (`export.output_path`); one subdirectory per collection.
     #[arg(long, short = 'o', value_name = "DIR")]
     pub output: Option<PathBuf>,
@@ -172,8 +165,8 @@ fn resolve_part(
 
 /// Everything export needs, checked.
 struct ExportPlan {
-    qdrant: QdrantSection,
-    collections: Vec<String>,
+    /// The guide's qdrant2csv.yaml, or its defaults.
+    file: SourceFile,
     output: PathBuf,
     max_lines: u64,
     part: Option<Part>,
@@ -182,11 +175,10 @@ struct ExportPlan {
 impl ExportPlan {
     fn resolve(args: &ExportArgs, ui: &Ui) -> anyhow::Result<ExportPlan> {
         let file: SourceFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
-        let collections = file.export.wanted(&args.collections);
         let output = args
             .output
             .clone()
-            .or(file.export.output_path)
+            .or_else(|| file.export.output_path.clone())
             .unwrap_or_else(|| PathBuf::from("./output"));
         let max_lines = args
             .max_lines
@@ -203,8 +195,7 @@ impl ExportPlan {
             ));
         }
         Ok(ExportPlan {
-            qdrant: file.qdrant,
-            collections,
+            file,
             output,
             max_lines,
             part: part.map(|(p, _)| p),
@@ -227,21 +218,12 @@ struct CollectionJob {
 pub fn run(args: ExportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let plan = ExportPlan::resolve(&args, &ui)?;
-    let syntax = if args.dialect == Dialect::Pgvector {
-        VectorSyntax::Pgvector
-    } else {
-        VectorSyntax::Array
-    };
+    let syntax = args.dialect.vector_syntax();
     fs::create_dir_all(&plan.output)
         .with_context(|| format!("cannot create output directory {}", plan.output.display()))?;
-    let source = Source::open(
-        &args.qdrant,
-        &plan.qdrant,
-        args.config.as_deref(),
-        &args.snapshots,
-        &plan.collections,
-    )?;
-    let names = source.collections(&plan.collections)?;
+    let (source, names) = args
+        .source
+        .open(&args.qdrant, &plan.file, args.config.as_deref())?;
 
     let mut jobs = Vec::new();
     let mut work = Vec::new();
@@ -427,40 +409,6 @@ fn prepare_job(
         row_bytes: AtomicUsize::new(0),
     };
     Ok(Some((job, todo, span)))
-}
-
-/// How many ranges to plan for a collection: more than cursors, so skew evens out, but no more
-/// than it takes to give each about a file's worth of rows or a few pages.
-pub(crate) fn range_count(points: u64, max_lines: u64, tuning: &ReadTuning) -> usize {
-    let rows_per_range = max_lines.min(u64::from(tuning.page_size) * 4).max(1);
-    (points.div_ceil(rows_per_range) as usize).clamp(1, tuning.cursors.max(1) * RANGES_PER_CURSOR)
-}
-
-/// Round-robin over collections, keeping each collection's own order.
-pub(crate) fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
-    let mut per: Vec<Vec<Work>> = vec![Vec::new(); collections];
-    let mut order = Vec::new();
-    for w in work {
-        if per[w.collection].is_empty() {
-            order.push(w.collection);
-        }
-        per[w.collection].push(w);
-    }
-    let mut out = Vec::new();
-    let mut queues: Vec<std::vec::IntoIter<Work>> = order
-        .iter()
-        .map(|&c| std::mem::take(&mut per[c]).into_iter())
-        .collect();
-    while !queues.is_empty() {
-        queues.retain_mut(|q| match q.next() {
-            Some(w) => {
-                out.push(w);
-                true
-            }
-            None => false,
-        });
-    }
-    out
 }
 
 /// The pipeline: cursors → bounded page queue → encoders → files. Returns the collections that

@@ -3,12 +3,12 @@
 //!
 //! Plan: resolve both guide YAMLs (`--source-config qdrant2csv.yaml`, `--target-config
 //! csv2adbpg.yaml`) and the same flags and environment export and import take, then join the
-//! target schema's shared run (`postgres::run`). The process that finds no run plans it, under
+//! target schema's shared run (`run`). The process that finds no run plans it, under
 //! the run's lock: per collection, describe, count exactly, probe the id span — which decides
 //! the id column type before the first row moves — write the DDL, ready the table as import
 //! does (`postgres::table`), read the ledger and cut the id space into units minus what earlier
 //! runs committed. Every other process reads that plan (layouts, id facts, spans, counts) and
-//! asks Qdrant only for points. Spawn: cursors claim units (`postgres::units`) and feed a
+//! asks Qdrant only for points. Spawn: cursors claim units (`run::ranges`) and feed a
 //! bounded page queue drained by `--connections` workers, each owning one connection
 //! ([`Loader`]); a worker encodes the page it takes and COPYs it. A single process is a run with
 //! one member: the same path.
@@ -28,7 +28,7 @@
 //!
 //! A collection that fails (a point that cannot be read, a row its table rejects) stops loading
 //! there: its unit is marked failed in the run and no process claims its table's units any more
-//! (`postgres::units`), while the other tables are loaded to the end and checked; the run then
+//! (`run::ranges`), while the other tables are loaded to the end and checked; the run then
 //! fails naming it. Its committed pages stay in the ledger, so the same command again (once no
 //! worker of the run is left) loads only the rest.
 
@@ -40,38 +40,37 @@ use anyhow::{Context, bail};
 use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::export::interleave;
+use crate::cmd::flags::{RunArgs, SourceArgs, TableArgs, run_settings, setting};
 use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
-use crate::encode::EncodeError;
 use crate::encode::binary::BinaryRowEncoder;
 use crate::encode::json::{NOT_FOUND_AGAIN, wide_number_warning};
-use crate::encode::text::{TextRowEncoder, column_names};
+use crate::encode::text::TextRowEncoder;
+use crate::encode::{EncodeError, RowEncoder};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::payload::PointRef;
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::catalog::server_version_num;
-use crate::postgres::ddl::{DdlOptions, Dialect, Halfvec, VectorStorage, create_table_sql_with};
+use crate::postgres::ddl::{Dialect, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
-use crate::postgres::run::{
-    Joined, Lease, Member, NewPlan, NewUnit, RunArgs, Settings, SharedRun, setting,
-};
-use crate::postgres::table::{IfExists, TableSpec, prepare_schema, prepare_table};
-use crate::postgres::units::{PageFence, RangeUnits};
-use crate::progress::{Failed, OutputArgs, Task, Ui};
+use crate::postgres::table::{TableSpec, prepare_schema, prepare_table};
+use crate::progress::{Failed, OutputArgs, Task, Ui, error_chain};
+use crate::run::member::Member;
+use crate::run::plan::{Joined, NewPlan, NewUnit};
+use crate::run::ranges::{PageFence, RangeUnits};
+use crate::run::store::Settings;
+use crate::run::store::SharedRun;
 use crate::sink::copy::{
     CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
-    error_chain,
 };
-use crate::sink::manifest::VectorSyntax;
 use crate::source::Source;
-use crate::source::cursor::{ActiveRange, PageBatch, PageReader, Scheduler, Work};
+use crate::source::cursor::{ActiveRange, Lease, PageBatch, Scheduler};
+use crate::source::page::PageReader;
 use crate::source::parallel::read_parallel;
-use crate::source::plan::{IdSpan, subtract};
+use crate::source::plan::{IdSpan, Work, interleave, subtract};
 use crate::source::schema::CollectionSchema;
-use crate::source::snapshot::SnapshotArgs;
 
 /// The column type of sparse vector indices (array dialects).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -89,28 +88,15 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub ends: EndpointArgs,
     #[command(flatten)]
-    pub snapshots: SnapshotArgs,
-    /// A collection to migrate (repeatable). Default: the YAML's list, else every collection.
-    #[arg(long = "collection", value_name = "NAME")]
-    pub collections: Vec<String>,
-    /// The target's SQL dialect (rows travel as COPY BINARY; Greenplum before 6 gets text).
-    #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
-    pub dialect: Dialect,
-    /// pgvector: when dense vectors become halfvec instead of vector.
-    #[arg(long, value_enum, default_value_t)]
-    pub halfvec: Halfvec,
-    /// The storage of float array columns in the tables it creates.
-    #[arg(long, value_enum, default_value_t)]
-    pub vector_storage: VectorStorage,
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub table: TableArgs,
     /// The payload column type.
     #[arg(long, value_enum, default_value_t)]
     pub payload_type: PayloadType,
     /// The column type of sparse indices; a point with an index above 2^31−1 needs `bigint`.
     #[arg(long, value_enum, default_value_t)]
     pub sparse_indices: SparseIndices,
-    /// What to do with a table that already exists.
-    #[arg(long, value_enum, default_value_t)]
-    pub if_exists: IfExists,
     /// Concurrent scroll cursors (each its own gRPC connection), shared by all collections.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub cursors: usize,
@@ -142,12 +128,6 @@ const UNIT_POINTS: u64 = 8192;
 /// the open ones' numbers), and a billion points still make units of 60k points.
 const MAX_UNITS: usize = 16_384;
 
-/// How one collection's rows are written.
-enum RowEncoder {
-    Binary(BinaryRowEncoder),
-    Text(TextRowEncoder),
-}
-
 /// One table of the run's plan: what every process needs to load it, decided once by the
 /// process that planned the run (a layout, id facts and span probed now could differ).
 #[derive(Debug, Serialize, Deserialize)]
@@ -165,7 +145,7 @@ struct TableJob {
     name: String,
     count: u64,
     copy: CopyTarget,
-    encoder: RowEncoder,
+    encoder: Box<dyn RowEncoder>,
     facts: DataFacts,
     task: Arc<Task>,
     /// Set once a page has warned about a possibly bent big integer: once per table is enough.
@@ -194,17 +174,13 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         bail!("--connections must be at least 1");
     }
     let (source_file, target) = args.ends.load(&|w| ui.warn(w))?;
-    let wanted = source_file.export.wanted(&args.collections);
-    let source = Source::open(
+    let (source, mut names) = args.source.open(
         &args.ends.qdrant,
-        &source_file.qdrant,
+        &source_file,
         args.ends.source_config.as_deref(),
-        &args.snapshots,
-        &wanted,
     )?;
-    let mut names = source.collections(&wanted)?;
+    // Sorted: the run's settings name them, and identical commands must agree.
     names.sort();
-    names.dedup();
     let ledger = Ledger::new(&target.schema);
     let client = target.connect().context("connecting for setup")?;
     let joined = SharedRun::new(&target.schema).join(
@@ -212,7 +188,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         client,
         &settings(&args, &names),
         args.copy_retries,
-        args.dialect,
+        args.table.dialect,
         |tx| plan(tx, &args, &target, &source, &names, &ledger, &ui),
     )?;
     let (member, plan) = match joined {
@@ -225,7 +201,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
         .context("the run's plan is not a migrate plan this version can read")?;
     let mut admin = target.connect().context("connecting for setup")?;
-    let format = copy_format(args.dialect, &mut admin)?;
+    let format = copy_format(args.table.dialect, &mut admin)?;
     let mut jobs = Vec::new();
     let mut spans = Vec::new();
     for table in planned {
@@ -335,20 +311,16 @@ fn units_for(points: u64) -> usize {
 
 /// What makes this migration this run (tuning flags are not part of it).
 fn settings(args: &MigrateArgs, names: &[String]) -> Settings {
-    [
-        ("command", "migrate".into()),
-        ("--collection", names.into()),
-        ("--dialect", setting(&args.dialect)),
-        ("--payload-type", setting(&args.payload_type)),
-        ("--halfvec", setting(&args.halfvec)),
-        ("--vector-storage", setting(&args.vector_storage)),
-        ("--sparse-indices", setting(&args.sparse_indices)),
-        ("--if-exists", setting(&args.if_exists)),
-        ("--run", args.run.name.clone().into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    run_settings(
+        "migrate",
+        names,
+        &args.run,
+        &args.table,
+        [
+            ("--payload-type", setting(&args.payload_type)),
+            ("--sparse-indices", setting(&args.sparse_indices)),
+        ],
+    )
 }
 
 /// Plans the run (under its lock, in its transaction): per collection, the table readied and
@@ -362,7 +334,7 @@ fn plan(
     ledger: &Ledger,
     ui: &Ui,
 ) -> anyhow::Result<NewPlan> {
-    prepare_schema(tx, &target.schema, ledger, args.dialect)?;
+    prepare_schema(tx, &target.schema, ledger, args.table.dialect)?;
     let mut tables = Vec::new();
     let mut work = Vec::new();
     for name in names {
@@ -377,17 +349,13 @@ fn plan(
             name,
             &schema.layout,
             &facts,
-            DdlOptions {
-                dialect: args.dialect,
-                halfvec: args.halfvec,
-                storage: args.vector_storage,
-            },
+            args.table.ddl_options(),
         );
         let spec = TableSpec {
             schema: &target.schema,
             table: name,
             ddl: &ddl,
-            if_exists: args.if_exists,
+            if_exists: args.table.if_exists,
         };
         let Some(entries) = prepare_table(tx, ledger, &spec, ui)? else {
             continue;
@@ -512,22 +480,18 @@ fn table_job(
         facts,
         span: _,
     } = table;
-    let syntax = if args.dialect == Dialect::Pgvector {
-        VectorSyntax::Pgvector
-    } else {
-        VectorSyntax::Array
-    };
-    let encoder = match format {
-        CopyFormat::Text => RowEncoder::Text(TextRowEncoder::new(&layout, syntax)),
-        CopyFormat::Binary => RowEncoder::Binary(
-            BinaryRowEncoder::new(&layout, &facts, syntax).with_halfvec(args.halfvec),
+    let syntax = args.table.dialect.vector_syntax();
+    let encoder: Box<dyn RowEncoder> = match format {
+        CopyFormat::Text => Box::new(TextRowEncoder::new(&layout, syntax)),
+        CopyFormat::Binary => Box::new(
+            BinaryRowEncoder::new(&layout, &facts, syntax).with_halfvec(args.table.halfvec),
         ),
     };
     TableJob {
         copy: CopyTarget {
             schema: target.schema.clone(),
             table: name.clone(),
-            columns: column_names(&layout, syntax),
+            columns: layout.columns(syntax),
             format,
         },
         name,
@@ -755,20 +719,13 @@ fn encode_rows<'p>(
 ) -> anyhow::Result<()> {
     rows.clear();
     let mut facts = job.facts.clone();
-    match &job.encoder {
-        RowEncoder::Binary(encoder) => {
-            BinaryRowEncoder::header(rows);
-            for point in points {
-                encoder.encode(point, rows, &mut facts).map_err(with_hint)?;
-            }
-            BinaryRowEncoder::trailer(rows);
-        }
-        RowEncoder::Text(encoder) => {
-            for point in points {
-                encoder.encode(point, rows, &mut facts)?;
-            }
-        }
+    job.encoder.start_stream(rows);
+    for point in points {
+        job.encoder
+            .encode(point, rows, &mut facts)
+            .map_err(with_hint)?;
     }
+    job.encoder.end_stream(rows);
     if let Some(point) = facts.wide_number
         && !job.warned_wide_number.swap(true, Ordering::Relaxed)
     {

@@ -1,6 +1,7 @@
 //! Commands: each one only coordinates — plan, spawn the stages, join, report.
 
 pub mod export;
+pub mod flags;
 pub mod generate;
 pub mod import;
 pub mod index;
@@ -9,4 +10,3 @@ pub mod plan;
 pub mod shared_run;
 pub mod status;
 pub mod verify;
-pub mod verify_search;

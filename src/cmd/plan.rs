@@ -10,21 +10,19 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::export::{DEFAULT_MAX_LINES, range_count};
+use crate::cmd::export::DEFAULT_MAX_LINES;
+use crate::cmd::flags::SourceArgs;
 use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::config::read_or_default;
+use crate::encode::RowEncoder;
 use crate::encode::text::TextRowEncoder;
 use crate::layout::{DataFacts, PayloadType, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
 use crate::postgres::ddl::{Dialect, create_table_sql};
 use crate::progress::{OutputArgs, Ui};
-use crate::sink::manifest::VectorSyntax;
-use crate::source::Source;
-use crate::source::cursor::PageReader;
-use crate::source::plan::IdSpan;
-use crate::source::qdrant::Fetch;
+use crate::source::page::{Fetch, PageReader};
+use crate::source::plan::{IdSpan, range_count};
 use crate::source::schema::CollectionSchema;
-use crate::source::snapshot::SnapshotArgs;
 
 /// Points encoded to estimate the bytes per row.
 const SAMPLE_POINTS: u32 = 64;
@@ -38,10 +36,7 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub qdrant: QdrantArgs,
     #[command(flatten)]
-    pub snapshots: SnapshotArgs,
-    /// A collection to plan (repeatable). Default: the YAML's list, else every collection.
-    #[arg(long = "collection", value_name = "NAME")]
-    pub collections: Vec<String>,
+    pub source: SourceArgs,
     #[arg(long, value_enum, default_value_t = Dialect::Postgres)]
     pub dialect: Dialect,
     #[arg(long, value_enum, default_value_t)]
@@ -53,20 +48,10 @@ pub struct PlanArgs {
 pub fn run(args: PlanArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let ui = Ui::new(output);
     let file: SourceFile = read_or_default(args.config.as_deref(), &|w| ui.warn(w))?;
-    let wanted = file.export.wanted(&args.collections);
-    let reader = Source::open(
-        &args.qdrant,
-        &file.qdrant,
-        args.config.as_deref(),
-        &args.snapshots,
-        &wanted,
-    )?;
-    let names = reader.collections(&wanted)?;
-    let syntax = if args.dialect == Dialect::Pgvector {
-        VectorSyntax::Pgvector
-    } else {
-        VectorSyntax::Array
-    };
+    let (reader, names) = args
+        .source
+        .open(&args.qdrant, &file, args.config.as_deref())?;
+    let syntax = args.dialect.vector_syntax();
     let mut out = String::new();
     for name in &names {
         let info = reader.collection_info(name)?;

@@ -1,12 +1,14 @@
-//! What `migrate` and `import` say about the shared run they join (`postgres::run`): how this
+//! What `migrate` and `import` say about the shared run they join (`run`): how this
 //! process came in, that a finished run has nothing left to do, and how the run ended.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::postgres::run::{Joining, Member, Outcome, Summary};
 use crate::progress::{OutputArgs, Ui};
+use crate::run::member::Member;
+use crate::run::plan::{Joining, Summary};
+use crate::run::status::Outcome;
 
 /// One line on how this process joined.
 pub fn announce(ui: &Ui, member: &Member, how: &Joining) {

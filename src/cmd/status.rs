@@ -1,6 +1,6 @@
 //! `qdrant2pg status`: where the shared run of a target schema stands, from any host — units
 //! done, claimed, left and failed, rows and rows/s, workers seen and alive, per table. It reads
-//! the run's tables and PostgreSQL's lock table (`postgres::run`), and changes nothing.
+//! the run's tables and PostgreSQL's lock table (`run`), and changes nothing.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -11,8 +11,10 @@ use anyhow::Context;
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
 use crate::postgres::ident::quote_ident;
-use crate::postgres::run::{SharedRun, Status, describe_settings};
 use crate::progress::{OutputArgs, Ui};
+use crate::run::plan::describe_settings;
+use crate::run::status::Status;
+use crate::run::store::SharedRun;
 
 /// `qdrant2pg status` flags.
 #[derive(Debug, clap::Args)]

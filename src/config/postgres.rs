@@ -50,7 +50,7 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// applies startup options on the coordinator only, and passes a `SET` on to the segments for
 /// simple queries only — an extended-protocol query's casts, run on the segments, still print
 /// `real` rounded (observed on 6.24.3). So nothing here reads floats as server text: verify
-/// reads every table row in PostgreSQL's binary form (`postgres::compare::fields`).
+/// reads every table row in PostgreSQL's binary form (`verify::compare::fields`).
 const EXACT_SESSION: &str = "SET extra_float_digits = 3; SET standard_conforming_strings = on";
 /// Seconds to wait for a connection when the DSN does not say.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

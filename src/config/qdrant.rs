@@ -67,6 +67,10 @@ pub struct QdrantArgs {
     /// exhausted, deadline exceeded), with exponential backoff between them.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub retries: u32,
+    /// Where Qdrant's REST API cannot be read, write a payload number between 2^63 and 2^64 as
+    /// the nearest double gRPC sends (with a warning) instead of failing its collection.
+    #[arg(long)]
+    pub allow_rounded_integers: bool,
 }
 
 /// How hard to read: cursors, page size, encoders. Shared by every command that scrolls.
@@ -169,6 +173,9 @@ pub struct Connection {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub retries: u32,
+    /// A page whose exact payloads REST cannot give is written as gRPC sent it (`true`), or
+    /// fails its collection (`false`, the default).
+    pub allow_rounded_integers: bool,
 }
 
 impl Connection {
@@ -231,6 +238,7 @@ impl Connection {
             request_timeout: Duration::from_secs(args.request_timeout.max(1)),
             connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
             retries: args.retries.max(1),
+            allow_rounded_integers: args.allow_rounded_integers,
         })
     }
 

@@ -1,9 +1,9 @@
 //! COPY BINARY rows: what migrate streams straight into PostgreSQL.
 //!
 //! Binary skips float parsing on the server and every escape on our side. The stream is
-//! PostgreSQL's: a signature, flags and header extension ([`BinaryRowEncoder::header`]); per
+//! PostgreSQL's: a signature, flags and header extension ([`RowEncoder::start_stream`]); per
 //! row an i16 field count, then per field an i32 length (−1 for NULL) and the value in the
-//! type's `send` form; an i16 −1 at the end ([`BinaryRowEncoder::trailer`]). All big-endian.
+//! type's `send` form; an i16 −1 at the end ([`RowEncoder::end_stream`]). All big-endian.
 //!
 //! Unlike text, binary values must match the column types exactly, so the encoder is built from
 //! the same facts the DDL is decided from ([`DataFacts`]: id kind, sparse index widths) and
@@ -19,18 +19,16 @@
 //!   pgvector 0.7+ `*_recv` read them; multivectors stay `real[][]`;
 //! - `json`: the text; `jsonb`: version byte 1, then the text.
 
-use super::EncodeError;
 use super::json::{Escape, write_payload};
 use super::text::write_id;
-use super::vectors::{
-    MultiRef, SparsevecEntries, VECTOR_MAX_DIM, VectorRef, first_non_finite, sparsevec_dim,
-    vector_of,
+use super::vectors::{MultiRef, SparsevecEntries, VectorRef, first_non_finite, vector_of};
+use super::{EncodeError, RowEncoder};
+use crate::layout::{
+    DataFacts, Datatype, Halfvec, IdKind, Layout, PayloadType, VECTOR_MAX_DIM, VectorShape,
+    VectorSpec, VectorSyntax,
 };
-use crate::layout::{DataFacts, Datatype, IdKind, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::payload::PointRef;
 use crate::point_id::PointKey;
-use crate::postgres::ddl::Halfvec;
-use crate::sink::manifest::VectorSyntax;
 
 /// PostgreSQL's limit on one field (`MaxAllocSize`, 1 GB − 1).
 const MAX_FIELD: usize = (1 << 30) - 1;
@@ -94,7 +92,7 @@ impl BinaryRowEncoder {
                         wide: sparse_slot.is_some_and(|slot| facts.sparse_needs_bigint(slot)),
                     },
                     (VectorShape::Sparse, VectorSyntax::Pgvector) => Form::Sparsevec {
-                        dim: sparsevec_dim(spec),
+                        dim: spec.sparsevec_dim(),
                     },
                 };
                 Column {
@@ -139,35 +137,52 @@ impl BinaryRowEncoder {
         self
     }
 
-    /// Appends the stream header: signature, flags 0, no header extension.
-    pub fn header(out: &mut Vec<u8>) {
+    fn id(&self, out: &mut Vec<u8>, key: PointKey) -> Result<(), EncodeError> {
+        let mismatch = || EncodeError::IdKind {
+            id: key,
+            kind: self.id_kind,
+        };
+        match (self.id_kind, key) {
+            (IdKind::Bigint, PointKey::Num(n)) => {
+                let n = i64::try_from(n).map_err(|_| mismatch())?;
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            (IdKind::Numeric, PointKey::Num(n)) => field(out, key, |out| {
+                numeric(out, n);
+                Ok(())
+            })?,
+            (IdKind::Uuid, PointKey::Uuid(u)) => {
+                out.extend_from_slice(&16i32.to_be_bytes());
+                out.extend_from_slice(&u.to_be_bytes());
+            }
+            (IdKind::Text, _) => field(out, key, |out| {
+                write_id(out, key);
+                Ok(())
+            })?,
+            (IdKind::Bigint | IdKind::Numeric, PointKey::Uuid(_))
+            | (IdKind::Uuid, PointKey::Num(_)) => {
+                return Err(mismatch());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RowEncoder for BinaryRowEncoder {
+    /// The stream header: signature, flags 0, no header extension.
+    fn start_stream(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
         out.extend_from_slice(&0i32.to_be_bytes());
         out.extend_from_slice(&0i32.to_be_bytes());
     }
 
-    /// Appends the end-of-data marker.
-    pub fn trailer(out: &mut Vec<u8>) {
+    /// The end-of-data marker.
+    fn end_stream(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(-1i16).to_be_bytes());
     }
 
-    /// Appends one row, notes the point in `facts`, returns its key. On error `out` is as it
-    /// was.
-    pub fn encode<'p>(
-        &self,
-        point: impl Into<PointRef<'p>>,
-        out: &mut Vec<u8>,
-        facts: &mut DataFacts,
-    ) -> Result<PointKey, EncodeError> {
-        let start = out.len();
-        let row = self.row(point.into(), out, facts);
-        if row.is_err() {
-            out.truncate(start);
-        }
-        row
-    }
-
-    fn row(
+    fn append_row(
         &self,
         PointRef { point, payload }: PointRef<'_>,
         out: &mut Vec<u8>,
@@ -240,37 +255,6 @@ impl BinaryRowEncoder {
             facts.note_wide_number(key);
         }
         Ok(key)
-    }
-
-    fn id(&self, out: &mut Vec<u8>, key: PointKey) -> Result<(), EncodeError> {
-        let mismatch = || EncodeError::IdKind {
-            id: key,
-            kind: self.id_kind,
-        };
-        match (self.id_kind, key) {
-            (IdKind::Bigint, PointKey::Num(n)) => {
-                let n = i64::try_from(n).map_err(|_| mismatch())?;
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&n.to_be_bytes());
-            }
-            (IdKind::Numeric, PointKey::Num(n)) => field(out, key, |out| {
-                numeric(out, n);
-                Ok(())
-            })?,
-            (IdKind::Uuid, PointKey::Uuid(u)) => {
-                out.extend_from_slice(&16i32.to_be_bytes());
-                out.extend_from_slice(&u.to_be_bytes());
-            }
-            (IdKind::Text, _) => field(out, key, |out| {
-                write_id(out, key);
-                Ok(())
-            })?,
-            (IdKind::Bigint | IdKind::Numeric, PointKey::Uuid(_))
-            | (IdKind::Uuid, PointKey::Num(_)) => {
-                return Err(mismatch());
-            }
-        }
-        Ok(())
     }
 }
 
@@ -482,9 +466,11 @@ mod tests {
 
     #[test]
     fn stream_framing() {
+        let enc =
+            BinaryRowEncoder::new(&layout(vec![]), &DataFacts::default(), VectorSyntax::Array);
         let mut out = Vec::new();
-        BinaryRowEncoder::header(&mut out);
-        BinaryRowEncoder::trailer(&mut out);
+        enc.start_stream(&mut out);
+        enc.end_stream(&mut out);
         assert_eq!(out, b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0\xff\xff");
     }
 
@@ -537,7 +523,7 @@ mod tests {
             let mut out = Vec::new();
             let mut seen = DataFacts::default();
             assert_eq!(
-                enc.encode(&point(key, vec![]), &mut out, &mut seen)
+                enc.encode((&point(key, vec![])).into(), &mut out, &mut seen)
                     .unwrap(),
                 key
             );
@@ -553,7 +539,11 @@ mod tests {
         let bigint = BinaryRowEncoder::new(&l, &DataFacts::default(), VectorSyntax::Array);
         let mut out = b"kept".to_vec();
         for key in [big, uuid] {
-            let err = bigint.encode(&point(key, vec![]), &mut out, &mut DataFacts::default());
+            let err = bigint.encode(
+                (&point(key, vec![])).into(),
+                &mut out,
+                &mut DataFacts::default(),
+            );
             assert!(
                 matches!(
                     err,
@@ -589,7 +579,7 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut seen = DataFacts::for_layout(&l);
-        enc.encode(&p, &mut out, &mut seen).unwrap();
+        enc.encode((&p).into(), &mut out, &mut seen).unwrap();
         assert_eq!(seen.max_sparse_index, vec![Some(5), Some(u32::MAX)]);
         let f = fields(&out);
         assert_eq!(f.len(), 1 + 2 + 2 + 2 + 1);
@@ -640,7 +630,7 @@ mod tests {
 
         let absent = point(PointKey::Num(2), vec![("m", multi_flat(vec![], 0))]);
         let mut out = Vec::new();
-        enc.encode(&absent, &mut out, &mut seen).unwrap();
+        enc.encode((&absent).into(), &mut out, &mut seen).unwrap();
         let f = fields(&out);
         assert_eq!(f[1], None);
         assert_eq!(
@@ -655,7 +645,9 @@ mod tests {
             &facts_with(&[], vec![Some(5), Some(5)]),
             VectorSyntax::Array,
         );
-        let err = narrow.encode(&p, &mut Vec::new(), &mut seen).unwrap_err();
+        let err = narrow
+            .encode((&p).into(), &mut Vec::new(), &mut seen)
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -687,7 +679,7 @@ mod tests {
             ],
         );
         let mut out = Vec::new();
-        enc.encode(&p, &mut out, &mut DataFacts::for_layout(&l))
+        enc.encode((&p).into(), &mut out, &mut DataFacts::for_layout(&l))
             .unwrap();
         let f = fields(&out);
         assert_eq!(f.len(), 5);
@@ -721,7 +713,7 @@ mod tests {
             ("h", 0.1, Some("NotHalf")),
         ] {
             let p = point(PointKey::Num(2), vec![(name, dense(vec![bad, 1.0]))]);
-            let result = enc.encode(&p, &mut Vec::new(), &mut DataFacts::for_layout(&l));
+            let result = enc.encode((&p).into(), &mut Vec::new(), &mut DataFacts::for_layout(&l));
             match want {
                 None => assert!(result.is_ok(), "{result:?}"),
                 Some(kind) => assert!(format!("{result:?}").contains(kind), "{result:?}"),
@@ -736,14 +728,15 @@ mod tests {
         let enc = BinaryRowEncoder::new(&l, &DataFacts::default(), VectorSyntax::Array);
         let p = with_payload(point(PointKey::Num(1), vec![]), vec![("k", "a\"|\\")]);
         let mut out = Vec::new();
-        enc.encode(&p, &mut out, &mut DataFacts::default()).unwrap();
+        enc.encode((&p).into(), &mut out, &mut DataFacts::default())
+            .unwrap();
         assert_eq!(
             fields(&out)[1].as_deref().unwrap(),
             b"\x01{\"k\":\"a\\\"|\\\\\"}"
         );
         let nul = with_payload(point(PointKey::Num(1), vec![]), vec![("k", "\0")]);
         let err = enc
-            .encode(&nul, &mut out, &mut DataFacts::default())
+            .encode((&nul).into(), &mut out, &mut DataFacts::default())
             .unwrap_err();
         assert!(matches!(err, EncodeError::NulInJsonb { .. }), "{err}");
     }

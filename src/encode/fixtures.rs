@@ -91,3 +91,10 @@ pub fn old_style(data: Vec<f32>, indices: Option<Vec<u32>>, rows: Option<u32>) -
 pub fn multi_flat(data: Vec<f32>, rows: u32) -> VectorOutput {
     old_style(data, None, Some(rows))
 }
+
+// The exact JSON reader and comparison the integration tests use too: one copy, in
+// `tests/support`, compiled into this crate's unit tests as well (`qdrant2pg::` names this
+// crate from inside it; see lib.rs).
+#[path = "../../tests/support/exact_json.rs"]
+mod exact_json;
+pub use exact_json::{json_identical, parse_json_exactly};

@@ -17,15 +17,17 @@ use qdrant_client::qdrant::{
 };
 use serde_json::Value as Json;
 
-use super::EncodeError;
-use super::fixtures::{dense, multi_flat, old_style, point, sparse};
+use super::fixtures::{
+    dense, json_identical, multi_flat, old_style, parse_json_exactly, point, sparse,
+};
 use super::json::{Escape, write_payload};
-use super::text::{TextRowEncoder, column_names};
-use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec};
+use super::text::TextRowEncoder;
+use super::{EncodeError, RowEncoder};
+use crate::layout::{
+    DataFacts, Datatype, Layout, PayloadType, VectorShape, VectorSpec, VectorSyntax,
+};
 use crate::payload::PayloadRef;
 use crate::point_id::PointKey;
-use crate::postgres::compare::{json_identical, parse_json_exactly};
-use crate::sink::manifest::VectorSyntax;
 
 /// One field as PostgreSQL's COPY text reader sees it: `None` for `\N`.
 type Field = Option<Vec<u8>>;
@@ -428,7 +430,7 @@ fn case() -> impl Strategy<Value = (Layout, RetrievedPoint, VectorSyntax)> {
 
 /// Why pgvector would refuse this vector, if it would.
 fn pgvector_refuses(spec: &VectorSpec, v: &super::vectors::VectorRef<'_>) -> bool {
-    use super::vectors::{VectorRef, sparsevec_dim};
+    use super::vectors::VectorRef;
     match v {
         VectorRef::Dense(values) => values.iter().any(|x| !x.is_finite()),
         VectorRef::Multi(_) => false,
@@ -436,7 +438,7 @@ fn pgvector_refuses(spec: &VectorSpec, v: &super::vectors::VectorRef<'_>) -> boo
             let distinct: BTreeSet<_> = indices.iter().collect();
             distinct.len() != indices.len()
                 || values.iter().any(|x| !x.is_finite())
-                || indices.iter().any(|&i| i >= sparsevec_dim(spec))
+                || indices.iter().any(|&i| i >= spec.sparsevec_dim())
         }
     }
 }
@@ -449,7 +451,7 @@ fn check_row(
     key: PointKey,
     line: &[u8],
 ) {
-    use super::vectors::{VectorRef, sparsevec_dim, vector_of};
+    use super::vectors::{VectorRef, vector_of};
     assert_eq!(line.last(), Some(&b'\n'), "a row ends with its newline");
     let body = &line[..line.len() - 1];
     assert!(
@@ -457,7 +459,7 @@ fn check_row(
         "raw line break or NUL inside a row"
     );
     let fields = copy_fields(body);
-    let names = column_names(layout, syntax);
+    let names = layout.columns(syntax);
     assert_eq!(fields.len(), names.len(), "one field per column: {names:?}");
     let mut fields = fields.iter();
     let mut next = || fields.next().expect("counted above");
@@ -494,7 +496,7 @@ fn check_row(
             (Some(VectorRef::Sparse { indices, values }), VectorSyntax::Pgvector) => {
                 let field = text(next());
                 let (entries, dim) = field.rsplit_once('/').expect("{…}/dim");
-                assert_eq!(dim, sparsevec_dim(spec).to_string());
+                assert_eq!(dim, spec.sparsevec_dim().to_string());
                 let read: Vec<(u32, f32)> = items(entries, '{', '}')
                     .into_iter()
                     .map(|e| {
@@ -535,7 +537,7 @@ proptest! {
         let encoder = TextRowEncoder::new(&layout, syntax);
         let mut header = Vec::new();
         encoder.header(&mut header);
-        let names: Vec<Field> = column_names(&layout, syntax)
+        let names: Vec<Field> = layout.columns(syntax)
             .into_iter()
             .map(|n| Some(n.into_bytes()))
             .collect();
@@ -552,7 +554,7 @@ proptest! {
         let refused_by_jsonb = layout.payload == PayloadType::Jsonb && payload_has_nul(&p.payload);
         let mut out = b"before|".to_vec();
         let mut facts = DataFacts::for_layout(&layout);
-        match encoder.encode(&p, &mut out, &mut facts) {
+        match encoder.encode((&p).into(), &mut out, &mut facts) {
             Ok(got) => {
                 prop_assert!(!refused_by_pgvector && !refused_by_jsonb, "should have been refused");
                 prop_assert_eq!(got, key);

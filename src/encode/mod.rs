@@ -12,7 +12,7 @@
 
 pub mod binary;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod float;
 #[cfg(test)]
 mod fuzz;
@@ -20,8 +20,45 @@ pub mod json;
 pub mod text;
 pub mod vectors;
 
-use crate::layout::{IdKind, VectorShape};
+use crate::layout::{DataFacts, IdKind, VectorShape};
+use crate::payload::PointRef;
 use crate::point_id::{PointIdError, PointKey};
+
+/// One point → one COPY row, in one of the two formats: what a sink holds, whichever format it
+/// streams ([`text::TextRowEncoder`], [`binary::BinaryRowEncoder`]).
+pub trait RowEncoder: Send + Sync {
+    /// Appends the row of `point` to `out` and notes the point in `facts`; may leave part of a
+    /// row behind on error ([`encode`](RowEncoder::encode) removes it).
+    fn append_row(
+        &self,
+        point: PointRef<'_>,
+        out: &mut Vec<u8>,
+        facts: &mut DataFacts,
+    ) -> Result<PointKey, EncodeError>;
+
+    /// What a COPY stream of these rows starts with (nothing, for text).
+    fn start_stream(&self, _out: &mut Vec<u8>) {}
+
+    /// What a COPY stream of these rows ends with (nothing, for text).
+    fn end_stream(&self, _out: &mut Vec<u8>) {}
+
+    /// Appends one row, notes the point's id and sparse widths in `facts`, and returns its key.
+    /// On error `out` is as it was; `facts` may have learned from the vectors encoded before the
+    /// fault, which can only make column types wider.
+    fn encode(
+        &self,
+        point: PointRef<'_>,
+        out: &mut Vec<u8>,
+        facts: &mut DataFacts,
+    ) -> Result<PointKey, EncodeError> {
+        let start = out.len();
+        let row = self.append_row(point, out, facts);
+        if row.is_err() {
+            out.truncate(start);
+        }
+        row
+    }
+}
 
 /// Why one point could not become a row. Every variant names the point, and the vector where
 /// one is at fault, so the user can find it in Qdrant.
@@ -83,7 +120,7 @@ pub enum EncodeError {
     #[error(
         "point {id}: sparse vector {vector:?} has {nnz} non-zero values; pgvector's sparsevec \
          holds at most {}",
-        vectors::SPARSEVEC_MAX_NNZ
+        crate::layout::SPARSEVEC_MAX_NNZ
     )]
     SparseTooMany {
         id: PointKey,
@@ -102,7 +139,7 @@ pub enum EncodeError {
     #[error(
         "point {id}: vector {vector:?} has {dim} dimensions; pgvector's vector and halfvec hold \
          at most {}",
-        vectors::VECTOR_MAX_DIM
+        crate::layout::VECTOR_MAX_DIM
     )]
     PgvectorDim {
         id: PointKey,

@@ -14,31 +14,18 @@
 //!   or ±Infinity, nor explicit zeros in a sparsevec (it drops them itself; so do we); the
 //!   sparsevec dimension is the layout's `dim` for that vector, or pgvector's maximum 10^9.
 
-use super::EncodeError;
 use super::float::write_f32_list;
 use super::json::{Escape, write_payload};
-use super::vectors::{
-    SparsevecEntries, VECTOR_MAX_DIM, VectorRef, first_non_finite, sparsevec_dim, vector_of,
+use super::vectors::{SparsevecEntries, VectorRef, first_non_finite, vector_of};
+use super::{EncodeError, RowEncoder};
+use crate::layout::{
+    DataFacts, Layout, PayloadType, VECTOR_MAX_DIM, VectorShape, VectorSpec, VectorSyntax,
 };
-use crate::layout::{DataFacts, Layout, PayloadType, VectorShape, VectorSpec};
 use crate::payload::PointRef;
 use crate::point_id::PointKey;
-use crate::sink::manifest::VectorSyntax;
 
 /// COPY text's NULL.
 const NULL: &[u8] = b"\\N";
-
-/// The columns of a table in this syntax: [`Layout::column_names`], except that with
-/// `Pgvector` a sparse vector is one `sparsevec` column named after the vector.
-pub fn column_names(layout: &Layout, syntax: VectorSyntax) -> Vec<String> {
-    match syntax {
-        VectorSyntax::Array => layout.column_names(),
-        VectorSyntax::Pgvector => std::iter::once("id".to_owned())
-            .chain(layout.vectors.iter().map(|v| v.column().to_owned()))
-            .chain(std::iter::once("payload".to_owned()))
-            .collect(),
-    }
-}
 
 /// Encodes points of one collection as COPY text rows.
 #[derive(Clone, Debug)]
@@ -59,7 +46,7 @@ struct Column {
 impl TextRowEncoder {
     pub fn new(layout: &Layout, syntax: VectorSyntax) -> Self {
         let mut header = Vec::new();
-        for (i, name) in column_names(layout, syntax).iter().enumerate() {
+        for (i, name) in layout.columns(syntax).iter().enumerate() {
             if i > 0 {
                 header.push(b'|');
             }
@@ -78,25 +65,11 @@ impl TextRowEncoder {
     pub fn header(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.header);
     }
+}
 
-    /// Appends one row and its `\n`, notes the point's id and sparse widths in `facts`, and
-    /// returns its key. On error `out` is as it was; `facts` may have learned from the vectors
-    /// encoded before the fault, which can only make column types wider.
-    pub fn encode<'p>(
-        &self,
-        point: impl Into<PointRef<'p>>,
-        out: &mut Vec<u8>,
-        facts: &mut DataFacts,
-    ) -> Result<PointKey, EncodeError> {
-        let start = out.len();
-        let row = self.row(point.into(), out, facts);
-        if row.is_err() {
-            out.truncate(start);
-        }
-        row
-    }
-
-    fn row(
+impl RowEncoder for TextRowEncoder {
+    /// One row and its `\n`.
+    fn append_row(
         &self,
         PointRef { point, payload }: PointRef<'_>,
         out: &mut Vec<u8>,
@@ -237,7 +210,7 @@ fn write_sparsevec(
     indices: &[u32],
     values: &[f32],
 ) -> Result<(), EncodeError> {
-    let dim = sparsevec_dim(spec);
+    let dim = spec.sparsevec_dim();
     let entries = SparsevecEntries::new(id, &spec.name, indices, values, dim)?;
     let mut ints = itoa::Buffer::new();
     out.push(b'{');
@@ -278,7 +251,7 @@ mod tests {
 
     fn row(enc: &TextRowEncoder, p: &RetrievedPoint, facts: &mut DataFacts) -> String {
         let mut out = Vec::new();
-        enc.encode(p, &mut out, facts).unwrap();
+        enc.encode(p.into(), &mut out, facts).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -366,7 +339,7 @@ mod tests {
 
         let mut out = b"kept".to_vec();
         let nan = point(PointKey::Num(7), vec![("text", dense(vec![1.0, f32::NAN]))]);
-        let err = enc.encode(&nan, &mut out, &mut facts).unwrap_err();
+        let err = enc.encode((&nan).into(), &mut out, &mut facts).unwrap_err();
         assert!(
             matches!(err, EncodeError::NonFinite { ref vector, .. } if vector == "text"),
             "{err}"
@@ -377,7 +350,9 @@ mod tests {
             PointKey::Num(8),
             vec![("bm25", sparse(vec![100], vec![1.0]))],
         );
-        let err = enc.encode(&wide, &mut out, &mut facts).unwrap_err();
+        let err = enc
+            .encode((&wide).into(), &mut out, &mut facts)
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -400,7 +375,7 @@ mod tests {
             l.payload = payload;
             let enc = TextRowEncoder::new(&l, VectorSyntax::Array);
             let mut out = Vec::new();
-            let result = enc.encode(&nul, &mut out, &mut DataFacts::for_layout(&l));
+            let result = enc.encode((&nul).into(), &mut out, &mut DataFacts::for_layout(&l));
             assert_eq!(result.is_ok(), ok, "{payload:?}");
             if ok {
                 assert_eq!(out, b"3|{\"k\":\"a\\\\u0000b\"}\n");

@@ -17,15 +17,8 @@ use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{DenseVector, RetrievedPoint, VectorOutput};
 
 use super::EncodeError;
-use crate::layout::{VectorShape, VectorSpec};
+use crate::layout::{SPARSEVEC_MAX_NNZ, VectorShape, VectorSpec};
 use crate::point_id::PointKey;
-
-/// pgvector's `VECTOR_MAX_DIM` and `HALFVEC_MAX_DIM` (pgvector 0.7 and later).
-pub const VECTOR_MAX_DIM: usize = 16_000;
-/// pgvector's `SPARSEVEC_MAX_DIM`: the sparsevec dimension when the layout gives none.
-pub const SPARSEVEC_MAX_DIM: u32 = 1_000_000_000;
-/// pgvector's `SPARSEVEC_MAX_NNZ`.
-pub const SPARSEVEC_MAX_NNZ: usize = 16_000;
 
 /// One vector of a point, borrowed from the gRPC message.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -285,14 +278,6 @@ impl<'a> SparsevecEntries<'a> {
     }
 }
 
-/// The sparsevec dimension of a sparse vector: the layout's `dim` when the caller set one (at
-/// most pgvector's maximum), else that maximum.
-pub fn sparsevec_dim(spec: &VectorSpec) -> u32 {
-    spec.dim.map_or(SPARSEVEC_MAX_DIM, |d| {
-        d.min(u64::from(SPARSEVEC_MAX_DIM)) as u32
-    })
-}
-
 /// The first value pgvector's vector, halfvec and sparsevec reject (NaN, ±Infinity).
 pub(crate) fn first_non_finite(values: impl IntoIterator<Item = f32>) -> Option<f32> {
     values.into_iter().find(|v| !v.is_finite())
@@ -304,6 +289,7 @@ mod tests {
 
     use super::*;
     use crate::encode::fixtures::{dense, old_style, point, sparse, spec};
+    use crate::layout::SPARSEVEC_MAX_DIM;
 
     fn p7(vectors: Vec<(&str, VectorOutput)>) -> RetrievedPoint {
         point(PointKey::Num(7), vectors)

@@ -17,7 +17,7 @@
 //! - `pgvector`: dense vectors as `vector(dim)` (or `halfvec(dim)`, see [`Halfvec`]), sparse
 //!   vectors as one `sparsevec` column; multivectors stay `real[][]` because pgvector has no
 //!   multivector type. The data must then be written in pgvector's text forms
-//!   ([`crate::sink::manifest::VectorSyntax::Pgvector`]), which [`columns`] matches: one column
+//!   ([`crate::manifest::VectorSyntax::Pgvector`]), which [`columns`] matches: one column
 //!   per sparse vector instead of two.
 //!
 //! Storage ([`VectorStorage`]): every other `real[]` / `real[][]` column (dense vectors outside
@@ -28,11 +28,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::ident::{qualified, quote_ident};
-use crate::encode::vectors::sparsevec_dim;
-use crate::layout::{DataFacts, Datatype, Layout, PayloadType, VectorShape};
+use crate::layout::{DataFacts, Halfvec, Layout, PayloadType, VectorShape, VectorSyntax};
 
 /// The SQL flavour of the target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Dialect {
     /// PostgreSQL with arrays (`real[]`); no extension needed.
@@ -40,38 +39,22 @@ pub enum Dialect {
     /// PostgreSQL with the pgvector extension (`vector`, `halfvec`, `sparsevec`).
     Pgvector,
     /// AnalyticDB for PostgreSQL / Greenplum: arrays, distributed by id.
-    #[value(alias = "greenplum")]
     #[serde(alias = "greenplum")]
     Adbpg,
 }
 
-/// When pgvector dense columns use `halfvec` (2-byte floats) instead of `vector`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Halfvec {
-    /// Always `vector(dim)`: exact for every Qdrant datatype.
-    #[default]
-    Never,
-    /// `halfvec(dim)` for vectors Qdrant stores as float16 (exact: the values are float16
-    /// already), `vector(dim)` for the rest.
-    Float16,
-    /// `halfvec(dim)` for every dense vector: half the space, but float32 values are rounded.
-    Always,
-}
-
-impl Halfvec {
-    /// Whether a dense vector of `datatype` becomes `halfvec` under this policy.
-    pub fn applies_to(self, datatype: Datatype) -> bool {
+impl Dialect {
+    /// How vectors are spelled in this dialect's rows and columns.
+    pub fn vector_syntax(self) -> VectorSyntax {
         match self {
-            Halfvec::Never => false,
-            Halfvec::Float16 => datatype == Datatype::Float16,
-            Halfvec::Always => true,
+            Dialect::Pgvector => VectorSyntax::Pgvector,
+            Dialect::Postgres | Dialect::Adbpg => VectorSyntax::Array,
         }
     }
 }
 
 /// How float array columns (`real[]`, `real[][]`) are stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum VectorStorage {
     /// `EXTERNAL`: out of line and never compressed. Floats do not compress, and under
     /// PostgreSQL's default (`EXTENDED`) every vector over about 2 KB first goes through a
@@ -137,7 +120,7 @@ pub fn columns(layout: &Layout, facts: &DataFacts, options: DdlOptions) -> Vec<C
             (VectorShape::Sparse, Dialect::Pgvector) => {
                 // Declared with the dimension its values carry: an HNSW index refuses a
                 // sparsevec column without one ("column does not have dimensions").
-                let sql_type = format!("sparsevec({})", sparsevec_dim(v));
+                let sql_type = format!("sparsevec({})", v.sparsevec_dim());
                 out.push(column(name, sql_type, false));
                 sparse_slot += 1;
             }
@@ -221,6 +204,7 @@ pub fn create_table_sql_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::Datatype;
     use crate::layout::VectorSpec;
     use crate::point_id::PointKey;
 

@@ -16,7 +16,7 @@ use crate::progress::Ui;
 
 /// What to do with a table that already exists (and that this tool was not part-way through
 /// loading — such a table is always resumed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum IfExists {
     /// Leave it alone, as the guide does.
     #[default]

@@ -14,7 +14,7 @@
 //! error), never by matching message text. Data errors carry the server's `CONTEXT` line number
 //! and column so the caller can name `file:line`. [`Loader`] is one loading connection with
 //! that retry loop around it: a unit that failed transiently is sent again, whole, on a fresh
-//! connection after an exponential backoff.
+//! connection after the crate's one backoff ([`crate::retry`]).
 //!
 //! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY);
 //! `synchronous_commit = off` only when asked — safe for exactly-once, because a server crash
@@ -32,15 +32,14 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::config::postgres::Target;
 use crate::postgres::ident::{qualified, quote_ident};
 use crate::postgres::ledger::{Ledger, LedgerEntry};
+use crate::postgres::transient::is_transient;
+use crate::retry::{Verdict, retry};
 
 /// Bytes read from the source and handed to the connection at a time. rust-postgres sends each
 /// write above 4 KiB as one CopyData message, so large writes mean few messages and few
 /// runtime wake-ups; 1 MiB keeps per-message overhead negligible while bounding the buffer each
 /// connection holds.
 const CHUNK: usize = 1 << 20;
-/// First backoff after a lost connection; doubled per attempt up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(15);
 
 /// The COPY stream's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,33 +192,6 @@ impl CopyError {
     }
 }
 
-/// Whether a fresh connection may succeed where this error happened: decided by SQLSTATE, or
-/// by the absence of one when the socket itself failed.
-pub fn is_transient(err: &postgres::Error) -> bool {
-    match err.code() {
-        Some(code) => {
-            let code = code.code();
-            code.starts_with("08")
-                || matches!(
-                    code,
-                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
-                )
-        }
-        None => err.is_closed() || has_io_source(err),
-    }
-}
-
-fn has_io_source(err: &postgres::Error) -> bool {
-    let mut cause = std::error::Error::source(err);
-    while let Some(e) = cause {
-        if e.is::<std::io::Error>() {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
-}
-
 /// What a unit's transaction passes before it commits: the shared run's check that the unit is
 /// still this worker's, which may also narrow `entry` (its end) or refuse with
 /// [`CopyError::Fenced`]. It runs after the COPY, so the bulk of the work overlaps whatever the
@@ -325,33 +297,6 @@ pub struct LoadSettings {
     pub synchronous_commit_off: bool,
 }
 
-/// Waits between attempts on a fresh connection: [`FIRST_BACKOFF`], doubled each time up to
-/// [`MAX_BACKOFF`].
-#[derive(Debug)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub fn new() -> Self {
-        Backoff {
-            next: FIRST_BACKOFF,
-        }
-    }
-
-    pub fn next_wait(&mut self) -> Duration {
-        let wait = self.next;
-        self.next = (self.next * 2).min(MAX_BACKOFF);
-        wait
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::new()
-    }
-}
-
 /// One loading connection, opened when first needed and replaced after any failure.
 pub struct Loader<'a> {
     target: &'a Target,
@@ -375,26 +320,25 @@ impl<'a> Loader<'a> {
         mut unit: impl FnMut(&mut Client) -> Result<T, CopyError>,
         mut on_retry: impl FnMut(&UnitFailure, Duration, u32, u32),
     ) -> Result<T, UnitFailure> {
-        let mut backoff = Backoff::new();
-        let mut attempt = 1;
-        loop {
+        let attempts = self.settings.retries;
+        let attempt = |_| {
             let result = self
                 .session()
                 .map_err(UnitFailure::Connect)
                 .and_then(|c| unit(c).map_err(UnitFailure::Copy));
-            let failure = match result {
-                Ok(done) => return Ok(done),
-                Err(failure) => failure,
-            };
-            self.client = None;
-            if !failure.is_transient() || attempt >= self.settings.retries {
-                return Err(failure);
+            if result.is_err() {
+                self.client = None;
             }
-            attempt += 1;
-            let wait = backoff.next_wait();
-            on_retry(&failure, wait, attempt, self.settings.retries);
-            std::thread::sleep(wait);
-        }
+            result
+        };
+        let judge = |failure: &UnitFailure, attempt: u32, wait: Duration| {
+            if !failure.is_transient() {
+                return Verdict::GiveUp;
+            }
+            on_retry(failure, wait, attempt + 1, attempts);
+            Verdict::Retry
+        };
+        retry(attempts, attempt, judge).map_err(|failed| failed.error)
     }
 
     /// The connection, opened (with the bulk-load settings) when missing.
@@ -412,18 +356,6 @@ impl<'a> Loader<'a> {
         }
         self.client.as_mut().context("no connection")
     }
-}
-
-/// An error and its causes, `: `-separated (what `{:#}` prints for anyhow errors).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cause = e.source();
-    }
-    out
 }
 
 /// A write to the COPY stream failed: rust-postgres wraps the protocol error in an io error.

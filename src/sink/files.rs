@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::layout::DataFacts;
+use crate::manifest::{FileEntry, Manifest, ManifestError, sync_dir, temporary_name};
 use crate::point_id::{KeyRange, PointKey};
 use crate::progress::Task;
-use crate::sink::manifest::{FileEntry, Manifest, ManifestError, sync_dir, temporary_name};
 
 /// How often the manifest is rewritten while an export runs. Rewriting it costs O(files); once a
 /// second keeps that negligible even at tens of thousands of files, and bounds what a crash can
@@ -295,9 +295,9 @@ fn write_all(file: &mut File, bytes: &[u8], path: &Path) -> Result<(), SinkError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layout::VectorSyntax;
     use crate::layout::{Layout, PayloadType};
     use crate::progress::{OutputArgs, Ui};
-    use crate::sink::manifest::VectorSyntax;
 
     fn page(
         range_id: u64,

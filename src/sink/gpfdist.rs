@@ -44,37 +44,6 @@ const PORT_ATTEMPTS: usize = 5;
 /// The temporary external table of a loading session (one unit at a time).
 const EXTERNAL_TABLE: &str = "qdrant2pg_unit";
 
-/// How import's rows reach the target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Via {
-    /// COPY through the coordinator, over `--connections` sessions.
-    #[default]
-    Copy,
-    /// Greenplum / AnalyticDB: the segments pull each whole file from a gpfdist this run
-    /// starts, through an external table.
-    Gpfdist,
-}
-
-/// `import` flags for the gpfdist path.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct GpfdistArgs {
-    /// How rows reach the target: `copy` through the coordinator, or `gpfdist` (Greenplum and
-    /// AnalyticDB only: the segments pull the files in parallel).
-    #[arg(long, value_enum, default_value_t)]
-    pub via: Via,
-    /// The gpfdist program [default: gpfdist on PATH, else $GPHOME/bin/gpfdist].
-    #[arg(long, value_name = "PATH")]
-    pub gpfdist: Option<PathBuf>,
-    /// The address the segments reach this host at [default: this host's address on its route
-    /// to the coordinator].
-    #[arg(long, value_name = "HOST")]
-    pub gpfdist_address: Option<String>,
-    /// The port of the first connection's gpfdist; connection i serves on PORT + i [default:
-    /// free ports].
-    #[arg(long, value_name = "PORT")]
-    pub gpfdist_port: Option<u16>,
-}
-
 /// The gpfdist path could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum GpfdistError {
@@ -129,16 +98,18 @@ impl GpfdistSettings {
     /// The program and the address to serve at, from the flags; `coordinator` is the target's
     /// first TCP host and port, for the default address.
     pub fn resolve(
-        args: &GpfdistArgs,
+        program: Option<&Path>,
+        address: Option<&str>,
+        first_port: Option<u16>,
         coordinator: Option<(String, u16)>,
     ) -> Result<GpfdistSettings, GpfdistError> {
-        let program = match &args.gpfdist {
-            Some(path) if path.is_file() => path.clone(),
-            Some(path) => return Err(GpfdistError::NotAFile(path.clone())),
+        let program = match program {
+            Some(path) if path.is_file() => path.to_owned(),
+            Some(path) => return Err(GpfdistError::NotAFile(path.to_owned())),
             None => find_program().ok_or(GpfdistError::NotFound)?,
         };
-        let address = match &args.gpfdist_address {
-            Some(address) => address.clone(),
+        let address = match address {
+            Some(address) => address.to_owned(),
             None => route_address(coordinator)?.to_string(),
         };
         let address = if address.contains(':') && !address.starts_with('[') {
@@ -149,7 +120,7 @@ impl GpfdistSettings {
         Ok(GpfdistSettings {
             program,
             address,
-            first_port: args.gpfdist_port,
+            first_port,
         })
     }
 }
@@ -466,22 +437,13 @@ mod tests {
         let local = route_address(Some(("127.0.0.1".into(), 5432))).unwrap();
         assert_eq!(local, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(route_address(None).unwrap(), IpAddr::from([127, 0, 0, 1]));
-        let settings = GpfdistSettings::resolve(
-            &GpfdistArgs {
-                gpfdist: Some(PathBuf::from("/bin/sh")),
-                gpfdist_address: Some("fd00::5".into()),
-                ..Default::default()
-            },
-            None,
-        )
-        .unwrap();
+        let settings =
+            GpfdistSettings::resolve(Some(Path::new("/bin/sh")), Some("fd00::5"), None, None)
+                .unwrap();
         assert_eq!(settings.address, "[fd00::5]");
-        let missing = GpfdistArgs {
-            gpfdist: Some(PathBuf::from("/no/such/gpfdist")),
-            ..Default::default()
-        };
+        let missing = Path::new("/no/such/gpfdist");
         assert!(matches!(
-            GpfdistSettings::resolve(&missing, None),
+            GpfdistSettings::resolve(Some(missing), None, None, None),
             Err(GpfdistError::NotAFile(_))
         ));
     }

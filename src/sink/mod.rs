@@ -2,7 +2,6 @@
 //! connections streaming COPY with a ledger, or Greenplum's segments pulling files from gpfdist.
 
 pub mod copy;
-pub mod digest;
+pub mod file_batch;
 pub mod files;
 pub mod gpfdist;
-pub mod manifest;

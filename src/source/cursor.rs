@@ -9,7 +9,7 @@
 //!   the cut lands inside a page already in flight. Splits happen only above `pos`: nothing
 //!   already read is ever handed out again.
 //! - **shared** (migrate): units of a shared run, claimed or split in the target database by
-//!   every process of the run ([`SharedUnits`], implemented by `postgres::units`). Each range
+//!   every process of the run ([`SharedUnits`], implemented by `run::ranges`). Each range
 //!   then carries its unit's [`Lease`], and its pages commit in order ([`ActiveRange::wait_turn`]):
 //!   the database only knows how far a unit got, so page `n + 1` may start its transaction only
 //!   once page `n` has committed. Pages of different units load in parallel, so a process keeps
@@ -35,9 +35,9 @@ use qdrant_client::qdrant::RetrievedPoint;
 
 use crate::payload::{ExactPayloads, PointRef};
 use crate::point_id::{KeyRange, PointKey};
-use crate::postgres::run::Lease;
-use crate::source::plan::{IdSpan, midpoint};
-use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+use crate::source::error::SourceError;
+use crate::source::page::{Fetch, PageReader, ScrollPage};
+use crate::source::plan::{IdSpan, Work, midpoint};
 
 /// How long an idle cursor of a shared run waits before asking for a unit again when every
 /// open unit is held by a worker and too small to split. One cursor per process waits on the
@@ -46,48 +46,12 @@ use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
 /// held is taken over within about this, and a waiting process costs two small queries a poll.
 const CLAIM_POLL: Duration = Duration::from_millis(500);
 
-/// Reads pages of one collection; implemented by every source.
-pub trait PageReader {
-    fn scroll(
-        &self,
-        collection: &str,
-        offset: PointKey,
-        limit: u32,
-        fetch: Fetch,
-    ) -> Result<ScrollPage, SourceError>;
-
-    fn first_at_or_after(
-        &self,
-        collection: &str,
-        key: PointKey,
-    ) -> Result<Option<PointKey>, SourceError>;
-}
-
-impl PageReader for QdrantReader {
-    fn scroll(
-        &self,
-        collection: &str,
-        offset: PointKey,
-        limit: u32,
-        fetch: Fetch,
-    ) -> Result<ScrollPage, SourceError> {
-        QdrantReader::scroll(self, collection, offset, limit, fetch)
-    }
-
-    fn first_at_or_after(
-        &self,
-        collection: &str,
-        key: PointKey,
-    ) -> Result<Option<PointKey>, SourceError> {
-        QdrantReader::first_at_or_after(self, collection, key)
-    }
-}
-
-/// A range of one collection waiting for a cursor.
-#[derive(Clone, Copy, Debug)]
-pub struct Work {
-    pub collection: usize,
-    pub range: KeyRange,
+/// A unit held by this process: its number, and the claim count that proves it is still ours
+/// (another worker's claim changes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub unit: i32,
+    pub token: i32,
 }
 
 /// Units of a shared run, as cursor work: what an idle cursor gets instead of the next planned

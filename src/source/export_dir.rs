@@ -15,15 +15,15 @@
 //! its line count (checked against the manifest's rows), and its cut points with the file line
 //! each batch starts at (to map a server error back to `file:line`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::encode::text::column_names;
+use crate::manifest::{MANIFEST_FILE, Manifest, ManifestError, Partition};
 use crate::point_id::PointKey;
-use crate::sink::manifest::{MANIFEST_FILE, Manifest, ManifestError, Partition};
 
 /// The guide's DDL file name.
 pub const CREATE_TABLE_FILE: &str = "create_table.sql";
@@ -50,6 +50,13 @@ pub enum ExportDirError {
     NotExport { path: PathBuf },
     #[error("collection {collection:?}: {detail}")]
     Parts { collection: String, detail: String },
+    #[error("no directory for collection {collection:?} in {roots}")]
+    NoCollection { collection: String, roots: String },
+    #[error(
+        "collection {collection:?} is exported more than once ({dirs}): pass only the --data \
+         directories of one export"
+    )]
+    Twice { collection: String, dirs: String },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportDirError + '_ {
@@ -57,6 +64,96 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ExportDirError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// The collection directories found under some export directories.
+#[derive(Debug, Default)]
+pub struct FoundExports {
+    /// Collections whose export is complete (or guide-style), by name.
+    pub complete: Vec<ExportedCollection>,
+    /// Collections whose manifest says the export is not complete: name and directory.
+    pub incomplete: Vec<(String, PathBuf)>,
+}
+
+/// The collection directories under the export directories `roots` (only those named in
+/// `only`, when any): a directory holding `manifest.json` or `create_table.sql` is a whole
+/// export; one holding `part-I-of-N` directories holds parts of a partitioned one, which may be
+/// spread over several roots and load as one collection.
+pub fn find_collections(
+    roots: &[PathBuf],
+    only: &[String],
+) -> Result<FoundExports, ExportDirError> {
+    #[derive(Default)]
+    struct Found {
+        whole: Vec<PathBuf>,
+        parts: Vec<PathBuf>,
+    }
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    for root in roots {
+        for entry in fs::read_dir(root).map_err(io_error(root))? {
+            let entry = entry.map_err(io_error(root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            if !dir.is_dir() || !(only.is_empty() || only.contains(&name)) {
+                continue;
+            }
+            let slot = found.entry(name).or_default();
+            let parts = part_dirs(&dir)?;
+            if parts.is_empty()
+                || dir.join(MANIFEST_FILE).exists()
+                || dir.join(CREATE_TABLE_FILE).exists()
+            {
+                slot.whole.push(dir);
+            } else {
+                slot.parts.extend(parts);
+            }
+        }
+    }
+    let shown = |dirs: &mut dyn Iterator<Item = &PathBuf>| {
+        dirs.map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(wanted) = only.iter().find(|w| !found.contains_key(*w)) {
+        return Err(ExportDirError::NoCollection {
+            collection: wanted.clone(),
+            roots: shown(&mut roots.iter()),
+        });
+    }
+    let mut exports = FoundExports::default();
+    for (name, Found { whole, parts }) in found {
+        let collection = match (whole.as_slice(), parts.is_empty()) {
+            ([dir], true) => ExportedCollection::open(dir)?,
+            ([], false) => ExportedCollection::from_parts(&name, &parts)?,
+            _ => {
+                return Err(ExportDirError::Twice {
+                    collection: name,
+                    dirs: shown(&mut whole.iter().chain(&parts)),
+                });
+            }
+        };
+        match &collection.manifest {
+            Some(manifest) if !manifest.complete => {
+                exports.incomplete.push((name, collection.dir));
+            }
+            _ => exports.complete.push(collection),
+        }
+    }
+    Ok(exports)
+}
+
+/// The `part-I-of-N` directories inside a collection directory.
+fn part_dirs(dir: &Path) -> Result<Vec<PathBuf>, ExportDirError> {
+    let mut parts = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        if Partition::parse_dir_name(&name.to_string_lossy()).is_some() && entry.path().is_dir() {
+            parts.push(entry.path());
+        }
+    }
+    parts.sort();
+    Ok(parts)
 }
 
 /// One collection directory.
@@ -95,7 +192,7 @@ impl ExportedCollection {
         let manifest = Manifest::load(dir)?;
         let files = match &manifest {
             Some(m) => {
-                let columns = column_names(&m.layout, m.vector_syntax);
+                let columns = m.layout.columns(m.vector_syntax);
                 m.files
                     .iter()
                     .map(|f| DataFile {
@@ -269,7 +366,7 @@ impl ExportedCollection {
             .points_count
             .filter(|count| parts.iter().all(|(_, _, m)| m.points_count == Some(*count)));
         let mut files = Vec::new();
-        let columns = column_names(&merged.layout, merged.vector_syntax);
+        let columns = merged.layout.columns(merged.vector_syntax);
         for (partition, dir, manifest) in &parts {
             let prefix = Partition::dir_name(partition.index, partition.count);
             for f in &manifest.files {

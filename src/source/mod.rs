@@ -7,7 +7,9 @@
 
 pub mod cursor;
 pub mod edge;
+pub mod error;
 pub mod export_dir;
+pub mod page;
 pub mod parallel;
 pub mod plan;
 pub mod qdrant;
@@ -24,11 +26,13 @@ use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
 use crate::config::qdrant::{Connection, QdrantArgs, QdrantSection};
 use crate::payload::ExactPayloads;
 use crate::point_id::PointKey;
-use crate::source::cursor::PageReader;
+use crate::source::error::SourceError;
+use crate::source::page::{Fetch, PageReader, ScrollPage};
 use crate::source::plan::IdSpan;
-use crate::source::qdrant::{Fetch, QdrantReader, ScrollPage, SourceError};
+use crate::source::qdrant::QdrantReader;
 use crate::source::rest::RestState;
-use crate::source::snapshot::{SnapshotArgs, SnapshotReader, SnapshotSet};
+use crate::source::snapshot::SnapshotFiles;
+use crate::source::snapshot::reader::{SnapshotReader, SnapshotSet};
 
 /// Whether an error is the server's or the connection's rather than one collection's: a run
 /// stops on it instead of going on with the other collections.
@@ -60,10 +64,10 @@ impl Source {
         qdrant: &QdrantArgs,
         section: &QdrantSection,
         config_file: Option<&Path>,
-        snapshots: &SnapshotArgs,
+        snapshots: &SnapshotFiles,
         wanted: &[String],
     ) -> anyhow::Result<Source> {
-        if snapshots.given() {
+        if !snapshots.paths.is_empty() {
             let set = SnapshotSet::open(snapshots, wanted)?;
             return Ok(Source::Snapshots(Arc::new(set)));
         }

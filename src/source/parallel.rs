@@ -16,7 +16,8 @@ use std::sync::Mutex;
 use anyhow::Context;
 use crossbeam_channel::bounded;
 
-use crate::source::cursor::{CollectionFailure, PageBatch, PageReader, Scheduler};
+use crate::source::cursor::{CollectionFailure, PageBatch, Scheduler};
+use crate::source::page::PageReader;
 
 /// Pages queued per cursor. Two keep each cursor's next request going while the workers
 /// handle the previous page; more only adds memory.

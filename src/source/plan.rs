@@ -9,8 +9,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::qdrant::ReadTuning;
 use crate::point_id::{KeyRange, PointKey};
-use crate::source::qdrant::SourceError;
+use crate::source::error::SourceError;
+
+/// A range of one collection waiting for a cursor.
+#[derive(Clone, Copy, Debug)]
+pub struct Work {
+    pub collection: usize,
+    pub range: KeyRange,
+}
 
 /// Where a collection's ids lie: inclusive bounds per kind, `None` when there are none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +215,44 @@ pub fn subtract(ranges: &[KeyRange], covered: &[KeyRange]) -> Vec<KeyRange> {
         if open && range.hi.is_none_or(|hi| lo < hi) {
             out.push(KeyRange::new(lo, range.hi));
         }
+    }
+    out
+}
+
+/// Ranges planned per cursor: more ranges than cursors lets a fast cursor take more of them, so
+/// skew evens out before any split is needed (etl plans 4 partitions per copy worker).
+const RANGES_PER_CURSOR: usize = 4;
+
+/// How many ranges to plan for a collection: more than cursors, so skew evens out, but no more
+/// than it takes to give each about a file's worth of rows or a few pages.
+pub fn range_count(points: u64, max_lines: u64, tuning: &ReadTuning) -> usize {
+    let rows_per_range = max_lines.min(u64::from(tuning.page_size) * 4).max(1);
+    (points.div_ceil(rows_per_range) as usize).clamp(1, tuning.cursors.max(1) * RANGES_PER_CURSOR)
+}
+
+/// Round-robin over collections, keeping each collection's own order.
+pub fn interleave(work: Vec<Work>, collections: usize) -> Vec<Work> {
+    let mut per: Vec<Vec<Work>> = vec![Vec::new(); collections];
+    let mut order = Vec::new();
+    for w in work {
+        if per[w.collection].is_empty() {
+            order.push(w.collection);
+        }
+        per[w.collection].push(w);
+    }
+    let mut out = Vec::new();
+    let mut queues: Vec<std::vec::IntoIter<Work>> = order
+        .iter()
+        .map(|&c| std::mem::take(&mut per[c]).into_iter())
+        .collect();
+    while !queues.is_empty() {
+        queues.retain_mut(|q| match q.next() {
+            Some(w) => {
+                out.push(w);
+                true
+            }
+            None => false,
+        });
     }
     out
 }

@@ -6,8 +6,8 @@
 //! and no connection is shared by cursors that would otherwise queue behind each other.
 //!
 //! Transient failures (unavailable, resource exhausted, deadline exceeded, aborted) are retried
-//! with exponential backoff from the same offset, which is safe because a scroll page is a pure
-//! read. The decision is made on the gRPC status code, never on message text.
+//! with the crate's one backoff ([`crate::retry`]) from the same offset, which is safe because a
+//! scroll page is a pure read. The decision is made on the gRPC status code, never on message text.
 //!
 //! Pages come back with their payloads exact: scroll and get decode through
 //! [`DepthCheckedCodec`] (payload depth bounded before prost recurses), and the points of a page
@@ -37,88 +37,12 @@ use tonic::{Code, Status};
 
 use crate::config::qdrant::{Connection, Secret};
 use crate::payload::{ExactPayloads, holds_wide_double};
-use crate::point_id::{PointIdError, PointKey};
-use crate::source::rest::{RestError, RestReader, RestState};
+use crate::point_id::PointKey;
+use crate::retry::{Exhausted, Verdict, retry};
+use crate::source::error::SourceError;
+use crate::source::page::{Fetch, PageReader, ScrollPage};
+use crate::source::rest::{RestReader, RestState};
 use crate::source::wire::{DepthCheckedCodec, PayloadTooDeep, Response};
-
-/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF`].
-pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// Cap on one backoff: long enough to ride out a server restart, short enough to notice it.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// A Qdrant request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("cannot reach Qdrant: {hint}")]
-    Unreachable {
-        hint: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error(
-        "Qdrant at {url} rejected the request as unauthenticated: check --api-key, \
-         QDRANT_API_KEY or qdrant.api_key"
-    )]
-    Unauthenticated { url: String },
-    #[error("collection {collection:?} does not exist in Qdrant at {url}")]
-    CollectionNotFound { collection: String, url: String },
-    #[error("{operation} of collection {collection:?} failed after {attempts} attempt(s)")]
-    Request {
-        collection: String,
-        operation: &'static str,
-        attempts: u32,
-        #[source]
-        source: Box<Status>,
-    },
-    #[error("collection {collection:?}: a scroll page holds a bad point id")]
-    BadId {
-        collection: String,
-        #[source]
-        source: PointIdError,
-    },
-    #[error(
-        "collection {collection:?}: point {id} cannot be read over gRPC (the server fails on it); \
-         read it from a snapshot with --snapshot"
-    )]
-    UnreadablePoint {
-        collection: String,
-        id: PointKey,
-        #[source]
-        source: Box<Status>,
-    },
-    #[error("collection {collection:?}: {source}")]
-    TooDeep {
-        collection: String,
-        #[source]
-        source: PayloadTooDeep,
-    },
-    #[error(transparent)]
-    Rest(#[from] RestError),
-    #[error("collection {collection:?}: the server broke the scroll protocol: {detail}")]
-    Protocol { collection: String, detail: String },
-    #[error(transparent)]
-    Snapshot(#[from] Box<crate::source::snapshot::SnapshotError>),
-    #[error("cannot start the gRPC runtime")]
-    Runtime(#[source] std::io::Error),
-}
-
-impl SourceError {
-    /// Whether the failure is the server's or the connection's, not one collection's: every
-    /// other collection would fail the same way.
-    pub fn concerns_every_collection(&self) -> bool {
-        matches!(
-            self,
-            SourceError::Unreachable { .. }
-                | SourceError::Unauthenticated { .. }
-                | SourceError::Runtime(_)
-        )
-    }
-
-    /// A request the server (or the client's decoder) failed with `Internal`.
-    fn is_internal(&self) -> bool {
-        matches!(self, SourceError::Request { source, .. } if source.code() == Code::Internal)
-    }
-}
 
 /// A query vector for a nearest-neighbour search.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,25 +67,6 @@ impl QueryVector {
             }),
         }
     }
-}
-
-/// One scroll page.
-#[derive(Debug, Default)]
-pub struct ScrollPage {
-    pub points: Vec<RetrievedPoint>,
-    /// The payloads of `points` that gRPC could not carry exactly, read again.
-    pub exact: ExactPayloads,
-    /// The first id of the next page, `None` at the end of the collection.
-    pub next: Option<PointKey>,
-}
-
-/// What to fetch with each point.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fetch {
-    /// Vectors and payload: a real read.
-    Everything,
-    /// Ids only: probing the id space.
-    IdsOnly,
 }
 
 /// Sends the API key with every request, as Qdrant expects it (`api-key` metadata).
@@ -226,19 +131,12 @@ impl QdrantReader {
         let key = ApiKey(key.map_err(|_| SourceError::Unauthenticated {
             url: connection.url.clone(),
         })?);
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
-        let channel = loop {
-            attempt += 1;
-            match runtime.block_on(endpoint.connect()) {
-                Ok(channel) => break channel,
-                Err(_) if attempt < connection.retries => {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Err(e) => return Err(unreachable(e.into())),
-            }
-        };
+        let channel = retry(
+            connection.retries,
+            |_| runtime.block_on(endpoint.connect()),
+            |_, _, _| Verdict::Retry,
+        )
+        .map_err(|failed| unreachable(failed.error.into()))?;
         // Pages of big vectors exceed tonic's 4 MiB default; the server bounds them anyway.
         let points = PointsClient::with_interceptor(channel.clone(), key.clone())
             .max_decoding_message_size(usize::MAX);
@@ -390,8 +288,9 @@ impl QdrantReader {
     }
 
     /// The exact payloads of the points whose gRPC payload may hold a bent integer, read
-    /// again over REST; none when no point does, or when REST cannot be used (the reason is
-    /// then in the shared [`RestState`], and the writer flags those payloads).
+    /// again over REST; none when no point does. When REST cannot be used (the reason is then in
+    /// the shared [`RestState`]) the page fails naming its first such point, unless the
+    /// connection allows rounded integers: then none, and the writer flags those payloads.
     fn exact_payloads(
         &self,
         collection: &str,
@@ -415,7 +314,14 @@ impl QdrantReader {
         }
         let ids: Vec<PointKey> = suspect.iter().map(|(_, key)| *key).collect();
         let Some(mut found) = self.rest.payloads(collection, &ids)? else {
-            return Ok(ExactPayloads::default());
+            if self.connection.allow_rounded_integers {
+                return Ok(ExactPayloads::default());
+            }
+            return Err(SourceError::Inexact {
+                collection: collection.to_owned(),
+                point: ids[0],
+                why: self.rest.failure().unwrap_or_default().to_owned(),
+            });
         };
         // A point deleted between the two reads keeps its gRPC payload.
         Ok(ExactPayloads::new(
@@ -574,7 +480,7 @@ impl QdrantReader {
         }
     }
 
-    /// Runs one request, retrying transient failures with exponential backoff.
+    /// Runs one request, retrying transient failures ([`retry`]'s policy).
     fn with_retries<T, F, Fut>(
         &self,
         collection: &str,
@@ -585,60 +491,87 @@ impl QdrantReader {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let status = match self.runtime.block_on(request()) {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) => status,
-            };
-            if let Some(too_deep) =
-                std::error::Error::source(&status).and_then(|e| e.downcast_ref::<PayloadTooDeep>())
-            {
-                return Err(SourceError::TooDeep {
-                    collection: collection.to_owned(),
-                    source: too_deep.clone(),
-                });
+        let judge = |status: &Status, _: u32, _: Duration| {
+            if too_deep(status).is_some() || !is_transient(status.code()) {
+                Verdict::GiveUp
+            } else {
+                retry_after(status).map_or(Verdict::Retry, Verdict::RetryAfter)
             }
-            let code = status.code();
-            if code == Code::Unauthenticated || code == Code::PermissionDenied {
-                return Err(SourceError::Unauthenticated {
-                    url: self.connection.url.clone(),
-                });
-            }
-            if code == Code::NotFound && !collection.is_empty() {
-                return Err(SourceError::CollectionNotFound {
-                    collection: collection.to_owned(),
-                    url: self.connection.url.clone(),
-                });
-            }
-            if is_transient(code) && attempt < self.connection.retries {
-                std::thread::sleep(retry_after(&status).unwrap_or(backoff));
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            if code == Code::Unavailable {
-                let of = if collection.is_empty() {
-                    String::new()
-                } else {
-                    format!(" of {collection:?}")
-                };
-                return Err(SourceError::Unreachable {
-                    hint: format!(
-                        "{} ({operation}{of}, {attempt} attempt(s))",
-                        self.connection.hint()
-                    ),
-                    source: Box::new(status),
-                });
-            }
-            return Err(SourceError::Request {
+        };
+        let Exhausted {
+            error: status,
+            attempts,
+        } = match retry(
+            self.connection.retries,
+            |_| self.runtime.block_on(request()),
+            judge,
+        ) {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(failed) => failed,
+        };
+        if let Some(too_deep) = too_deep(&status) {
+            return Err(SourceError::TooDeep {
                 collection: collection.to_owned(),
-                operation,
-                attempts: attempt,
+                source: too_deep.clone(),
+            });
+        }
+        let code = status.code();
+        if code == Code::Unauthenticated || code == Code::PermissionDenied {
+            return Err(SourceError::Unauthenticated {
+                url: self.connection.url.clone(),
+            });
+        }
+        if code == Code::NotFound && !collection.is_empty() {
+            return Err(SourceError::CollectionNotFound {
+                collection: collection.to_owned(),
+                url: self.connection.url.clone(),
+            });
+        }
+        if code == Code::Unavailable {
+            let of = if collection.is_empty() {
+                String::new()
+            } else {
+                format!(" of {collection:?}")
+            };
+            return Err(SourceError::Unreachable {
+                hint: format!(
+                    "{} ({operation}{of}, {attempts} attempt(s))",
+                    self.connection.hint()
+                ),
                 source: Box::new(status),
             });
         }
+        Err(SourceError::Request {
+            collection: collection.to_owned(),
+            operation,
+            attempts,
+            source: Box::new(status),
+        })
+    }
+}
+
+/// The payload too deep that a response failed on, if that is why it failed.
+fn too_deep(status: &Status) -> Option<&PayloadTooDeep> {
+    std::error::Error::source(status).and_then(|e| e.downcast_ref::<PayloadTooDeep>())
+}
+
+impl PageReader for QdrantReader {
+    fn scroll(
+        &self,
+        collection: &str,
+        offset: PointKey,
+        limit: u32,
+        fetch: Fetch,
+    ) -> Result<ScrollPage, SourceError> {
+        QdrantReader::scroll(self, collection, offset, limit, fetch)
+    }
+
+    fn first_at_or_after(
+        &self,
+        collection: &str,
+        key: PointKey,
+    ) -> Result<Option<PointKey>, SourceError> {
+        QdrantReader::first_at_or_after(self, collection, key)
     }
 }
 
@@ -669,5 +602,5 @@ fn retry_after(status: &Status) -> Option<Duration> {
         .ok()?
         .parse()
         .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_BACKOFF))
+    Some(Duration::from_secs(seconds))
 }

@@ -8,20 +8,22 @@
 //! the text Qdrant wrote. Pages without such doubles never come here.
 //!
 //! Blocking HTTP (ureq) on the calling cursor thread, like its gRPC calls. Transient failures
-//! (no connection, 5xx, 429) are retried with the gRPC reader's backoff; once the API has
-//! failed for good, [`RestState`] remembers why, later pages no longer try, and the commands
-//! warn that the affected values may be inexact.
+//! (no connection, 5xx, 429) are retried with the crate's one backoff; once the API has
+//! failed for good, [`RestState`] remembers why and later pages no longer try: a page that needs
+//! it then fails its collection, or, with `--allow-rounded-integers`, keeps gRPC's doubles and
+//! the commands warn that the affected values may be inexact.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 use crate::config::qdrant::{Connection, Secret};
 use crate::payload::{ExactJson, JsonKind, MAX_PAYLOAD_DEPTH};
 use crate::point_id::PointKey;
-use crate::sink::copy::error_chain;
-use crate::source::qdrant::{FIRST_BACKOFF, MAX_BACKOFF};
+use crate::progress::error_chain;
+use crate::retry::{Verdict, retry};
 use crate::source::wire::PayloadTooDeep;
 
 /// A REST read failed.
@@ -121,6 +123,11 @@ impl RestReader {
         }
     }
 
+    /// Why the REST API could not be used, once it could not (shared by every reader).
+    pub fn failure(&self) -> Option<&str> {
+        self.state.failure()
+    }
+
     /// The payloads of `ids` as Qdrant holds them; ids it does not have are left out. `None`
     /// once the API has failed for good (this call's failure is then recorded in the state).
     pub fn payloads(
@@ -200,10 +207,7 @@ impl RestReader {
 
     /// Posts `body`, retrying what may pass; the answer's text on success.
     fn post(&self, collection: &str, url: &str, body: &str) -> Result<String, RestError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let send = |_| {
             let mut request = self
                 .agent
                 .post(url)
@@ -211,7 +215,7 @@ impl RestReader {
             if let Some(key) = &self.api_key {
                 request = request.header("api-key", key.expose());
             }
-            let outcome = request.send(body.as_bytes()).and_then(|mut response| {
+            let (status, text) = request.send(body.as_bytes()).and_then(|mut response| {
                 let status = response.status().as_u16();
                 let text = response
                     .body_mut()
@@ -219,32 +223,42 @@ impl RestReader {
                     .limit(u64::MAX)
                     .read_to_string()?;
                 Ok((status, text))
-            });
-            let retry = match &outcome {
-                Ok((status, _)) => *status == 429 || *status >= 500,
-                Err(_) => true,
-            };
-            if retry && attempt < self.retries {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
+            })?;
+            match status {
+                200 => Ok(text),
+                _ => Err(Failure::Status(status, text)),
             }
-            return match outcome {
-                Ok((200, text)) => Ok(text),
-                Ok((status, text)) => Err(RestError::Refused {
-                    url: self.url.clone(),
-                    origin: self.origin.clone(),
-                    collection: collection.to_owned(),
-                    status,
-                    body: text.chars().take(300).collect(),
-                }),
-                Err(source) => Err(RestError::Unreachable {
-                    url: self.url.clone(),
-                    origin: self.origin.clone(),
-                    source: Box::new(source),
-                }),
-            };
-        }
+        };
+        let judge = |failure: &Failure, _: u32, _: Duration| match failure {
+            Failure::Status(status, _) if *status != 429 && *status < 500 => Verdict::GiveUp,
+            _ => Verdict::Retry,
+        };
+        retry(self.retries, send, judge).map_err(|failed| match failed.error {
+            Failure::Status(status, text) => RestError::Refused {
+                url: self.url.clone(),
+                origin: self.origin.clone(),
+                collection: collection.to_owned(),
+                status,
+                body: text.chars().take(300).collect(),
+            },
+            Failure::Transport(source) => RestError::Unreachable {
+                url: self.url.clone(),
+                origin: self.origin.clone(),
+                source: Box::new(source),
+            },
+        })
+    }
+}
+
+/// One failed POST: no answer, or an answer other than 200.
+enum Failure {
+    Transport(ureq::Error),
+    Status(u16, String),
+}
+
+impl From<ureq::Error> for Failure {
+    fn from(error: ureq::Error) -> Self {
+        Failure::Transport(error)
     }
 }
 

@@ -28,20 +28,28 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use qdrant_client::qdrant::collections_server::{Collections, CollectionsServer};
+use qdrant_client::qdrant::point_id::PointIdOptions;
 use qdrant_client::qdrant::points_server::{Points, PointsServer};
 use qdrant_client::qdrant::qdrant_server::{Qdrant, QdrantServer as QdrantService};
-use qdrant_client::qdrant::{self as grpc, vectors_config};
+use qdrant_client::qdrant::value::Kind;
+use qdrant_client::qdrant::{
+    self as grpc, vectors_config, with_payload_selector, with_vectors_selector,
+};
 use qdrant_edge::{
     Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeSparseVectorParams,
-    EdgeVectorParams, HnswIndexConfig, Modifier, MultiVectorConfig, PointInsertOperations,
-    PointOperations, UpdateOperation, VectorStorageDatatype,
+    EdgeVectorParams, HnswIndexConfig, JsonPath, Modifier, MultiVectorConfig, OperationError,
+    Payload, PayloadSelector, PayloadSelectorExclude, PayloadSelectorInclude,
+    PointInsertOperations, PointOperations, PointStructPersisted, UpdateOperation, Vector,
+    VectorInternal, VectorStorageDatatype, VectorStructInternal, VectorStructPersisted,
+    WithPayloadInterface, WithVector,
 };
 use qdrant2pg::point_id::PointKey;
-use qdrant2pg::source::edge::{
-    self, CollectionConfigFile, CollectionParamsFile, HnswDiffFile, OptimizerConfigFile,
-    SparseIndexFile, SparseVectorParamsFile, VectorParamsFile, VectorsConfigFile, WalConfigFile,
+use qdrant2pg::source::edge::config_file::{
+    CollectionConfigFile, CollectionParamsFile, HnswDiffFile, OptimizerConfigFile, SparseIndexFile,
+    SparseVectorParamsFile, VectorParamsFile, VectorsConfigFile, WalConfigFile,
 };
-use qdrant2pg::source::snapshot::CollectionSnapshot;
+use qdrant2pg::source::edge::{self, EdgeError, key_to_edge};
+use qdrant2pg::source::snapshot::archive::CollectionSnapshot;
 use tokio::sync::oneshot;
 use tonic::codec::CompressionEncoding;
 use tonic::service::Interceptor;
@@ -148,7 +156,7 @@ impl EdgeQdrant {
             .get(collection)
             .unwrap_or_else(|e| panic!("test Qdrant: {}", e.message()));
         let key = PointKey::from_proto(point.id.as_ref()).expect("a point id");
-        let mut point = edge::point_to_edge(point).expect("a valid point");
+        let mut point = point_to_edge(point).expect("a valid point");
         point.payload = Some(qdrant_edge::Payload(payload));
         let operation = UpdateOperation::PointOperation(PointOperations::UpsertPoints(
             PointInsertOperations::PointsList(vec![point]),
@@ -430,11 +438,9 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn engine_error(e: edge::EdgeError) -> Status {
+fn engine_error(e: EdgeError) -> Status {
     match e {
-        edge::EdgeError::BadPoint { .. }
-        | edge::EdgeError::PointId(_)
-        | edge::EdgeError::BadValue(_) => {
+        EdgeError::BadPoint { .. } | EdgeError::PointId(_) | EdgeError::BadValue(_) => {
             Status::invalid_argument(format!("Wrong input: {}", error_chain(&e)))
         }
         _ => Status::internal(format!("Service internal error: {}", error_chain(&e))),
@@ -699,7 +705,7 @@ service! {
         ) -> Result<Response<grpc::GetCollectionInfoResponse>, Status> {
             let start = Instant::now();
             let collection = self.store.get(&request.get_ref().collection_name)?;
-            let info = blocking(move || Ok(edge::collection_info(&collection.config, &collection.shards))).await?;
+            let info = blocking(move || Ok(edge::config_file::collection_info(&collection.config, &collection.shards))).await?;
             Ok(Response::new(grpc::GetCollectionInfoResponse { result: Some(info), time: elapsed(start) }))
         }
 
@@ -822,7 +828,7 @@ service! {
                 for point in request.points {
                     let key = PointKey::from_proto(point.id.as_ref())
                         .map_err(|e| Status::invalid_argument(format!("Wrong input: {e}")))?;
-                    per_shard[collection.shard_of(key)].push(edge::point_to_edge(point).map_err(engine_error)?);
+                    per_shard[collection.shard_of(key)].push(point_to_edge(point).map_err(engine_error)?);
                 }
                 for (shard, points) in collection.shards.iter().zip(per_shard) {
                     if points.is_empty() {
@@ -855,8 +861,8 @@ service! {
             let start = Instant::now();
             let request = request.into_inner();
             let collection = self.store.get(&request.collection_name)?;
-            let with_payload = edge::payload_selector(request.with_payload);
-            let with_vector = edge::vector_selector(request.with_vectors);
+            let with_payload = payload_selector(request.with_payload);
+            let with_vector = vector_selector(request.with_vectors);
             let mut keys = Vec::with_capacity(request.ids.len());
             for id in &request.ids {
                 let key = PointKey::from_proto(Some(id))
@@ -874,7 +880,7 @@ service! {
                         .map_err(|e| Status::internal(format!("Service internal error: {e}")))?;
                     found.extend(records.into_iter().map(|r| (edge::key_from_edge(r.id), r)));
                 }
-                Ok(keys.iter().filter_map(|k| found.remove(k)).map(edge::record_to_grpc).collect())
+                Ok(keys.iter().filter_map(|k| found.remove(k)).map(edge::convert::record_to_grpc).collect())
             })
             .await?;
             Ok(Response::new(grpc::GetResponse { result, time: elapsed(start), usage: None }))
@@ -903,16 +909,16 @@ service! {
                         .map_err(|e| Status::invalid_argument(format!("Wrong input: {e}")))?,
                 ),
             };
-            let with_payload = edge::payload_selector(request.with_payload);
-            let with_vector = edge::vector_selector(request.with_vectors);
+            let with_payload = payload_selector(request.with_payload);
+            let with_vector = vector_selector(request.with_vectors);
             let page = blocking(move || {
-                edge::scroll_shards(&collection.shards, offset, limit, &with_payload, &with_vector)
+                edge::shard::scroll_shards(&collection.shards, offset, limit, &with_payload, &with_vector)
                     .map_err(engine_error)
             })
             .await?;
             Ok(Response::new(grpc::ScrollResponse {
                 next_page_offset: page.next_offset.map(PointKey::to_proto),
-                result: page.records.into_iter().map(edge::record_to_grpc).collect(),
+                result: page.records.into_iter().map(edge::convert::record_to_grpc).collect(),
                 time: elapsed(start),
                 usage: None,
             }))
@@ -928,7 +934,7 @@ service! {
                 return Err(Status::unimplemented("filtered counts are not served by the test Qdrant"));
             }
             let collection = self.store.get(&request.collection_name)?;
-            let count = blocking(move || edge::count_shards(&collection.shards).map_err(engine_error)).await?;
+            let count = blocking(move || edge::shard::count_shards(&collection.shards).map_err(engine_error)).await?;
             Ok(Response::new(grpc::CountResponse {
                 result: Some(grpc::CountResult { count }),
                 time: elapsed(start),
@@ -963,5 +969,219 @@ service! {
         facet(FacetCounts) -> FacetResponse;
         search_matrix_pairs(SearchMatrixPoints) -> SearchMatrixPairsResponse;
         search_matrix_offsets(SearchMatrixPoints) -> SearchMatrixOffsetsResponse;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests into the engine: a client's points and selectors as the engine takes them, the way
+// the real server converts them (`lib/api/src/conversions`). Only this server needs them.
+
+/// A gRPC value as the server stores it: a value without a kind is `null`, a non-finite double
+/// is refused (JSON has no NaN).
+pub fn grpc_to_json(value: grpc::Value) -> Result<serde_json::Value, EdgeError> {
+    Ok(match value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(b),
+        Some(Kind::IntegerValue(i)) => serde_json::Value::Number(i.into()),
+        Some(Kind::DoubleValue(d)) => serde_json::Number::from_f64(d)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| EdgeError::BadValue(format!("{d} is not a JSON number")))?,
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s),
+        Some(Kind::ListValue(list)) => serde_json::Value::Array(
+            list.values
+                .into_iter()
+                .map(grpc_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(Kind::StructValue(s)) => serde_json::Value::Object(
+            s.fields
+                .into_iter()
+                .map(|(k, v)| grpc_to_json(v).map(|v| (k, v)))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
+}
+
+fn bad_point(id: &grpc::PointId, reason: impl Into<String>) -> EdgeError {
+    let id = match &id.point_id_options {
+        Some(PointIdOptions::Num(n)) => n.to_string(),
+        Some(PointIdOptions::Uuid(u)) => u.clone(),
+        None => String::from("<none>"),
+    };
+    EdgeError::BadPoint {
+        id,
+        reason: reason.into(),
+    }
+}
+
+/// One input vector, whichever of the two wire forms the client used (the `vector` oneof, or
+/// the deprecated `data` + `indices` + `vectors_count`).
+#[allow(deprecated)]
+fn input_vector(id: &grpc::PointId, vector: grpc::Vector) -> Result<Vector, EdgeError> {
+    use grpc::vector::Vector as In;
+    let engine = |e: OperationError| bad_point(id, e.to_string());
+    match vector.vector {
+        Some(In::Dense(dense)) => Ok(Vector::new_dense(dense.data)),
+        Some(In::Sparse(sparse)) => {
+            Vector::new_sparse(sparse.indices, sparse.values).map_err(engine)
+        }
+        Some(In::MultiDense(multi)) => Vector::new_multi(
+            multi
+                .vectors
+                .into_iter()
+                .map(|v| v.data)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(engine),
+        Some(In::Document(_) | In::Image(_) | In::Object(_)) => Err(bad_point(
+            id,
+            "inference inputs need a server with an embedding model",
+        )),
+        None => match (vector.indices, vector.vectors_count) {
+            (Some(indices), _) => Vector::new_sparse(indices.data, vector.data).map_err(engine),
+            (None, Some(0)) => Err(bad_point(id, "vectors_count must be greater than 0")),
+            (None, Some(count)) => {
+                let dim = vector.data.len() / count as usize;
+                if dim == 0 || dim * count as usize != vector.data.len() {
+                    return Err(bad_point(
+                        id,
+                        "multi-vector data is not divisible by its count",
+                    ));
+                }
+                let rows = vector
+                    .data
+                    .chunks(dim)
+                    .map(<[f32]>::to_vec)
+                    .collect::<Vec<_>>();
+                Vector::new_multi(rows).map_err(engine)
+            }
+            (None, None) => Ok(Vector::new_dense(vector.data)),
+        },
+    }
+}
+
+/// A client's `PointStruct` as the engine's upsert input. Payload numbers keep their kind.
+fn point_to_edge(point: grpc::PointStruct) -> Result<PointStructPersisted, EdgeError> {
+    let proto_id = point.id.clone().unwrap_or_default();
+    let key = PointKey::from_proto(point.id.as_ref())?;
+    let vectors = match point.vectors.and_then(|v| v.vectors_options) {
+        None => return Err(bad_point(&proto_id, "no vectors given")),
+        Some(grpc::vectors::VectorsOptions::Vector(vector)) => {
+            match input_vector(&proto_id, vector)?.0 {
+                VectorInternal::Dense(dense) => VectorStructInternal::Single(dense),
+                VectorInternal::MultiDense(multi) => VectorStructInternal::MultiDense(multi),
+                VectorInternal::Sparse(_) => {
+                    return Err(bad_point(&proto_id, "a sparse vector must be named"));
+                }
+            }
+        }
+        Some(grpc::vectors::VectorsOptions::Vectors(named)) => VectorStructInternal::Named(
+            named
+                .vectors
+                .into_iter()
+                .map(|(name, v)| input_vector(&proto_id, v).map(|v| (name, v.0)))
+                .collect::<Result<_, _>>()?,
+        ),
+    };
+    let payload = point
+        .payload
+        .into_iter()
+        .map(|(k, v)| grpc_to_json(v).map(|v| (k, v)))
+        .collect::<Result<serde_json::Map<_, _>, _>>()
+        .map_err(|e| bad_point(&proto_id, e.to_string()))?;
+    Ok(PointStructPersisted {
+        id: key_to_edge(key),
+        vector: VectorStructPersisted::from(vectors),
+        payload: Some(Payload(payload)),
+    })
+}
+
+/// What a request's `with_payload` asks for; absent means all of it, as on the server.
+fn payload_selector(selector: Option<grpc::WithPayloadSelector>) -> WithPayloadInterface {
+    let paths = |fields: Vec<String>| -> Vec<JsonPath> {
+        fields
+            .iter()
+            .filter_map(|f| JsonPath::try_from(f.as_str()).ok())
+            .collect()
+    };
+    match selector.and_then(|s| s.selector_options) {
+        None => WithPayloadInterface::Bool(true),
+        Some(with_payload_selector::SelectorOptions::Enable(on)) => WithPayloadInterface::Bool(on),
+        Some(with_payload_selector::SelectorOptions::Include(inc)) => {
+            WithPayloadInterface::Selector(PayloadSelector::Include(PayloadSelectorInclude {
+                include: paths(inc.fields),
+            }))
+        }
+        Some(with_payload_selector::SelectorOptions::Exclude(exc)) => {
+            WithPayloadInterface::Selector(PayloadSelector::Exclude(PayloadSelectorExclude {
+                exclude: paths(exc.fields),
+            }))
+        }
+    }
+}
+
+/// What a request's `with_vectors` asks for; absent means none, as on the server.
+fn vector_selector(selector: Option<grpc::WithVectorsSelector>) -> WithVector {
+    match selector.and_then(|s| s.selector_options) {
+        None => WithVector::Bool(false),
+        Some(with_vectors_selector::SelectorOptions::Enable(on)) => WithVector::Bool(on),
+        Some(with_vectors_selector::SelectorOptions::Include(names)) => {
+            WithVector::Selector(names.names)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use qdrant2pg::source::edge::convert::json_to_grpc;
+
+    use super::*;
+
+    #[test]
+    fn grpc_values_round_trip_and_nan_is_refused() {
+        let json: serde_json::Value =
+            serde_json::from_str(r#"{"a": null, "b": [true, "x\u0000y", {"c": -2}], "d": 2.5}"#)
+                .unwrap();
+        assert_eq!(grpc_to_json(json_to_grpc(json.clone())).unwrap(), json);
+        assert!(
+            grpc_to_json(grpc::Value {
+                kind: Some(Kind::DoubleValue(f64::NAN))
+            })
+            .is_err()
+        );
+        assert_eq!(
+            grpc_to_json(grpc::Value { kind: None }).unwrap(),
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn deprecated_input_forms_are_understood() {
+        let id = PointKey::Num(7).to_proto();
+        let multi = grpc::Vector {
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            vectors_count: Some(3),
+            ..Default::default()
+        };
+        let VectorInternal::MultiDense(m) = input_vector(&id, multi).unwrap().0 else {
+            panic!("not multi")
+        };
+        assert_eq!(m.dim, 2);
+        let bad = grpc::Vector {
+            data: vec![1.0, 2.0, 3.0],
+            vectors_count: Some(2),
+            ..Default::default()
+        };
+        assert!(input_vector(&id, bad).is_err());
+        let sparse = grpc::Vector {
+            data: vec![0.5],
+            indices: Some(grpc::SparseIndices { data: vec![9] }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            input_vector(&id, sparse).unwrap().0,
+            VectorInternal::Sparse(_)
+        ));
     }
 }

@@ -69,6 +69,22 @@ pub fn client_at(url: &str) -> qdrant_client::Qdrant {
         .expect("a client")
 }
 
+/// Upserts `points` into `collection` through the real client and waits until they are applied.
+pub fn upsert(
+    rt: &tokio::runtime::Runtime,
+    client: &qdrant_client::Qdrant,
+    collection: &str,
+    points: Vec<qdrant_client::qdrant::PointStruct>,
+) {
+    rt.block_on(client.upsert_points(qdrant_client::qdrant::UpsertPoints {
+        collection_name: collection.into(),
+        wait: Some(true),
+        points,
+        ..Default::default()
+    }))
+    .expect("upsert");
+}
+
 /// `verify --full extra…` of every collection of `server` against `db` says `collections`
 /// identical.
 pub fn assert_verifies(server: &QdrantServer, db: &TestDb, extra: &[&str], collections: usize) {

@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use qdrant2pg::postgres::compare::parse_json_exactly;
+use crate::support::exact_json::parse_json_exactly;
 use serde_json::{Value as Json, json};
 
 use super::spawn::spawn_tied_to_this_process;

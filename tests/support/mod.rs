@@ -1,6 +1,7 @@
 //! Test servers and helpers shared by the integration tests.
 pub mod cli;
 pub mod edge_qdrant;
+pub mod exact_json;
 pub mod flows;
 pub mod genuine_qdrant;
 pub mod greenplum;

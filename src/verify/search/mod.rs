@@ -4,61 +4,43 @@
 //! them. For every vector that has a pgvector index, the same query vectors — N points spread
 //! over the collection's id space, plus the user's own from `--queries FILE` — go to Qdrant twice
 //! (an exact search, its ground truth, and its own HNSW) and to PostgreSQL through that index,
-//! ordered by the operator of the vector's distance (`postgres::search`). Per vector: recall@K
+//! ordered by the operator of the vector's distance (`search::sql`). Per vector: recall@K
 //! of PostgreSQL against Qdrant's exact answer, and its overlap with Qdrant's HNSW answer. Below
 //! `--min-recall` the check fails. A vector with no pgvector index, or one pgvector cannot rank as
 //! Qdrant does (multivectors, sparse vectors with Qdrant's IDF modifier), is named and skipped.
 
+pub mod sql;
+
 use std::collections::HashSet;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, bail};
 use postgres::Client;
 use qdrant_client::qdrant::Modifier;
 use serde::{Deserialize, Serialize};
 
+use self::sql::{knn_sql, operator, pgvector_type, query_literal, vector_index};
 use crate::encode::vectors::{VectorRef, vector_of};
 use crate::layout::{VectorShape, VectorSpec};
 use crate::point_id::PointKey;
 use crate::postgres::catalog::table_columns;
 use crate::postgres::ident::qualified;
-use crate::postgres::search::{knn_sql, operator, pgvector_type, query_literal, vector_index};
 use crate::source::qdrant::{QdrantReader, QueryVector};
 use crate::source::schema::CollectionSchema;
 
 /// Queries per batched request to Qdrant.
 const QDRANT_BATCH: usize = 64;
 
-/// `verify --search` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SearchArgs {
-    /// Also compare nearest-neighbour searches, with this many query points spread over each
-    /// collection: PostgreSQL's indexed top K against Qdrant's exact and HNSW top K.
-    #[arg(long, value_name = "N")]
-    pub search: Option<usize>,
+/// How the search check runs.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchSettings {
     /// Neighbours per query: the K of recall@K.
-    #[arg(long, default_value_t = 10, value_name = "K")]
     pub top: u64,
-    /// More query vectors, one JSON object per line: `{"using": "NAME", "query": [floats]}` (or
-    /// `"query": {"indices": [...], "values": [...]}` for a sparse vector; `using` left out means
-    /// the unnamed vector; `"collection": "NAME"` limits a line to one collection).
-    #[arg(long, value_name = "FILE")]
-    pub queries: Option<PathBuf>,
     /// The least recall@K against Qdrant's exact search that passes.
-    #[arg(long, default_value_t = 0.95, value_name = "R")]
     pub min_recall: f64,
-    /// `hnsw.ef_search` for PostgreSQL's searches. pgvector's default is 40; its HNSW over
-    /// `sparsevec` needs more than dense vectors for the same recall (measured on 10k points,
-    /// recall@10: 0.88 at 40, 0.94 at 100, 0.98 at 200, 0.996 at 400; dense 0.99–1.0 from 100).
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    /// `hnsw.ef_search` for PostgreSQL's searches.
     pub ef_search: u32,
-}
-
-impl SearchArgs {
-    pub fn wanted(&self) -> bool {
-        self.search.is_some() || self.queries.is_some()
-    }
 }
 
 /// One line of `--queries FILE`.
@@ -188,7 +170,7 @@ pub fn check_collection(
     collection: &CollectionSchema,
     sample: &[PointKey],
     user: &[UserQuery],
-    args: &SearchArgs,
+    args: &SearchSettings,
 ) -> anyhow::Result<Vec<VectorSearch>> {
     let name = &collection.name;
     let table = qualified(Some(schema), name);
@@ -267,7 +249,7 @@ pub fn check_collection(
                 .filter(|q| q.using == spec.name && q.collection.as_ref().is_none_or(|c| c == name))
                 .map(|q| q.query.clone()),
         );
-        let sparse_dim = dim.unwrap_or(crate::encode::vectors::SPARSEVEC_MAX_DIM);
+        let sparse_dim = dim.unwrap_or(crate::layout::SPARSEVEC_MAX_DIM);
         let sql = knn_sql(&table, column, op, base);
         let top = i64::try_from(args.top).context("--top is too large")?;
         if let Some(first) = queries.first() {

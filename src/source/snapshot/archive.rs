@@ -1,172 +1,21 @@
-//! Qdrant collection snapshots as a source: export, plan and verify with no Qdrant running.
-//!
-//! A collection snapshot is a tar (often gzipped) with `config.json`, `payload_index.json`,
-//! `version.info` and one folder per shard. It is streamed once: shard files go straight into a
-//! scratch directory, each shard is restored in place by the real engine (`qdrant-edge`, which
-//! unpacks every segment archive and deletes it as it goes) and loaded. Nothing is re-tarred, so
-//! the scratch disk holds the snapshot's unpacked size about once, plus one unpacked segment. The
-//! scratch directory is removed when the [`SnapshotSet`] is dropped.
-//!
-//! - **Names.** `config.json` holds no collection name. Qdrant names a collection snapshot
-//!   `<collection>-<peer id>-<YYYY-MM-DD-HH-MM-SS>.snapshot`; the name is the file name up to
-//!   that suffix, else the file name up to `.snapshot` (`fx_single.snapshot.gz` → `fx_single`).
-//!   With exactly one snapshot, one `--collection NAME` names it instead.
-//! - **Checksums.** Qdrant writes `<file>.snapshot.checksum` (SHA-256, hex) beside each snapshot.
-//!   When `<file>.checksum` exists it is checked against the bytes of the file; for a gzipped
-//!   `x.snapshot.gz`, a `x.snapshot.checksum` is checked against the unzipped tar. The hash is
-//!   taken while the file is streamed, so checking costs no second read.
-//! - **Versions.** `version.info` holds the storage format of Qdrant's collection layer (`0.4.2`
-//!   for Qdrant 1.18.3), not the Qdrant release; each segment carries its own format version,
-//!   which is what the engine checks. A shard the engine cannot restore or load is reported with
-//!   the formats found in the snapshot and the ones this build reads.
-//!
-//! Reading: pages come from [`edge::scroll_shards`], so they are what a Qdrant server holding
-//! these shards would send over gRPC, converted by the same code the test server uses.
+//! Snapshot files: which collection each holds (by Qdrant's naming), and opening one — streamed
+//! once into the scratch directory, its checksum checked on the way, its shards restored and
+//! loaded by the engine.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
-use qdrant_client::qdrant::{CollectionInfo, RetrievedPoint};
-
-use crate::payload::ExactPayloads;
-use qdrant_edge::{EdgeShard, OperationError, WithPayloadInterface, WithVector};
+use qdrant_edge::{EdgeShard, OperationError};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::point_id::PointKey;
-use crate::source::cursor::PageReader;
-use crate::source::edge::{self, CollectionConfigFile, EdgeError};
-use crate::source::qdrant::{Fetch, ScrollPage, SourceError};
+use crate::source::edge::config_file::CollectionConfigFile;
 
-/// The engine that reads snapshots in this build.
-pub const ENGINE: &str = "qdrant-edge 0.7.2";
-/// The newest segment format that engine reads (its `SegmentVersion`); it migrates 0.3 and up.
-pub const ENGINE_SEGMENT_FORMATS: &str = "0.3.0 to 0.6.0";
-/// What the snapshot source is tested with.
-pub const TESTED_WITH: &str = "Qdrant 1.18.3 (collection format 0.4.2, segment format 0.6.0)";
-
-/// What went wrong with a snapshot.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("cannot read snapshot {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "the scratch directory {scratch} ran out of space while unpacking {path}: it needs about \
-         the snapshot's unpacked size free; pass --scratch DIR on a larger disk"
-    )]
-    ScratchFull {
-        path: PathBuf,
-        scratch: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot use the scratch directory {scratch}")]
-    Scratch {
-        scratch: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("snapshot {path} is not a Qdrant collection snapshot: {reason}")]
-    Layout { path: PathBuf, reason: String },
-    #[error("cannot parse {file} in snapshot {path}")]
-    Config {
-        path: PathBuf,
-        file: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("cannot read the checksum file {checksum}")]
-    ChecksumFile {
-        checksum: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("{checksum} does not hold a SHA-256 checksum (64 hex digits)")]
-    ChecksumFormat { checksum: PathBuf },
-    #[error("snapshot {path} is damaged: its SHA-256 is {actual}, but {checksum} says {expected}")]
-    ChecksumMismatch {
-        path: PathBuf,
-        checksum: PathBuf,
-        expected: String,
-        actual: String,
-    },
-    #[error(
-        "the Qdrant engine in this build ({ENGINE}, segment formats {ENGINE_SEGMENT_FORMATS}; \
-         tested with snapshots of {TESTED_WITH}) cannot {action} of snapshot {path}, which holds \
-         collection format {collection_format} and segment format(s) {segment_formats}"
-    )]
-    Unreadable {
-        path: PathBuf,
-        action: String,
-        collection_format: String,
-        segment_formats: String,
-        #[source]
-        source: Box<OperationError>,
-    },
-    #[error("{path} holds no *.snapshot or *.snapshot.gz file")]
-    EmptyFolder { path: PathBuf },
-    #[error("{path} is not a snapshot file name (expected NAME.snapshot or NAME.snapshot.gz)")]
-    FileName { path: PathBuf },
-    #[error(
-        "snapshots {first} and {second} both hold collection {collection:?}; pass them in \
-         separate runs"
-    )]
-    DuplicateName {
-        collection: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
-    #[error("no snapshot holds collection {collection:?} (the snapshots hold: {available})")]
-    NoSuchCollection {
-        collection: String,
-        available: String,
-    },
-    #[error("reading collection {collection:?} from its snapshot")]
-    Read {
-        collection: String,
-        #[source]
-        source: Box<EdgeError>,
-    },
-}
-
-impl From<SnapshotError> for SourceError {
-    fn from(error: SnapshotError) -> Self {
-        SourceError::Snapshot(Box::new(error))
-    }
-}
-
-/// Flags that read snapshots instead of a server.
-#[derive(Clone, Debug, Default, clap::Args)]
-pub struct SnapshotArgs {
-    /// Read a Qdrant collection snapshot (NAME.snapshot, or gzipped NAME.snapshot.gz) instead of
-    /// a server: repeatable, or a folder of snapshots. Replaces --url. The collection's name is
-    /// the file name up to Qdrant's `-<peer id>-<date>.snapshot` suffix, else up to `.snapshot`;
-    /// with one snapshot, `--collection NAME` names it.
-    #[arg(long = "snapshot", value_name = "FILE|DIR")]
-    pub snapshots: Vec<PathBuf>,
-    /// Where snapshots are unpacked, in a subdirectory removed afterwards. It needs about the
-    /// snapshots' unpacked size free. Default: the system temp dir (TMPDIR).
-    #[arg(long, value_name = "DIR")]
-    pub scratch: Option<PathBuf>,
-}
-
-impl SnapshotArgs {
-    pub fn given(&self) -> bool {
-        !self.snapshots.is_empty()
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Which files, which collections
+use super::SnapshotError;
 
 /// The collection a snapshot file holds, by Qdrant's naming; `None` if it is no snapshot name.
 pub fn collection_of_file(path: &Path) -> Option<String> {
@@ -191,7 +40,7 @@ pub fn collection_of_file(path: &Path) -> Option<String> {
 
 /// The snapshot files the arguments name: files as given, folders expanded to their
 /// `*.snapshot` and `*.snapshot.gz` files in name order.
-fn snapshot_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SnapshotError> {
+pub(super) fn snapshot_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut files = Vec::new();
     for path in args {
         if !path.is_dir() {
@@ -220,7 +69,7 @@ fn snapshot_files(args: &[PathBuf]) -> Result<Vec<PathBuf>, SnapshotError> {
 }
 
 /// Each wanted collection with its file. `wanted` empty means every snapshot given.
-fn name_files(
+pub(super) fn name_files(
     files: Vec<PathBuf>,
     wanted: &[String],
 ) -> Result<Vec<(String, PathBuf)>, SnapshotError> {
@@ -592,227 +441,12 @@ fn archived_segment_version(archive: &Path) -> Option<String> {
     None
 }
 
-// ---------------------------------------------------------------------------------------------
-// A set of snapshots as a source
-
-/// One collection read from its snapshot.
-struct SnapshotCollection {
-    file: PathBuf,
-    snapshot: CollectionSnapshot,
-    info: CollectionInfo,
-}
-
-/// Every snapshot of a run, opened, and the scratch directory they live in.
-pub struct SnapshotSet {
-    /// By collection name. Declared before `scratch`: the shards close before it is removed.
-    collections: BTreeMap<String, SnapshotCollection>,
-    /// Held for its `Drop`, which removes the unpacked shards.
-    _scratch: tempfile::TempDir,
-}
-
-impl SnapshotSet {
-    /// Opens the snapshots `args` names, keeping only the `wanted` collections (all if empty).
-    /// Unpacks under `args.scratch`, else the system temp dir: not beside the output, where a
-    /// run killed before its clean-up would leave a folder that import takes for a collection.
-    pub fn open(args: &SnapshotArgs, wanted: &[String]) -> Result<SnapshotSet, SnapshotError> {
-        let files = name_files(snapshot_files(&args.snapshots)?, wanted)?;
-        let base = args.scratch.clone().unwrap_or_else(std::env::temp_dir);
-        let scratch_err = |source| SnapshotError::Scratch {
-            scratch: base.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&base).map_err(scratch_err)?;
-        let scratch = tempfile::Builder::new()
-            .prefix(".qdrant2pg-snapshots-")
-            .tempdir_in(&base)
-            .map_err(scratch_err)?;
-        let mut collections = BTreeMap::new();
-        for (i, (name, file)) in files.into_iter().enumerate() {
-            let snapshot = CollectionSnapshot::open(&file, &scratch.path().join(i.to_string()))?;
-            let info = edge::collection_info(&snapshot.config, &snapshot.shards);
-            collections.insert(
-                name,
-                SnapshotCollection {
-                    file,
-                    snapshot,
-                    info,
-                },
-            );
-        }
-        Ok(SnapshotSet {
-            collections,
-            _scratch: scratch,
-        })
-    }
-
-    /// The collections, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.collections.keys().cloned().collect()
-    }
-
-    /// The snapshot file a collection was read from.
-    pub fn file_of(&self, name: &str) -> Result<&Path, SnapshotError> {
-        Ok(&self.collection(name)?.file)
-    }
-
-    fn collection(&self, name: &str) -> Result<&SnapshotCollection, SnapshotError> {
-        self.collections
-            .get(name)
-            .ok_or_else(|| SnapshotError::NoSuchCollection {
-                collection: name.to_owned(),
-                available: self.names().join(", "),
-            })
-    }
-
-    fn read_error(name: &str) -> impl FnOnce(EdgeError) -> SnapshotError + '_ {
-        move |source| SnapshotError::Read {
-            collection: name.to_owned(),
-            source: Box::new(source),
-        }
-    }
-
-    /// The collection as a server's `GetCollectionInfo` would describe it.
-    pub fn collection_info(&self, name: &str) -> Result<CollectionInfo, SnapshotError> {
-        Ok(self.collection(name)?.info.clone())
-    }
-
-    pub fn count_exact(&self, name: &str) -> Result<u64, SnapshotError> {
-        edge::count_shards(&self.collection(name)?.snapshot.shards).map_err(Self::read_error(name))
-    }
-
-    /// One page from `offset` (inclusive), as the server's scroll returns it. A point whose
-    /// payload the engine cannot read fails the page naming that point.
-    pub fn scroll(
-        &self,
-        name: &str,
-        offset: PointKey,
-        limit: u32,
-        fetch: Fetch,
-    ) -> Result<ScrollPage, SnapshotError> {
-        let everything = fetch == Fetch::Everything;
-        let shards = &self.collection(name)?.snapshot.shards;
-        let read = |with: bool, limit: usize| {
-            edge::guarded(|| {
-                let page = edge::scroll_shards(
-                    shards,
-                    Some(offset),
-                    limit,
-                    &WithPayloadInterface::Bool(with),
-                    &WithVector::Bool(with),
-                )?;
-                let (points, exact) = edge::records_to_points(page.records)?;
-                Ok(ScrollPage {
-                    points,
-                    exact,
-                    next: page.next_offset,
-                })
-            })
-        };
-        let limit = limit.max(1) as usize;
-        match read(everything, limit) {
-            Err(EdgeError::Panicked(why)) if everything => {
-                // Ids alone do not touch payloads: find the point that does.
-                let ids = read(false, limit).map_err(Self::read_error(name))?;
-                let keys: Vec<PointKey> = ids
-                    .points
-                    .iter()
-                    .filter_map(|p| PointKey::from_proto(p.id.as_ref()).ok())
-                    .collect();
-                let unreadable = keys.into_iter().find(|key| {
-                    matches!(
-                        self.get_points(name, &[*key]),
-                        Err(SnapshotError::Read { ref source, .. })
-                            if matches!(**source, EdgeError::Panicked(_))
-                    )
-                });
-                Err(Self::read_error(name)(match unreadable {
-                    Some(key) => EdgeError::BadPoint {
-                        id: key.to_string(),
-                        reason: format!(
-                            "the Qdrant engine cannot read its payload ({why}); a payload nested \
-                             deeper than 127 levels, more than Qdrant itself can store, is one \
-                             cause"
-                        ),
-                    },
-                    None => EdgeError::Panicked(why),
-                }))
-            }
-            page => page.map_err(Self::read_error(name)),
-        }
-    }
-
-    pub fn first_at_or_after(
-        &self,
-        name: &str,
-        key: PointKey,
-    ) -> Result<Option<PointKey>, SnapshotError> {
-        let page = edge::scroll_shards(
-            &self.collection(name)?.snapshot.shards,
-            Some(key),
-            1,
-            &WithPayloadInterface::Bool(false),
-            &WithVector::Bool(false),
-        )
-        .map_err(Self::read_error(name))?;
-        Ok(page.records.first().map(|r| edge::key_from_edge(r.id)))
-    }
-
-    /// The points with these ids, in the order asked; missing ids are left out.
-    pub fn get_points(
-        &self,
-        name: &str,
-        ids: &[PointKey],
-    ) -> Result<(Vec<RetrievedPoint>, ExactPayloads), SnapshotError> {
-        let collection = self.collection(name)?;
-        let edge_ids: Vec<_> = ids.iter().map(|k| edge::key_to_edge(*k)).collect();
-        edge::guarded(|| {
-            let mut found = HashMap::new();
-            for (shard_id, shard) in collection.snapshot.shards.iter().enumerate() {
-                let records = shard
-                    .retrieve(
-                        &edge_ids,
-                        Some(WithPayloadInterface::Bool(true)),
-                        Some(WithVector::Bool(true)),
-                    )
-                    .map_err(|source| EdgeError::Engine {
-                        action: format!("retrieve points from shard {shard_id}"),
-                        source,
-                    })?;
-                found.extend(records.into_iter().map(|r| (edge::key_from_edge(r.id), r)));
-            }
-            let records = ids.iter().filter_map(|k| found.remove(k)).collect();
-            edge::records_to_points(records)
-        })
-        .map_err(Self::read_error(name))
-    }
-}
-
-/// A cursor's reader over a [`SnapshotSet`]: every cursor reads the same loaded shards.
-pub struct SnapshotReader(pub Arc<SnapshotSet>);
-
-impl PageReader for SnapshotReader {
-    fn scroll(
-        &self,
-        collection: &str,
-        offset: PointKey,
-        limit: u32,
-        fetch: Fetch,
-    ) -> Result<ScrollPage, SourceError> {
-        Ok(self.0.scroll(collection, offset, limit, fetch)?)
-    }
-
-    fn first_at_or_after(
-        &self,
-        collection: &str,
-        key: PointKey,
-    ) -> Result<Option<PointKey>, SourceError> {
-        Ok(self.0.first_at_or_after(collection, key)?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use qdrant_edge::{WithPayloadInterface, WithVector};
+
     use super::*;
+    use crate::source::edge;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -884,7 +518,7 @@ mod tests {
         let counts: Vec<u64> = snapshot
             .shards
             .iter()
-            .map(|s| edge::count_shards(std::slice::from_ref(s)).unwrap())
+            .map(|s| edge::shard::count_shards(std::slice::from_ref(s)).unwrap())
             .collect();
         // The split the README of the fixtures records for the real server's three shards.
         assert_eq!(counts, vec![192, 214, 194]);
@@ -902,7 +536,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut offset = None;
         loop {
-            let everything = edge::scroll_shards(
+            let everything = edge::shard::scroll_shards(
                 &snapshot.shards,
                 offset,
                 50,
@@ -910,7 +544,7 @@ mod tests {
                 &WithVector::Bool(true),
             )
             .unwrap();
-            let ids = edge::scroll_shards(
+            let ids = edge::shard::scroll_shards(
                 &snapshot.shards,
                 offset,
                 50,

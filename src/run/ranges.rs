@@ -28,12 +28,14 @@ use postgres::Transaction;
 
 use crate::point_id::{KeyRange, PointKey};
 use crate::postgres::ledger::LedgerEntry;
-use crate::postgres::run::{Lease, Member, UnitRow};
+use crate::run::member::Member;
+use crate::run::store::UnitRow;
 use crate::sink::copy::{CopyError, Fenced};
 use crate::source::cursor::{
-    Claim, ClaimError, SharedUnits, Work, cut_point, estimate_rows_left, prior_rows,
+    Claim, ClaimError, Lease, SharedUnits, cut_point, estimate_rows_left, prior_rows,
 };
 use crate::source::plan::IdSpan;
+use crate::source::plan::Work;
 
 /// Times a claim looks for a unit to cut before it waits: a cut fails only when its victim
 /// changed between the look and the row lock, which a second look sees.

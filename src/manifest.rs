@@ -14,24 +14,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{DataFacts, Layout};
+use crate::layout::{DataFacts, Layout, VectorSyntax};
 use crate::point_id::KeyRange;
 
 /// The manifest's file name inside `OUTPUT/<collection>/`.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Identifies the format; bumped on incompatible change.
 pub const MANIFEST_FORMAT: &str = "qdrant2pg-export/1";
-
-/// How vector values are spelled in the data files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum VectorSyntax {
-    /// PostgreSQL arrays: `{1,2}`, `{{1,2},{3,4}}`; sparse as two arrays.
-    #[default]
-    Array,
-    /// pgvector's text forms: `[1,2]` for vector/halfvec, `{1:0.5}/dim` for sparsevec.
-    Pgvector,
-}
 
 /// One complete data file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

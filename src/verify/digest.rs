@@ -1,7 +1,7 @@
 //! Verification's sink: rows folded into buckets by id, so that two sides read in any order and
 //! in parallel compare with memory that does not grow with the collection.
 //!
-//! Each row's canonical form (`postgres::compare`) hashes to a 128-bit digest (xxh3); the row
+//! Each row's canonical form (`verify::compare`) hashes to a 128-bit digest (xxh3); the row
 //! lands in the bucket its id hashes to, adding one to the bucket's count and its digest to the
 //! bucket's sum (two 64-bit lanes, each modulo 2^64). Addition ignores order, so pages from any
 //! cursor and rows from any ctid range fold into the same totals, lock-free. Equal buckets hold
