@@ -2,6 +2,7 @@
 //! built `qdrant2pg` as a user would.
 
 mod config;
+mod docs;
 mod export;
 mod faults;
 mod genuine;
