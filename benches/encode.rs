@@ -3,12 +3,15 @@
 //! path, with the same throughput, so the figures read as ratios.
 //!
 //! Vectors are realistic embedding values: normally distributed, sd 0.05, from a fixed seed.
+//!
+//! `F32_CALLGRIND=WRITER:ROWS` runs no bench: it writes ROWS rows of 768 floats with one f32
+//! writer and exits, for `scripts/callgrind-f32.sh` to count instructions per float.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::io::Write;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{
     DenseVector, ListValue, RetrievedPoint, Struct, Value, VectorOutput, VectorsOutput,
@@ -39,6 +42,32 @@ fn embedding(n: usize, seed: u64) -> Vec<f32> {
             ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * 0.05) as f32
         })
         .collect()
+}
+
+/// `values` as comma-separated texts through a crate's own buffer (`ryu`, `zmij`), as their API
+/// allows: room reserved once, each value's text copied in. Finite values only (the comparators'
+/// data is finite; the row path also spells NaN, ±Infinity and -0 as PostgreSQL does).
+fn write_list_via<B>(
+    out: &mut Vec<u8>,
+    values: &[f32],
+    buf: &mut B,
+    text: fn(&mut B, f32) -> &str,
+) {
+    out.reserve(values.len() * 17);
+    for (i, &v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(text(buf, v).as_bytes());
+    }
+}
+
+fn ryu_text(buf: &mut ryu::Buffer, v: f32) -> &str {
+    buf.format_finite(v)
+}
+
+fn zmij_text(buf: &mut zmij::Buffer, v: f32) -> &str {
+    buf.format_finite(v)
 }
 
 fn value(kind: Kind) -> Value {
@@ -195,14 +224,27 @@ fn vectors(c: &mut Criterion) {
         group.bench_function("ryu", |b| {
             b.iter(|| {
                 out.clear();
-                let mut buf = ryu::Buffer::new();
                 out.push(b'{');
-                for (i, &v) in black_box(&values).iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(buf.format_finite(v).as_bytes());
-                }
+                write_list_via(
+                    &mut out,
+                    black_box(&values),
+                    &mut ryu::Buffer::new(),
+                    ryu_text,
+                );
+                out.push(b'}');
+                black_box(&out);
+            })
+        });
+        group.bench_function("zmij", |b| {
+            b.iter(|| {
+                out.clear();
+                out.push(b'{');
+                write_list_via(
+                    &mut out,
+                    black_box(&values),
+                    &mut zmij::Buffer::new(),
+                    zmij_text,
+                );
                 out.push(b'}');
                 black_box(&out);
             })
@@ -333,5 +375,48 @@ fn binary_row(c: &mut Criterion) {
     group.finish();
 }
 
+/// `F32_CALLGRIND=WRITER:ROWS`: ROWS rows of 768 floats (`{…}`), written with WRITER
+/// (`qdrant2pg`, `zmij` or `ryu`) from a pool of 64 rows generated first, so a run with 0 rows
+/// counts everything but the writing. The rows are N(0, 0.05²) with one value in 16 in
+/// another magnitude, 1e-9 to 1e6, so the exponent and integer layouts are in the count too.
+fn rows_for_callgrind(spec: &str) {
+    let (writer, rows) = spec.split_once(':').expect("F32_CALLGRIND=WRITER:ROWS");
+    let rows: usize = rows.parse().expect("ROWS is a number");
+    let pool: Vec<Vec<f32>> = (0..64)
+        .map(|seed| {
+            let mut row = embedding(768, 1000 + seed);
+            for (i, v) in row.iter_mut().enumerate().skip(5).step_by(16) {
+                *v *= 20.0 * 10f32.powi((i / 16 % 16) as i32 - 9);
+            }
+            row
+        })
+        .collect();
+    let write: fn(&mut Vec<u8>, &[f32]) = match writer {
+        "qdrant2pg" => write_f32_list,
+        "zmij" => |out, values| write_list_via(out, values, &mut zmij::Buffer::new(), zmij_text),
+        "ryu" => |out, values| write_list_via(out, values, &mut ryu::Buffer::new(), ryu_text),
+        _ => panic!("F32_CALLGRIND: WRITER is qdrant2pg, zmij or ryu"),
+    };
+    let write = black_box(write);
+    let mut out = Vec::with_capacity(768 * 20);
+    let mut bytes = 0;
+    for row in pool.iter().cycle().take(rows) {
+        out.clear();
+        out.push(b'{');
+        write(&mut out, black_box(row));
+        out.push(b'}');
+        bytes += black_box(&out).len();
+    }
+    println!("{writer}: {rows} rows, {bytes} bytes");
+}
+
 criterion_group!(benches, vectors, payloads, text_row, binary_row);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("F32_CALLGRIND") {
+        rows_for_callgrind(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

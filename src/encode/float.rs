@@ -30,6 +30,26 @@
 //! and callgrind counted 168 instructions per float against `ryu`'s 310. Float text is most of
 //! an export's own CPU (62 % of its instructions with this writer, 75 % with `ryu`), so that is
 //! most of what export can gain; the README has the figures.
+//!
+//! Why not `zmij` (1.0.23, dtolnay's port of Żmij, Schubfach-based too), measured 2026-12-06 on
+//! the 2-core machine, release builds: it is slower here in every measure.
+//! - Whole export of 100k × 768 from a genuine Qdrant 1.18.3, with zmij in the row path
+//!   (PostgreSQL's spellings of NaN, ±Infinity and -0 and the twice-rounded text kept around
+//!   it) against this writer, interleaved A B A B, user CPU of our process: zmij took 1.13–1.47×
+//!   this writer's CPU over 15 rounds in three runs of five (medians 1.27, 1.30, 1.28; this
+//!   writer 1.80–2.30 s, zmij 2.26–2.69 s; `scripts/bench-export-ab.sh`).
+//! - callgrind, the row path (`scripts/callgrind-f32.sh`: 768-d rows of N(0, 0.05²) with one
+//!   value in 16 from 1e-9 to 1e6): 171 instructions per float for this writer, 208 for zmij,
+//!   304 for `ryu`.
+//! - criterion (`f32_768` in `benches/encode.rs`): zmij 18.7–19.0 µs a row, this writer
+//!   7.7–8.0 µs, `ryu` 10.8–11.3 µs. Embedding values are fractions (`0.0xxx`), which zmij
+//!   lays out by moving its digits and filling in zeros with variable-length copies (libc
+//!   `memmove` and `memset` calls in the callgrind profile), more costly in time than its
+//!   instruction count says.
+//!
+//! Its text also differs in form, all of which Rust's parser reads: `1.0` for integers, plain
+//! decimals from 1e-6 to below 1e13 (`0.0000012`, `1000000000.0`), `e+` for positive exponents
+//! (`3.4028235e+38`), `0.0`/`-0.0`, and `inf`/`-inf`.
 
 /// The longest text one `f32` can need: sign, 9 digits, point, `e`, exponent sign, 2 digits.
 pub const MAX_F32_LEN: usize = 16;
