@@ -120,7 +120,7 @@ pub struct MigrateArgs {
 
 /// Points per planned unit. A unit is what a dead worker's successor takes over and what
 /// workers claim in turn: 8192 points are a few seconds of one connection's work at the rates
-/// measured here (see README), so claims stay rare next to commits, while a collection of a
+/// measured here (docs/benchmarks.md), so claims stay rare next to commits, while a collection of a
 /// million points is already 122 units for a few dozen workers to share; splits even out the
 /// rest.
 const UNIT_POINTS: u64 = 8192;

@@ -29,7 +29,7 @@
 //! spent 1.36–1.47× less user CPU with this writer than with `ryu` in three interleaved runs,
 //! and callgrind counted 168 instructions per float against `ryu`'s 310. Float text is most of
 //! an export's own CPU (62 % of its instructions with this writer, 75 % with `ryu`), so that is
-//! most of what export can gain; the README has the figures.
+//! most of what export can gain; docs/benchmarks.md has the figures.
 //!
 //! Why not `zmij` (1.0.23, dtolnay's port of Żmij, Schubfach-based too), measured 2026-12-06 on
 //! the 2-core machine, release builds: it is slower here in every measure.

@@ -59,7 +59,7 @@ pub enum VectorStorage {
     /// `EXTERNAL`: out of line and never compressed. Floats do not compress, and under
     /// PostgreSQL's default (`EXTENDED`) every vector over about 2 KB first goes through a
     /// compression attempt that fails; skipping it cut PostgreSQL's CPU for a load 1.4× and
-    /// migrate's time 1.21–1.27× (README). `PLAIN` (inline) cost the server more than this.
+    /// migrate's time 1.21–1.27× (docs/benchmarks.md). `PLAIN` (inline) cost the server more than this.
     #[default]
     External,
     /// PostgreSQL's default for the type (`EXTENDED` for arrays).
