@@ -220,35 +220,45 @@ pub fn copy_unit(
         tx.commit().map_err(CopyError::Db)?;
         return Ok(0);
     }
-    let mut hasher = Xxh3::new();
-    let rows = {
-        let mut writer = tx
-            .copy_in(&target.statement())
-            .map_err(|e| data_error(target, e))?;
-        buf.resize(CHUNK, 0);
-        loop {
-            let n = match source.read(buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CopyError::Source(e)),
-            };
-            hasher.update(&buf[..n]);
-            writer
-                .write_all(&buf[..n])
-                .map_err(|e| write_error(target, e))?;
-        }
-        writer.finish().map_err(|e| data_error(target, e))?
-    };
+    let (rows, checksum) = copy_in(&mut tx, target, source, buf)?;
     if rows != entry.rows {
         return Err(CopyError::RowCount {
             expected: entry.rows,
             actual: rows,
         });
     }
-    entry.checksum = format!("{:016x}", hasher.digest());
+    entry.checksum = checksum;
     commit_unit(tx, ledger, entry, fence)?;
     Ok(rows)
+}
+
+/// Streams `source` into `target` inside `tx`: the rows the server reported, and the xxh3 of
+/// the bytes sent (16 hex digits). The transaction is the caller's to commit.
+pub fn copy_in(
+    tx: &mut Transaction<'_>,
+    target: &CopyTarget,
+    source: &mut dyn Read,
+    buf: &mut Vec<u8>,
+) -> Result<(u64, String), CopyError> {
+    let mut hasher = Xxh3::new();
+    let mut writer = tx
+        .copy_in(&target.statement())
+        .map_err(|e| data_error(target, e))?;
+    buf.resize(CHUNK, 0);
+    loop {
+        let n = match source.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Source(e)),
+        };
+        hasher.update(&buf[..n]);
+        writer
+            .write_all(&buf[..n])
+            .map_err(|e| write_error(target, e))?;
+    }
+    let rows = writer.finish().map_err(|e| data_error(target, e))?;
+    Ok((rows, format!("{:016x}", hasher.digest())))
 }
 
 /// Passes `fence` and records `entry` in `ledger` inside `tx`, the transaction holding the
