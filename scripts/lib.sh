@@ -78,10 +78,16 @@ start_qdrant() {
     qdrant_server="the in-repo Qdrant server (qdrant-edge; no genuine Qdrant at $genuine)"
 }
 
-# start_postgres DIR [SETTING=VALUE...]: a throwaway PostgreSQL 15 cluster in DIR on a free
-# port, fsync off (for every run alike) plus the settings given, trust auth on loopback. Sets
-# pg_data, port and dsn; psql_ runs psql against it. The caller's cleanup runs stop_postgres.
+# start_postgres DIR [SETTING=VALUE...]: a throwaway PostgreSQL 15 cluster (or the one in
+# $PG_BIN, e.g. target/test-servers/pg18/bin, PostgreSQL 18 + pgvector) in DIR on a free port,
+# fsync off (for every run alike) plus the settings given (`fsync=on` turns it back on), trust
+# auth on loopback. Sets pg_data, port and dsn; psql_ runs psql against it. The caller's cleanup
+# runs stop_postgres.
 start_postgres() {
+    if [ -n "${PG_BIN:-}" ]; then
+        pg_bin=$PG_BIN
+        export LD_LIBRARY_PATH=$PG_BIN/../lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    fi
     pg_data=$1
     shift
     local settings=(-c listen_addresses=127.0.0.1 -c fsync=off -c max_wal_size=4GB)

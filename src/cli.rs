@@ -34,6 +34,9 @@ pub enum Command {
     Index(cmd::index::IndexArgs),
     /// Show where the shared run of a target schema stands: units, rows, rows/s, workers.
     Status(cmd::status::StatusArgs),
+    /// Bring tables up to collections that keep changing: verify --full, then repair each
+    /// difference (passes until converged, or a standby kept in sync with --watch).
+    Sync(cmd::sync::SyncArgs),
     /// Fill a Qdrant with a synthetic collection (benchmarks, demos): sizes, vector kinds, id layouts.
     Generate(cmd::generate::GenerateArgs),
 }

@@ -7,6 +7,8 @@
 //! ```text
 //! cli                      the command line
 //! cmd                      one module per subcommand: plan, spawn, join, report
+//! sync                     a table brought up to a changing collection (verify's digests,
+//!                          then a repair)
 //! verify, run              both ends at once: comparing rows and searches; one load shared
 //!                          by many processes (plan, claims, fences)
 //! sink                     rotating files; COPY with its ledger row; gpfdist
@@ -37,4 +39,5 @@ pub mod retry;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod sync;
 pub mod verify;

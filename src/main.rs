@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args, &cli.output),
         Command::Index(args) => cmd::index::run(args, &cli.output),
         Command::Status(args) => cmd::status::run(args, &cli.output),
+        Command::Sync(args) => cmd::sync::run(args, &cli.output),
         Command::Generate(args) => cmd::generate::run(args, &cli.output),
     };
     match result {

@@ -20,4 +20,5 @@ mod secrets;
 mod shared;
 mod snapshot;
 mod support;
+mod sync;
 mod verify;

@@ -51,8 +51,7 @@ use crate::encode::{EncodeError, RowEncoder};
 use crate::layout::{DataFacts, Layout, PayloadType};
 use crate::payload::PointRef;
 use crate::point_id::{KeyRange, PointKey};
-use crate::postgres::catalog::server_version_num;
-use crate::postgres::ddl::{Dialect, create_table_sql_with};
+use crate::postgres::ddl::create_table_sql_with;
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{TableSpec, prepare_schema, prepare_table};
@@ -97,6 +96,10 @@ pub struct MigrateArgs {
     /// The column type of sparse indices; a point with an index above 2^31−1 needs `bigint`.
     #[arg(long, value_enum, default_value_t)]
     pub sparse_indices: SparseIndices,
+    /// The collection keeps being written while it is migrated: a table whose row count no
+    /// longer matches Qdrant's is reported, not failed (`qdrant2pg sync` catches it up).
+    #[arg(long)]
+    pub live: bool,
     /// Concurrent scroll cursors (each its own gRPC connection), shared by all collections.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub cursors: usize,
@@ -201,7 +204,8 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let planned: Vec<PlannedTable> = serde_json::from_str(&plan)
         .context("the run's plan is not a migrate plan this version can read")?;
     let mut admin = target.connect().context("connecting for setup")?;
-    let format = copy_format(args.table.dialect, &mut admin)?;
+    let format = CopyFormat::for_target(args.table.dialect, &mut admin)
+        .context("asking the target's version")?;
     let mut jobs = Vec::new();
     let mut spans = Vec::new();
     for table in planned {
@@ -283,9 +287,9 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     }
     let whole: Vec<&TableJob> = jobs.iter().filter(|j| !failed.contains(&j.name)).collect();
     let checked = if failed.is_empty() {
-        outcome_result(&member).and_then(|()| check_counts(&target, &ledger, &whole))
+        outcome_result(&member).and_then(|()| check_counts(&target, &ledger, &whole, &args, &ui))
     } else {
-        check_counts(&target, &ledger, &whole)
+        check_counts(&target, &ledger, &whole, &args, &ui)
     };
     ui.finish("migrate", output)
         .context("writing the summary")?;
@@ -444,26 +448,6 @@ fn committed(entries: &[LedgerEntry], table: &str) -> anyhow::Result<(Vec<KeyRan
         rows += entry.rows;
     }
     Ok((ranges, rows))
-}
-
-/// The server version from which the `adbpg` dialect loads COPY BINARY: Greenplum 6 and
-/// AnalyticDB for PostgreSQL 6 are PostgreSQL 9.4 underneath.
-const ADBPG_BINARY_FROM: u32 = 90400;
-
-/// How migrate's rows travel. Binary spares the server all float parsing, and every PostgreSQL
-/// takes it. So does Greenplum 6, where it measured 2.2–5.1 times COPY text through the
-/// coordinator (`scripts/bench-greenplum.sh`); Greenplum before 6 (AnalyticDB 4.3) has no binary
-/// COPY, so older Greenplum-based servers get text, as their import path does.
-fn copy_format(dialect: Dialect, admin: &mut postgres::Client) -> anyhow::Result<CopyFormat> {
-    if dialect != Dialect::Adbpg {
-        return Ok(CopyFormat::Binary);
-    }
-    let version = server_version_num(admin).context("asking the target's version")?;
-    Ok(if version >= ADBPG_BINARY_FROM {
-        CopyFormat::Binary
-    } else {
-        CopyFormat::Text
-    })
 }
 
 fn table_job(
@@ -760,19 +744,35 @@ fn describe(failure: &UnitFailure) -> String {
 }
 
 /// Each table's committed rows (its ledger) against Qdrant's exact count when the run was
-/// planned.
-fn check_counts(target: &Target, ledger: &Ledger, jobs: &[&TableJob]) -> anyhow::Result<()> {
+/// planned. With `--live` a difference is what the writes during the run left, said but not
+/// failed.
+fn check_counts(
+    target: &Target,
+    ledger: &Ledger,
+    jobs: &[&TableJob],
+    args: &MigrateArgs,
+    ui: &Ui,
+) -> anyhow::Result<()> {
     let mut admin = target.connect().context("connecting to check the counts")?;
     let mut wrong = Vec::new();
     for job in jobs {
         let loaded = ledger.loaded_rows(&mut admin, &job.name, MIGRATE_SOURCE)?;
         if loaded == job.count {
             job.task.finish("ok");
+        } else if args.live {
+            job.task.finish("CHANGED");
+            ui.info(&format!(
+                "{}: {loaded} rows loaded while Qdrant counted {} points when the run was \
+                 planned: the collection changed meanwhile; `qdrant2pg sync` catches the table up",
+                qualified(Some(&target.schema), &job.name),
+                job.count
+            ));
         } else {
             job.task.finish("MISMATCH");
             wrong.push(format!(
                 "{}: {loaded} rows loaded but Qdrant counted {} points (was the collection \
-                 written to meanwhile?)",
+                 written to meanwhile? then `qdrant2pg sync` catches the table up, and \
+                 `migrate --live` expects it)",
                 qualified(Some(&target.schema), &job.name),
                 job.count
             ));

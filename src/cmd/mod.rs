@@ -9,4 +9,5 @@ pub mod migrate;
 pub mod plan;
 pub mod shared_run;
 pub mod status;
+pub mod sync;
 pub mod verify;

@@ -44,6 +44,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// As `--dialect` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Pgvector => "pgvector",
+            Dialect::Adbpg => "adbpg",
+        }
+    }
+
     /// How vectors are spelled in this dialect's rows and columns.
     pub fn vector_syntax(self) -> VectorSyntax {
         match self {

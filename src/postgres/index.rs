@@ -156,7 +156,9 @@ fn vector_index(
 ) -> Result<IndexStatement, String> {
     let column = spec.column();
     let name = index_name(table, column);
-    let hnsw = spec.hnsw;
+    // m = 0 is Qdrant's way to build no graph at all, which no target index takes: such a vector
+    // gets the target's own defaults, as a collection without HNSW settings does.
+    let hnsw = spec.hnsw.filter(|h| h.m > 0);
     match features.dialect {
         Dialect::Postgres => {
             Err("plain PostgreSQL has no vector index; use --dialect pgvector or adbpg".into())
@@ -410,9 +412,16 @@ mod tests {
             distance: None,
             hnsw: None,
         };
+        // `c` has no graph in Qdrant (m = 0): the target's defaults.
+        let mut no_graph = dense("c", Distance::Euclid);
+        no_graph.hnsw = Some(Hnsw {
+            m: 0,
+            ef_construct: 100,
+        });
         let vectors = [
             dense("a", Distance::Dot),
             dense("b", Distance::Manhattan),
+            no_graph,
             sparse,
         ];
         let payload: HashMap<_, _> = [
@@ -423,6 +432,7 @@ mod tests {
         let columns = [
             ("a".to_owned(), "halfvec(768)".to_owned()),
             ("b".to_owned(), "vector(768)".to_owned()),
+            ("c".to_owned(), "vector(768)".to_owned()),
             ("bm25".to_owned(), "sparsevec(1000000000)".to_owned()),
         ];
         let plan = plan_indexes(
@@ -441,6 +451,7 @@ mod tests {
                 "CREATE UNIQUE INDEX IF NOT EXISTS t_id_idx ON s.t (id)",
                 "CREATE INDEX IF NOT EXISTS t_a_idx ON s.t USING hnsw (a halfvec_ip_ops) WITH (m = 24, ef_construction = 150)",
                 "CREATE INDEX IF NOT EXISTS t_b_idx ON s.t USING hnsw (b vector_l1_ops) WITH (m = 24, ef_construction = 150)",
+                "CREATE INDEX IF NOT EXISTS t_c_idx ON s.t USING hnsw (c vector_l2_ops)",
                 "CREATE INDEX IF NOT EXISTS t_bm25_idx ON s.t USING hnsw (bm25 sparsevec_ip_ops)",
                 "CREATE INDEX IF NOT EXISTS t_payload_body_idx ON s.t USING gin ((to_tsvector('simple', (payload->>'body'))))",
                 "CREATE INDEX IF NOT EXISTS t_payload_n_idx ON s.t USING btree (((CASE WHEN jsonb_typeof(payload->'n') = 'number' THEN (payload->>'n')::numeric END)))",

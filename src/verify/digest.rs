@@ -51,8 +51,12 @@ pub struct Differing {
 impl Buckets {
     /// Folds in one row: its canonical id and its whole canonical form.
     pub fn add(&self, id: &[u8], row: &[u8]) {
-        let digest = digest(row);
-        let cell = &self.cells[bucket_of(id)];
+        self.add_digest(bucket_of(id), digest(row));
+    }
+
+    /// Folds in one row whose bucket and digest the caller has already computed (and keeps).
+    pub fn add_digest(&self, bucket: usize, digest: u128) {
+        let cell = &self.cells[bucket];
         cell[0].fetch_add(1, Ordering::Relaxed);
         cell[1].fetch_add(digest as u64, Ordering::Relaxed);
         cell[2].fetch_add((digest >> 64) as u64, Ordering::Relaxed);

@@ -63,31 +63,11 @@ pub fn verify_full(
     task: &Task,
 ) -> anyhow::Result<Findings> {
     let mut db = target.connect().context("connecting to the target")?;
-    let blocks = heap_blocks(&mut db, &table.name)
-        .with_context(|| format!("reading the size of {}", table.name))?;
-    let parts = match settings.table_parts {
-        Some(parts) => parts,
-        None => default_parts(
-            has_tid_range_scans(&mut db).context("reading the server version")?,
-            settings.connections,
-            blocks,
-        ),
-    };
-    let parts = tile(blocks, parts);
-    let reading = Reading {
-        reader,
-        target,
-        table,
-        span,
-        count,
-        settings,
-        parts,
-    };
-
+    let reading = Reading::new(reader, target, table, span, count, settings)?;
     let (ours, theirs) = (Buckets::default(), Buckets::default());
-    let points = reading.both(
-        |row| theirs.add(row.id(), row.bytes()),
-        |row| ours.add(row.id(), row.bytes()),
+    let (points, _) = reading.both(
+        |_, row| theirs.add(row.id(), row.bytes()),
+        |_, row| ours.add(row.id(), row.bytes()),
         task,
     )?;
     let mut findings = Findings {
@@ -147,8 +127,9 @@ fn split_drill(differing: Vec<Differing>) -> (Vec<Differing>, Vec<Differing>) {
     (drilled, rest)
 }
 
-/// One collection and its table, read whole.
-struct Reading<'a> {
+/// One collection and its table, read whole: what `verify --full` and `sync` read both sides
+/// through.
+pub struct Reading<'a> {
     reader: &'a Source,
     target: &'a Target,
     table: &'a Table,
@@ -158,7 +139,38 @@ struct Reading<'a> {
     parts: Vec<Part>,
 }
 
-impl Reading<'_> {
+impl<'a> Reading<'a> {
+    /// The table's ctid parts decided (`settings.table_parts`, else by server and size).
+    pub fn new(
+        reader: &'a Source,
+        target: &'a Target,
+        table: &'a Table,
+        span: &'a IdSpan,
+        count: u64,
+        settings: &'a FullRead,
+    ) -> anyhow::Result<Reading<'a>> {
+        let mut db = target.connect().context("connecting to the target")?;
+        let blocks = heap_blocks(&mut db, &table.name)
+            .with_context(|| format!("reading the size of {}", table.name))?;
+        let parts = match settings.table_parts {
+            Some(parts) => parts,
+            None => default_parts(
+                has_tid_range_scans(&mut db).context("reading the server version")?,
+                settings.connections,
+                blocks,
+            ),
+        };
+        Ok(Reading {
+            reader,
+            target,
+            table,
+            span,
+            count,
+            settings,
+            parts: tile(blocks, parts),
+        })
+    }
+
     /// Which of `ids` (sorted) differ between the two sides: their rows read by id from both,
     /// the table's in one scan over the parts (or through an index on `id`), compared by digest.
     fn differing_rows(&self, ids: &[PointKey]) -> anyhow::Result<Vec<PointKey>> {
@@ -257,14 +269,14 @@ impl Reading<'_> {
         Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Reads both sides at once, each in parallel, handing every point and every row in
-    /// canonical form to its side's fold. Returns the points read.
-    fn both(
+    /// Reads both sides at once, each in parallel, handing every point and every row, with its
+    /// id, in canonical form to its side's fold. Returns the points and the rows read.
+    pub fn both(
         &self,
-        on_point: impl Fn(&CanonicalRow) + Sync,
-        on_row: impl Fn(&CanonicalRow) + Sync,
+        on_point: impl Fn(PointKey, &CanonicalRow) + Sync,
+        on_row: impl Fn(PointKey, &CanonicalRow) + Sync,
         task: &Task,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, u64)> {
         let table = self.table;
         std::thread::scope(|s| {
             let rows = s.spawn(|| {
@@ -275,8 +287,8 @@ impl Reading<'_> {
                     self.settings.connections,
                     CanonicalRow::default,
                     |row, fields| {
-                        table.form.of_table(fields, row)?;
-                        on_row(row);
+                        let key = table.form.of_table(fields, row)?;
+                        on_row(key, row);
                         Ok::<_, BadTableId>(())
                     },
                 )
@@ -284,16 +296,16 @@ impl Reading<'_> {
             let points = self.points(&on_point, task);
             let rows = rows
                 .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            rows.with_context(|| format!("reading table {}", table.name))?;
-            points
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                .with_context(|| format!("reading table {}", table.name))?;
+            Ok((points?, rows))
         })
     }
 
     /// Qdrant's side: export's cursors and page workers.
     fn points(
         &self,
-        on_point: &(impl Fn(&CanonicalRow) + Sync),
+        on_point: &(impl Fn(PointKey, &CanonicalRow) + Sync),
         task: &Task,
     ) -> anyhow::Result<u64> {
         let tuning = &self.settings.tuning;
@@ -319,11 +331,12 @@ impl Reading<'_> {
             |batch| {
                 let mut row = CanonicalRow::default();
                 for point in batch.point_refs() {
-                    self.table
+                    let key = self
+                        .table
                         .form
                         .of_point(point, &mut row)
                         .with_context(|| format!("collection {collection:?}"))?;
-                    on_point(&row);
+                    on_point(key, &row);
                 }
                 let n = batch.points.len() as u64;
                 points.fetch_add(n, Ordering::Relaxed);
