@@ -50,9 +50,11 @@ server_cpu() {
     local pg_pid ticks
     pg_pid=$(head -n1 "$pg_data/postmaster.pid")
     ticks=$(getconf CLK_TCK)
-    awk -v t="$ticks" '{s += $14 + $15 + $16 + $17} END {printf "%.2f", s / t}' \
-        "/proc/$qdrant_pid/stat" "/proc/$pg_pid/stat" \
-        $(pgrep -P "$pg_pid" | sed 's|.*|/proc/&/stat|')
+    # A backend may end between the listing and the read: its stat is then simply gone (and its
+    # time is in the postmaster's children's fields).
+    for pid in "$qdrant_pid" "$pg_pid" $(pgrep -P "$pg_pid"); do
+        cat "/proc/$pid/stat" 2>/dev/null || true
+    done | awk -v t="$ticks" '{s += $14 + $15 + $16 + $17} END {printf "%.2f", s / t}'
 }
 # run NAME CMD...: the command's wall seconds and the CPU-seconds of every process it cost,
 # appended to $work/NAME.

@@ -571,3 +571,72 @@ fn a_table_that_no_longer_fits_its_collection_is_refused_naming_the_column() {
     let (rows, _) = counts(&db, "live_uuid");
     assert_eq!(rows, POINTS as i64);
 }
+
+#[test]
+fn a_pass_reads_the_table_whole_only_when_someone_else_wrote_it() {
+    let Some(server) = QdrantServer::genuine() else {
+        return;
+    };
+    let url = server.url();
+    let client = client_at(&url);
+    load(&client);
+    let db = PgCluster::pg15().create_database();
+    let dsn = db.dsn();
+    assert_ok(&qdrant2pg(&[
+        "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
+    ]));
+    assert_ok(&qdrant2pg(&[
+        "index", "--url", &url, "--dsn", &dsn, "--quiet",
+    ]));
+    let table_read = |out: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| Some(l.split_once(" rows (")?.1.split_once(')')?.0.to_owned()))
+            .collect()
+    };
+    let only_int = ["--collection", "live_int"];
+    // The first pass has nothing kept: it reads the table whole.
+    let first = sync(&url, &dsn, &only_int);
+    assert_ok(&first);
+    assert_eq!(table_read(&first), ["whole"], "{}", describe(&first));
+    // Qdrant changes, the table does not: the kept buckets hold, and only the differing
+    // buckets' rows are read, by id.
+    let rt = runtime();
+    rt.block_on(client.set_payload(grpc::SetPayloadPoints {
+        collection_name: "live_int".into(),
+        wait: Some(true),
+        payload: HashMap::from([("tag".to_owned(), grpc::Value::from("qdrant"))]),
+        points_selector: selector(&grpc::PointId::from(7)),
+        ..Default::default()
+    }))
+    .expect("set a payload");
+    let second = sync(&url, &dsn, &only_int);
+    assert_ok(&second);
+    assert_eq!(table_read(&second), ["by id"], "{}", describe(&second));
+    assert_eq!(deltas(&second), [1], "{}", describe(&second));
+    // Someone else writes the table: the next pass trusts nothing kept, reads it whole, and
+    // puts the row back as Qdrant has it.
+    db.client()
+        .batch_execute("UPDATE live_int SET payload = '{\"tag\": \"table\"}' WHERE id = 11")
+        .expect("a write behind sync's back");
+    let third = sync(&url, &dsn, &only_int);
+    assert_ok(&third);
+    assert_eq!(table_read(&third), ["whole"], "{}", describe(&third));
+    assert_eq!(deltas(&third), [1], "{}", describe(&third));
+    let quiet = sync(&url, &dsn, &only_int);
+    assert_eq!(
+        (table_read(&quiet), deltas(&quiet)),
+        (vec!["by id".to_owned()], vec![0])
+    );
+    assert_ok(&qdrant2pg(&[
+        "verify",
+        "--url",
+        &url,
+        "--dsn",
+        &dsn,
+        "--full",
+        "--quiet",
+        "--collection",
+        "live_int",
+    ]));
+}

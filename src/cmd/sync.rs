@@ -15,12 +15,13 @@ use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::config::qdrant::ReadTuning;
 use crate::layout::Halfvec;
-use crate::postgres::catalog::id_is_indexed;
+use crate::postgres::catalog::{id_is_indexed, is_greenplum};
 use crate::postgres::ddl::Dialect;
 use crate::progress::{OutputArgs, Ui};
 use crate::sink::copy::LoadSettings;
 use crate::source::Source;
-use crate::sync::pass::{PassReport, PassSettings, run_pass};
+use crate::sync::cache::{KeptStates, RowVersions};
+use crate::sync::pass::{PassReport, PassSettings, Synced, run_pass};
 use crate::sync::target::{TableWriter, lock_table};
 use crate::verify::full::FullRead;
 use crate::verify::table::Table;
@@ -64,12 +65,17 @@ pub struct SyncArgs {
     /// slot of the interval (not after the previous pass's end).
     #[arg(long, value_name = "SECONDS")]
     pub watch: Option<u64>,
+    /// Read each table whole every pass, even where the buckets the last pass kept are still
+    /// the table's (nobody else wrote it since).
+    #[arg(long)]
+    pub full_read: bool,
 }
 
-/// One collection and how its table is written.
-struct Synced {
+/// One collection, how its table is written, and how its row versions are fingerprinted.
+struct SyncedTable {
     table: Table,
     writer: TableWriter,
+    versions: RowVersions,
 }
 
 pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -106,8 +112,17 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 table.name
             ));
         }
-        synced.push(Synced { table, writer });
+        let versions =
+            RowVersions::new(&mut db, &target.schema, name).context("asking what the target is")?;
+        synced.push(SyncedTable {
+            table,
+            writer,
+            versions,
+        });
     }
+    let greenplum = is_greenplum(&mut db).context("asking what the target is")?;
+    let kept = KeptStates::open(&mut db, &target.schema, greenplum)
+        .context("creating the table that keeps each pass's state")?;
     let read = FullRead {
         tuning: args.tuning.clone(),
         connections: args.connections,
@@ -125,6 +140,7 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             retries: args.copy_retries,
             synchronous_commit_off: false,
         },
+        full_read: args.full_read,
     };
     let max_passes = match (args.until_converged, args.watch) {
         (true, _) => args.max_passes.unwrap_or(DEFAULT_MAX_PASSES),
@@ -135,7 +151,7 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     let mut identical = false;
     for pass in 1..=max_passes {
-        let outcome = one_pass(&source, &target, &synced, &settings, &ui, pass);
+        let outcome = one_pass(&source, &target, &synced, &kept, &settings, &ui, pass);
         let found_none = match outcome {
             Ok(passed) => {
                 identical = passed.iter().all(PassReport::identical);
@@ -175,16 +191,23 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
 fn one_pass(
     source: &Source,
     target: &Target,
-    synced: &[Synced],
+    tables: &[SyncedTable],
+    kept: &KeptStates,
     settings: &PassSettings<'_>,
     ui: &Ui,
     pass: u32,
 ) -> anyhow::Result<Vec<PassReport>> {
     let mut reports = Vec::new();
-    for one in synced {
+    for one in tables {
         let name = &one.table.schema.name;
         let task = ui.task(&format!("{name} #{pass}"), None);
-        let report = run_pass(source, target, &one.table, &one.writer, settings, ui, &task);
+        let synced = Synced {
+            table: &one.table,
+            writer: &one.writer,
+            versions: &one.versions,
+            kept,
+        };
+        let report = run_pass(source, target, &synced, settings, ui, &task);
         match &report {
             Ok(r) => task.finish(if r.identical() { "ok" } else { "CHANGED" }),
             Err(_) => task.finish("FAILED"),

@@ -8,12 +8,16 @@
 //! crash leaves the table consistent and the next pass converges; a read that fails ends the
 //! pass, deleting nothing it has not proven gone.
 //!
+//! A pass reads as little as it can: Qdrant's side whole, every time; the table's side whole
+//! only when someone other than `sync` may have written it since the last pass ([`cache`]).
+//!
 //! Memory stays bounded whatever the delta: the ids of the differing buckets come back from the
 //! scratch disk ([`spill`]) a partition at a time, not from a map of the collection.
 //!
 //! Under steady writes each pass's delta is what changed during the previous one, so passes
 //! shrink to the writes of one pass; a cutover pauses the writers for one final pass.
 
+pub mod cache;
 pub mod pass;
 pub mod spill;
 pub mod target;

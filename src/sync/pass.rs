@@ -24,10 +24,11 @@ use crate::sink::copy::{LoadSettings, Loader, UnitFailure};
 use crate::source::Source;
 use crate::source::page::PageReader;
 use crate::source::plan::IdSpan;
+use crate::sync::cache::{Fingerprint, Kept, KeptStates, RowVersions};
 use crate::sync::spill::{Side, Spill};
 use crate::sync::target::TableWriter;
 use crate::verify::compare::CanonicalRow;
-use crate::verify::digest::{BUCKETS, Buckets, bucket_of, digest};
+use crate::verify::digest::{BUCKETS, Buckets, bucket_of, bucket_of_key, digest};
 use crate::verify::full::{FullRead, Reading};
 use crate::verify::table::Table;
 
@@ -35,6 +36,10 @@ use crate::verify::table::Table;
 /// 1.5 MB of COPY data, large enough that a commit's round trip is small beside its rows, small
 /// enough that a batch holds its locks briefly while the application keeps writing to Qdrant.
 const REPAIR_BATCH: usize = 512;
+/// With the table's buckets kept from the last pass, the table's rows of the differing buckets
+/// are read by id up to this many (their ids and digests held in memory, about 64 bytes each);
+/// beyond it the table is read whole, as without kept buckets.
+const BY_ID_ROWS: u64 = 1 << 17;
 
 /// What a pass needs beyond the collection and its table.
 pub struct PassSettings<'a> {
@@ -42,6 +47,8 @@ pub struct PassSettings<'a> {
     /// Where the spill files go.
     pub scratch: &'a std::path::Path,
     pub load: LoadSettings,
+    /// Read the table whole every pass, trusting no kept buckets.
+    pub full_read: bool,
 }
 
 /// What one pass over one collection did.
@@ -50,8 +57,11 @@ pub struct PassReport {
     pub collection: String,
     /// Points read from Qdrant.
     pub points: u64,
-    /// Rows read from the table.
+    /// Rows read from the table: all of them, or (`table_read` = `by id`) just the differing
+    /// buckets' rows.
     pub rows: u64,
+    /// `whole`, or `by id` where the last pass's buckets were still the table's.
+    pub table_read: &'static str,
     pub differing_buckets: usize,
     /// Ids whose digests differed, or that one side lacked.
     pub differing_ids: u64,
@@ -79,11 +89,12 @@ impl PassReport {
             (_, n) => format!("repaired; {n} point(s) changed again meanwhile"),
         };
         format!(
-            "pass {pass}: {}: Qdrant {} points, table {} rows, {} differing bucket(s), {} id(s) \
-             differ: {} upserted, {} deleted, {:.2} s: {outcome}",
+            "pass {pass}: {}: Qdrant {} points, table {} rows ({}), {} differing bucket(s), {} \
+             id(s) differ: {} upserted, {} deleted, {:.2} s: {outcome}",
             self.collection,
             self.points,
             self.rows,
+            self.table_read,
             self.differing_buckets,
             self.differing_ids,
             self.upserted,
@@ -93,63 +104,134 @@ impl PassReport {
     }
 }
 
-/// Runs one pass over `table`'s collection.
+/// One collection's table and what its passes keep.
+pub struct Synced<'a> {
+    pub table: &'a Table,
+    pub writer: &'a TableWriter,
+    pub versions: &'a RowVersions,
+    pub kept: &'a KeptStates,
+}
+
+/// Runs one pass over `synced`'s collection.
 pub fn run_pass(
     source: &Source,
     target: &Target,
-    table: &Table,
-    writer: &TableWriter,
+    synced: &Synced<'_>,
     settings: &PassSettings<'_>,
     ui: &Ui,
     task: &Task,
 ) -> anyhow::Result<PassReport> {
     let started = Instant::now();
+    let table = synced.table;
     let name = &table.schema.name;
     let count = source.count_exact(name)?;
     let span = IdSpan::probe(|k| source.first_at_or_after(name, k))
         .with_context(|| format!("probing the ids of collection {name:?}"))?;
     let reading = Reading::new(source, target, table, &span, count, settings.read)?;
+    let mut db = target.connect().context("connecting to the target")?;
+    let state = |what: &'static str| {
+        move |e| anyhow::Error::new(e).context(format!("{what} the kept state of {name:?}"))
+    };
+    let fingerprint = synced
+        .versions
+        .fingerprint(&mut db)
+        .with_context(|| format!("fingerprinting {}", table.name))?;
+    let kept = match settings.full_read {
+        true => None,
+        false => synced
+            .kept
+            .get(&mut db, name)
+            .map_err(state("reading"))?
+            .filter(|kept| kept.fingerprint == fingerprint),
+    };
     let spill = Spill::create(settings.scratch).with_context(|| {
         format!(
             "creating the spill files in {} (--scratch)",
             settings.scratch.display()
         )
     })?;
-    let (ours, theirs) = (Buckets::default(), Buckets::default());
+    let theirs = Buckets::default();
     let fold = |side: Side, buckets: &Buckets, key: PointKey, row: &CanonicalRow| {
         let (bucket, digest) = (bucket_of(row.id()), digest(row.bytes()));
         buckets.add_digest(bucket, digest);
         spill.write(side, bucket, key, digest);
     };
-    let (points, rows) = reading.both(
-        |key, row| fold(Side::Qdrant, &theirs, key, row),
-        |key, row| fold(Side::Table, &ours, key, row),
-        task,
-    )?;
-    spill
-        .finish()
-        .with_context(|| format!("writing the spill files in {}", spill.dir().display()))?;
-    let differing = ours.differing(&theirs);
-    drop((ours, theirs));
-    let mut report = PassReport {
-        collection: name.clone(),
-        points,
-        rows,
-        differing_buckets: differing.len(),
-        ..PassReport::default()
+    let (ours, points, mut rows, mut table_read) = match kept {
+        Some(kept) => {
+            let points = reading.points(&|key, row| fold(Side::Qdrant, &theirs, key, row), task)?;
+            (kept.buckets, points, 0, TableRead::ById)
+        }
+        None => {
+            let ours = Buckets::default();
+            let (points, rows) = reading.both(
+                |key, row| fold(Side::Qdrant, &theirs, key, row),
+                |key, row| fold(Side::Table, &ours, key, row),
+                task,
+            )?;
+            (ours, points, rows, TableRead::Whole)
+        }
     };
+    let differing = ours.differing(&theirs);
+    drop(theirs);
     let mut wanted = vec![false; BUCKETS];
     for d in &differing {
         wanted[d.bucket] = true;
     }
+    // The kept buckets say how many rows the differing ones hold: few are read by id, many
+    // make the table read whole after all.
+    let by_id = match table_read {
+        TableRead::ById => {
+            let held: u64 = differing.iter().map(|d| ours.rows(d.bucket)).sum();
+            if held <= BY_ID_ROWS {
+                let ids = reading.table_ids_in(&wanted)?;
+                Some(reading.table_digests(&ids)?)
+            } else {
+                rows = reading.rows(&|key, row| {
+                    spill.write(Side::Table, bucket_of(row.id()), key, digest(row.bytes()))
+                })?;
+                table_read = TableRead::Whole;
+                None
+            }
+        }
+        TableRead::Whole => None,
+    };
+    spill
+        .finish()
+        .with_context(|| format!("writing the spill files in {}", spill.dir().display()))?;
+    let mut by_partition: BTreeMap<usize, Vec<(PointKey, u128)>> = BTreeMap::new();
+    for (key, digest) in by_id.into_iter().flatten() {
+        rows += 1;
+        by_partition
+            .entry(Spill::partition_of(bucket_of_key(key)))
+            .or_default()
+            .push((key, digest));
+    }
+    let mut report = PassReport {
+        collection: name.clone(),
+        points,
+        rows,
+        table_read: table_read.words(),
+        differing_buckets: differing.len(),
+        ..PassReport::default()
+    };
+    if !differing.is_empty() {
+        // A pass that stops before its end leaves nothing to trust.
+        synced
+            .kept
+            .forget(&mut db, name)
+            .map_err(state("dropping"))?;
+    }
     let mut repair = Repair {
         source,
         table,
-        writer,
+        writer: synced.writer,
+        versions: synced.versions,
         loader: Loader::new(target, settings.load),
         ui,
         rows: Vec::new(),
         buf: Vec::new(),
+        buckets: &ours,
+        fingerprint,
     };
     for partition in Spill::partitions(&wanted) {
         let read = |side| {
@@ -157,54 +239,95 @@ pub fn run_pass(
                 .read(side, partition, &wanted)
                 .with_context(|| format!("reading the spill files in {}", spill.dir().display()))
         };
-        let delta = delta(read(Side::Qdrant)?, read(Side::Table)?);
+        let table_side = match table_read {
+            TableRead::Whole => read(Side::Table)?,
+            TableRead::ById => by_partition.remove(&partition).unwrap_or_default(),
+        };
+        let delta = delta(read(Side::Qdrant)?, table_side);
         report.differing_ids += delta.len() as u64;
-        let delta: Vec<(PointKey, bool)> = delta.into_iter().collect();
+        let delta: Vec<(PointKey, Vec<u128>)> = delta.into_iter().collect();
         for batch in delta.chunks(REPAIR_BATCH) {
             repair.batch(batch, &mut report)?;
         }
     }
+    let fingerprint = repair.fingerprint;
+    synced
+        .kept
+        .keep(
+            &mut db,
+            name,
+            &Kept {
+                fingerprint,
+                buckets: ours,
+            },
+        )
+        .map_err(state("writing"))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// The ids of one partition's differing buckets that differ, each with whether the table has
-/// it: a digest that differs, an id one side lacks, or an id the table holds more than once.
-fn delta(qdrant: Vec<(PointKey, u128)>, table: Vec<(PointKey, u128)>) -> BTreeMap<PointKey, bool> {
-    let mut rows: HashMap<PointKey, (u128, u32)> = HashMap::with_capacity(table.len());
+/// How a pass read the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TableRead {
+    Whole,
+    ById,
+}
+
+impl TableRead {
+    fn words(self) -> &'static str {
+        match self {
+            TableRead::Whole => "whole",
+            TableRead::ById => "by id",
+        }
+    }
+}
+
+/// The ids of one partition's differing buckets that differ, each with the digests of the
+/// table's rows of it (none where the table lacks it): a digest that differs, an id one side
+/// lacks, or an id the table holds more than once.
+fn delta(
+    qdrant: Vec<(PointKey, u128)>,
+    table: Vec<(PointKey, u128)>,
+) -> BTreeMap<PointKey, Vec<u128>> {
+    let mut rows: HashMap<PointKey, Vec<u128>> = HashMap::with_capacity(table.len());
     for (key, digest) in table {
-        rows.entry(key).or_insert((digest, 0)).1 += 1;
+        rows.entry(key).or_default().push(digest);
     }
     let mut delta = BTreeMap::new();
     for (key, digest) in qdrant {
         match rows.remove(&key) {
-            Some((d, 1)) if d == digest => {}
-            Some(_) => {
-                delta.insert(key, true);
-            }
-            None => {
-                delta.insert(key, false);
+            Some(held) if held == [digest] => {}
+            held => {
+                delta.insert(key, held.unwrap_or_default());
             }
         }
     }
-    delta.extend(rows.into_keys().map(|key| (key, true)));
+    delta.extend(rows);
     delta
 }
 
-/// What repairs one collection's table, a batch at a time.
+/// What repairs one collection's table, a batch at a time, keeping its buckets and fingerprint
+/// up to date with what it writes.
 struct Repair<'a> {
     source: &'a Source,
     table: &'a Table,
     writer: &'a TableWriter,
+    versions: &'a RowVersions,
     loader: Loader<'a>,
     ui: &'a Ui,
     rows: Vec<u8>,
     buf: Vec<u8>,
+    buckets: &'a Buckets,
+    fingerprint: Fingerprint,
 }
 
 impl Repair<'_> {
     /// Reads `batch`'s points by id, replaces their rows, and reads them once more.
-    fn batch(&mut self, batch: &[(PointKey, bool)], report: &mut PassReport) -> anyhow::Result<()> {
+    fn batch(
+        &mut self,
+        batch: &[(PointKey, Vec<u128>)],
+        report: &mut PassReport,
+    ) -> anyhow::Result<()> {
         let name = &self.table.schema.name;
         let ids: Vec<PointKey> = batch.iter().map(|(key, _)| *key).collect();
         let written = digests(
@@ -213,12 +336,13 @@ impl Repair<'_> {
             &ids,
             Some((self.writer, &mut self.rows)),
         )?;
-        let (writer, rows, buf) = (self.writer, &self.rows, &mut self.buf);
+        let (writer, versions, rows, buf) = (self.writer, self.versions, &self.rows, &mut self.buf);
         let expected = written.len() as u64;
         let ui = self.ui;
-        self.loader
+        let replaced = self
+            .loader
             .run(
-                |client| writer.replace(client, &ids, rows, expected, buf),
+                |client| writer.replace(client, versions, &ids, rows, expected, buf),
                 |failure, backoff, attempt, attempts| {
                     ui.warn(&format!(
                         "{name}: repairing {} id(s): {}; retrying on a fresh connection in \
@@ -236,10 +360,20 @@ impl Repair<'_> {
                     describe(&failure)
                 )
             })?;
+        self.fingerprint.apply(&replaced.written, &replaced.deleted);
+        for (key, held) in batch {
+            let bucket = bucket_of_key(*key);
+            for &old in held {
+                self.buckets.remove_digest(bucket, old);
+            }
+            if let Some(&new) = written.get(key) {
+                self.buckets.add_digest(bucket, new);
+            }
+        }
         report.upserted += expected;
         report.deleted += batch
             .iter()
-            .filter(|(key, in_table)| *in_table && !written.contains_key(key))
+            .filter(|(key, held)| !held.is_empty() && !written.contains_key(key))
             .count() as u64;
         let again = digests(self.source, self.table, &ids, None)?;
         report.changed_again += ids
@@ -295,10 +429,15 @@ mod tests {
         let n = PointKey::Num;
         let qdrant = vec![(n(1), 10), (n(2), 20), (n(3), 30), (n(5), 50)];
         let table = vec![(n(1), 10), (n(2), 21), (n(4), 40), (n(5), 50), (n(5), 50)];
-        let delta: Vec<(PointKey, bool)> = delta(qdrant, table).into_iter().collect();
+        let delta: Vec<(PointKey, Vec<u128>)> = delta(qdrant, table).into_iter().collect();
         assert_eq!(
             delta,
-            vec![(n(2), true), (n(3), false), (n(4), true), (n(5), true)]
+            vec![
+                (n(2), vec![21]),
+                (n(3), vec![]),
+                (n(4), vec![40]),
+                (n(5), vec![50, 50])
+            ]
         );
     }
 }

@@ -87,7 +87,7 @@ impl Spill {
         record[2] = kind;
         record[3..19].copy_from_slice(&id.to_le_bytes());
         record[19..].copy_from_slice(&digest.to_le_bytes());
-        let file = &self.files[side as usize][bucket / BUCKETS_PER_PARTITION];
+        let file = &self.files[side as usize][Spill::partition_of(bucket)];
         let written = file
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -111,6 +111,11 @@ impl Spill {
             }
         }
         Ok(())
+    }
+
+    /// The partition a bucket's records are in.
+    pub fn partition_of(bucket: usize) -> usize {
+        bucket / BUCKETS_PER_PARTITION
     }
 
     /// The partitions that hold a `wanted` bucket, in order.

@@ -25,6 +25,7 @@ use crate::postgres::catalog::table_columns;
 use crate::postgres::ddl::{self, DdlOptions, Dialect, VectorStorage};
 use crate::postgres::scan::ids_condition;
 use crate::sink::copy::{CopyError, CopyFormat, CopyTarget, copy_in};
+use crate::sync::cache::RowVersions;
 
 /// The table does not fit the collection as it is now.
 #[derive(Debug, thiserror::Error)]
@@ -172,26 +173,25 @@ impl TableWriter {
     }
 
     /// One repair batch in one transaction: deletes the rows of `ids`, then loads `rows` (the
-    /// encoded points Qdrant returned for them, `expected` in all). Returns the rows deleted.
+    /// encoded points Qdrant returned for them, `expected` in all). Returns the row versions
+    /// it deleted and the ones it wrote, as `versions` hashes them.
     pub fn replace(
         &self,
         client: &mut Client,
+        versions: &RowVersions,
         ids: &[PointKey],
         rows: &[u8],
         expected: u64,
         buf: &mut Vec<u8>,
-    ) -> Result<u64, CopyError> {
+    ) -> Result<Replaced, CopyError> {
+        let condition = ids_condition(&self.id_type, ids);
         let mut tx = client.transaction().map_err(CopyError::Db)?;
-        let deleted = tx
-            .execute(
-                &format!(
-                    "DELETE FROM {} WHERE {}",
-                    crate::postgres::ident::qualified(Some(&self.copy.schema), &self.copy.table),
-                    ids_condition(&self.id_type, ids)
-                ),
-                &[],
-            )
-            .map_err(CopyError::Db)?;
+        let hashes = |rows: Vec<postgres::Row>| rows.iter().map(|r| r.get(0)).collect();
+        let deleted = hashes(
+            tx.query(&versions.delete_returning(&condition), &[])
+                .map_err(CopyError::Db)?,
+        );
+        let mut written = Vec::new();
         if expected > 0 {
             let (loaded, _) = copy_in(&mut tx, &self.copy, &mut &rows[..], buf)?;
             if loaded != expected {
@@ -200,10 +200,21 @@ impl TableWriter {
                     actual: loaded,
                 });
             }
+            written = hashes(
+                tx.query(&versions.select(&condition), &[])
+                    .map_err(CopyError::Db)?,
+            );
         }
         tx.commit().map_err(CopyError::Db)?;
-        Ok(deleted)
+        Ok(Replaced { deleted, written })
     }
+}
+
+/// The row versions one repair batch deleted and wrote, hashed as its table's fingerprint
+/// counts them.
+pub struct Replaced {
+    pub deleted: Vec<i64>,
+    pub written: Vec<i64>,
 }
 
 /// The facts the table's column types fix: the id kind its `id` column holds, and which sparse

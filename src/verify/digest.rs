@@ -12,6 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128};
 
+use crate::point_id::PointKey;
+use crate::verify::compare::write_id;
+
 /// Buckets per side: 1.5 MiB of counters each. A single differing row sends the drill-down to
 /// about `rows / BUCKETS` rows (1,500 of 100 million), and the fixed size is what keeps memory
 /// independent of the collection.
@@ -20,6 +23,13 @@ pub const BUCKETS: usize = 1 << 16;
 /// The bucket a row with this canonical id falls into.
 pub fn bucket_of(id: &[u8]) -> usize {
     (xxh3_64(id) >> (64 - BUCKETS.trailing_zeros())) as usize
+}
+
+/// The bucket of a point id: its canonical form's ([`crate::verify::compare::write_id`]).
+pub fn bucket_of_key(key: PointKey) -> usize {
+    let mut id = Vec::with_capacity(17);
+    write_id(&mut id, key);
+    bucket_of(&id)
 }
 
 /// The digest of a row's canonical form.
@@ -60,6 +70,46 @@ impl Buckets {
         cell[0].fetch_add(1, Ordering::Relaxed);
         cell[1].fetch_add(digest as u64, Ordering::Relaxed);
         cell[2].fetch_add((digest >> 64) as u64, Ordering::Relaxed);
+    }
+
+    /// Takes one row out again (its bucket and digest as [`add_digest`](Self::add_digest) took
+    /// them): what a row that was replaced or deleted no longer adds.
+    pub fn remove_digest(&self, bucket: usize, digest: u128) {
+        let cell = &self.cells[bucket];
+        cell[0].fetch_sub(1, Ordering::Relaxed);
+        cell[1].fetch_sub(digest as u64, Ordering::Relaxed);
+        cell[2].fetch_sub((digest >> 64) as u64, Ordering::Relaxed);
+    }
+
+    /// The rows in `bucket`.
+    pub fn rows(&self, bucket: usize) -> u64 {
+        self.cells[bucket][0].load(Ordering::Relaxed)
+    }
+
+    /// Every cell, little-endian: what a pass keeps of a table's side for the next one.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(BUCKETS * 24);
+        for cell in self.cells.iter() {
+            for lane in cell {
+                out.extend_from_slice(&lane.load(Ordering::Relaxed).to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// The buckets [`to_bytes`](Self::to_bytes) wrote; `None` for bytes of another length.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Buckets> {
+        if bytes.len() != BUCKETS * 24 {
+            return None;
+        }
+        let lanes = bytes
+            .chunks_exact(8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+        let buckets = Buckets::default();
+        for (i, lane) in lanes.enumerate() {
+            buckets.cells[i / 3][i % 3].store(lane, Ordering::Relaxed);
+        }
+        Some(buckets)
     }
 
     /// The buckets where `self` and `other` differ.
@@ -127,5 +177,21 @@ mod tests {
                 .iter()
                 .all(|d| expected.contains(&d.bucket) && d.rows >= 1)
         );
+
+        // Taking the odd rows out again and putting the right ones in mends the buckets, and
+        // they survive a round trip through bytes.
+        let mended = Buckets::from_bytes(&changed.to_bytes()).unwrap();
+        let cell = |id: &[u8], row: &[u8]| (bucket_of(id), digest(row));
+        let (b, d) = cell(&rows[10].0, b"other");
+        mended.remove_digest(b, d);
+        let (b, d) = cell(&rows[10].0, &rows[10].1);
+        mended.add_digest(b, d);
+        let (b, d) = cell(&rows[20].0, &rows[20].1);
+        mended.add_digest(b, d);
+        let (b, d) = cell(&rows[30].0, &rows[30].1);
+        mended.remove_digest(b, d);
+        assert!(mended.differing(&forward).is_empty());
+        assert_eq!(mended.rows(b), forward.rows(b));
+        assert!(Buckets::from_bytes(&[0; 24]).is_none());
     }
 }

@@ -27,8 +27,8 @@ use crate::source::cursor::Scheduler;
 use crate::source::page::{Fetch, PageReader};
 use crate::source::parallel::read_parallel;
 use crate::source::plan::{IdSpan, Work, range_count};
-use crate::verify::compare::{BadTableId, CanonicalRow, write_id};
-use crate::verify::digest::{BUCKETS, Buckets, Differing, bucket_of, digest};
+use crate::verify::compare::{BadTableId, CanonicalRow};
+use crate::verify::digest::{BUCKETS, Buckets, Differing, bucket_of_key, digest};
 use crate::verify::findings::{Findings, SHOWN_DIFFERENCES};
 use crate::verify::sample::{BY_ID_CHUNK, compare_by_id};
 use crate::verify::table::Table;
@@ -175,28 +175,10 @@ impl<'a> Reading<'a> {
     /// the table's in one scan over the parts (or through an index on `id`), compared by digest.
     fn differing_rows(&self, ids: &[PointKey]) -> anyhow::Result<Vec<PointKey>> {
         let table = self.table;
-        let rows: Mutex<HashMap<PointKey, (u128, u32)>> = Mutex::new(HashMap::new());
-        if !ids.is_empty() {
-            let scan = TableScan {
-                only: Some(ids_condition(table.form.id_column().sql_type(), ids)),
-                ..table.scan()
-            };
-            read_parts(
-                self.target,
-                &scan,
-                self.parts.clone(),
-                self.settings.connections,
-                CanonicalRow::default,
-                |row, fields| {
-                    let key = table.form.of_table(fields, row)?;
-                    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
-                    rows.entry(key).or_insert((digest(row.bytes()), 0)).1 += 1;
-                    Ok::<_, BadTableId>(())
-                },
-            )
-            .with_context(|| format!("reading table {}", table.name))?;
+        let mut rows: HashMap<PointKey, (u128, u32)> = HashMap::new();
+        for (key, digest) in self.table_digests(ids)? {
+            rows.entry(key).or_insert((digest, 0)).1 += 1;
         }
-        let rows = rows.into_inner().unwrap_or_else(|e| e.into_inner());
         let mut points: HashMap<PointKey, u128> = HashMap::new();
         let mut row = CanonicalRow::default();
         for chunk in ids.chunks(BY_ID_CHUNK) {
@@ -216,17 +198,70 @@ impl<'a> Reading<'a> {
             .collect())
     }
 
+    /// The table's rows of `ids`, each as its id and digest (an id held twice comes twice): one
+    /// scan over the parts (or through an index on `id`).
+    pub fn table_digests(&self, ids: &[PointKey]) -> anyhow::Result<Vec<(PointKey, u128)>> {
+        let table = self.table;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = Mutex::new(Vec::new());
+        let scan = TableScan {
+            only: Some(ids_condition(table.form.id_column().sql_type(), ids)),
+            ..table.scan()
+        };
+        read_parts(
+            self.target,
+            &scan,
+            self.parts.clone(),
+            self.settings.connections,
+            CanonicalRow::default,
+            |row, fields| {
+                let key = table.form.of_table(fields, row)?;
+                let digest = digest(row.bytes());
+                found
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((key, digest));
+                Ok::<_, BadTableId>(())
+            },
+        )
+        .with_context(|| format!("reading table {}", table.name))?;
+        Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// The ids either side holds whose canonical id falls into a `wanted` bucket: both sides
     /// read again, ids only.
     fn ids_in(&self, wanted: &[bool]) -> anyhow::Result<BTreeSet<PointKey>> {
-        let found = Mutex::new(BTreeSet::new());
-        let keep = |key: PointKey| {
-            let mut id = Vec::with_capacity(17);
-            write_id(&mut id, key);
-            if wanted[bucket_of(&id)] {
-                found.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
+        let table = self.table;
+        std::thread::scope(|s| {
+            let rows = s.spawn(|| self.table_ids_in(wanted));
+            let mut found = BTreeSet::new();
+            let mut offset = Some(PointKey::MIN);
+            while let Some(at) = offset {
+                let page = self
+                    .reader
+                    .scroll(&table.schema.name, at, ID_PAGE, Fetch::IdsOnly)?;
+                for point in &page.points {
+                    let key = PointKey::from_proto(point.id.as_ref())
+                        .with_context(|| format!("collection {:?}", table.schema.name))?;
+                    if wanted[bucket_of_key(key)] {
+                        found.insert(key);
+                    }
+                }
+                offset = page.next;
             }
-        };
+            let rows = rows
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            found.extend(rows);
+            Ok(found)
+        })
+    }
+
+    /// The table's ids whose canonical id falls into a `wanted` bucket: the table read again,
+    /// ids only.
+    pub fn table_ids_in(&self, wanted: &[bool]) -> anyhow::Result<Vec<PointKey>> {
         let table = self.table;
         let id_column = ["id".to_owned()];
         let scan = TableScan {
@@ -234,38 +269,22 @@ impl<'a> Reading<'a> {
             columns: &id_column,
             only: None,
         };
-        std::thread::scope(|s| {
-            let rows = s.spawn(|| {
-                read_parts(
-                    self.target,
-                    &scan,
-                    self.parts.clone(),
-                    self.settings.connections,
-                    || (),
-                    |_, fields| {
-                        keep(table.form.table_id(fields.first().copied().flatten())?);
-                        Ok::<_, BadTableId>(())
-                    },
-                )
-            });
-            let mut offset = Some(PointKey::MIN);
-            while let Some(at) = offset {
-                let page = self
-                    .reader
-                    .scroll(&table.schema.name, at, ID_PAGE, Fetch::IdsOnly)?;
-                for point in &page.points {
-                    keep(
-                        PointKey::from_proto(point.id.as_ref())
-                            .with_context(|| format!("collection {:?}", table.schema.name))?,
-                    );
+        let found = Mutex::new(Vec::new());
+        read_parts(
+            self.target,
+            &scan,
+            self.parts.clone(),
+            self.settings.connections,
+            || (),
+            |_, fields| {
+                let key = table.form.table_id(fields.first().copied().flatten())?;
+                if wanted[bucket_of_key(key)] {
+                    found.lock().unwrap_or_else(|e| e.into_inner()).push(key);
                 }
-                offset = page.next;
-            }
-            rows.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                .with_context(|| format!("reading table {}", table.name))?;
-            anyhow::Ok(())
-        })?;
+                Ok::<_, BadTableId>(())
+            },
+        )
+        .with_context(|| format!("reading table {}", table.name))?;
         Ok(found.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -277,33 +296,36 @@ impl<'a> Reading<'a> {
         on_row: impl Fn(PointKey, &CanonicalRow) + Sync,
         task: &Task,
     ) -> anyhow::Result<(u64, u64)> {
-        let table = self.table;
         std::thread::scope(|s| {
-            let rows = s.spawn(|| {
-                read_parts(
-                    self.target,
-                    &table.scan(),
-                    self.parts.clone(),
-                    self.settings.connections,
-                    CanonicalRow::default,
-                    |row, fields| {
-                        let key = table.form.of_table(fields, row)?;
-                        on_row(key, row);
-                        Ok::<_, BadTableId>(())
-                    },
-                )
-            });
+            let rows = s.spawn(|| self.rows(&on_row));
             let points = self.points(&on_point, task);
             let rows = rows
                 .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                .with_context(|| format!("reading table {}", table.name))?;
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             Ok((points?, rows))
         })
     }
 
-    /// Qdrant's side: export's cursors and page workers.
-    fn points(
+    /// The table's side: every row, in binary over the ctid parts. Returns the rows read.
+    pub fn rows(&self, on_row: &(impl Fn(PointKey, &CanonicalRow) + Sync)) -> anyhow::Result<u64> {
+        let table = self.table;
+        read_parts(
+            self.target,
+            &table.scan(),
+            self.parts.clone(),
+            self.settings.connections,
+            CanonicalRow::default,
+            |row, fields| {
+                let key = table.form.of_table(fields, row)?;
+                on_row(key, row);
+                Ok::<_, BadTableId>(())
+            },
+        )
+        .with_context(|| format!("reading table {}", table.name))
+    }
+
+    /// Qdrant's side: export's cursors and page workers. Returns the points read.
+    pub fn points(
         &self,
         on_point: &(impl Fn(PointKey, &CanonicalRow) + Sync),
         task: &Task,
