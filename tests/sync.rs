@@ -24,33 +24,13 @@ use crate::support::flows::{client_at, counts, runtime, upsert};
 use crate::support::greenplum::Greenplum;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
+use crate::support::rng::Rng;
 
 /// Points per collection before the writer starts.
 const POINTS: u64 = 3_000;
 /// The writer's pace: one change every this long (each waits for Qdrant to apply it), a few
 /// hundred changes a second.
 const WRITE_EVERY: Duration = Duration::from_millis(3);
-
-/// splitmix64: the same data and the same changes on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// The two collections: the same shape, integer ids in one, UUIDs in the other.
 const COLLECTIONS: [(&str, bool); 2] = [("live_int", false), ("live_uuid", true)];
@@ -392,11 +372,18 @@ fn greenplum_adbpg_tables_sync_with_delete_then_copy() {
     writes_during_migrate_and_sync(&greenplum.create_database(), "adbpg");
 }
 
-#[test]
-fn sync_killed_9_mid_repair_converges_when_run_again() {
-    let Some(server) = QdrantServer::genuine() else {
-        return;
-    };
+/// A genuine Qdrant with both collections loaded, migrated into a new PostgreSQL 15 database
+/// (indexed too, when `indexed`); `None` where no genuine Qdrant is installed.
+struct Migrated {
+    server: QdrantServer,
+    url: String,
+    client: Qdrant,
+    db: TestDb,
+    dsn: String,
+}
+
+fn migrated(indexed: bool) -> Option<Migrated> {
+    let server = QdrantServer::genuine()?;
     let url = server.url();
     let client = client_at(&url);
     load(&client);
@@ -405,9 +392,32 @@ fn sync_killed_9_mid_repair_converges_when_run_again() {
     assert_ok(&qdrant2pg(&[
         "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
     ]));
-    assert_ok(&qdrant2pg(&[
-        "index", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
+    if indexed {
+        assert_ok(&qdrant2pg(&[
+            "index", "--url", &url, "--dsn", &dsn, "--quiet",
+        ]));
+    }
+    Some(Migrated {
+        server,
+        url,
+        client,
+        db,
+        dsn,
+    })
+}
+
+#[test]
+fn sync_killed_9_mid_repair_converges_when_run_again() {
+    let Some(Migrated {
+        server: _server,
+        url,
+        client,
+        db,
+        dsn,
+    }) = migrated(true)
+    else {
+        return;
+    };
     // Every point's payload changes: a delta of every id, many repair batches.
     let rt = runtime();
     for (name, _) in COLLECTIONS {
@@ -460,17 +470,16 @@ fn sync_killed_9_mid_repair_converges_when_run_again() {
 
 #[test]
 fn qdrant_killed_mid_pass_exits_1_and_deletes_nothing() {
-    let Some(mut server) = QdrantServer::genuine() else {
+    let Some(Migrated {
+        mut server,
+        url,
+        client,
+        db,
+        dsn,
+    }) = migrated(false)
+    else {
         return;
     };
-    let url = server.url();
-    let client = client_at(&url);
-    load(&client);
-    let db = PgCluster::pg15().create_database();
-    let dsn = db.dsn();
-    assert_ok(&qdrant2pg(&[
-        "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
     // Half the points go: a pass that ran to its end would delete their rows.
     let rt = runtime();
     rt.block_on(client.delete_points(grpc::DeletePoints {
@@ -528,16 +537,16 @@ fn qdrant_killed_mid_pass_exits_1_and_deletes_nothing() {
 
 #[test]
 fn a_table_that_no_longer_fits_its_collection_is_refused_naming_the_column() {
-    let Some(server) = QdrantServer::genuine() else {
+    let Some(Migrated {
+        server: _server,
+        url,
+        client: _,
+        db,
+        dsn,
+    }) = migrated(false)
+    else {
         return;
     };
-    let url = server.url();
-    load(&client_at(&url));
-    let db = PgCluster::pg15().create_database();
-    let dsn = db.dsn();
-    assert_ok(&qdrant2pg(&[
-        "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
     let mut pg = db.client();
     let refused = |expected: &[&str]| {
         let out = sync(&url, &dsn, &["--collection", "live_int"]);
@@ -574,20 +583,16 @@ fn a_table_that_no_longer_fits_its_collection_is_refused_naming_the_column() {
 
 #[test]
 fn a_pass_reads_the_table_whole_only_when_someone_else_wrote_it() {
-    let Some(server) = QdrantServer::genuine() else {
+    let Some(Migrated {
+        server: _server,
+        url,
+        client,
+        db,
+        dsn,
+    }) = migrated(true)
+    else {
         return;
     };
-    let url = server.url();
-    let client = client_at(&url);
-    load(&client);
-    let db = PgCluster::pg15().create_database();
-    let dsn = db.dsn();
-    assert_ok(&qdrant2pg(&[
-        "migrate", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
-    assert_ok(&qdrant2pg(&[
-        "index", "--url", &url, "--dsn", &dsn, "--quiet",
-    ]));
     let table_read = |out: &std::process::Output| -> Vec<String> {
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -71,7 +71,9 @@ pub struct PassReport {
     pub deleted: u64,
     /// Repaired ids whose point Qdrant changed again before the pass ended.
     pub changed_again: u64,
+    /// The whole pass, and of it the repairs (reading by id, writing, reading again).
     pub seconds: f64,
+    pub repair_seconds: f64,
 }
 
 impl PassReport {
@@ -90,7 +92,7 @@ impl PassReport {
         };
         format!(
             "pass {pass}: {}: Qdrant {} points, table {} rows ({}), {} differing bucket(s), {} \
-             id(s) differ: {} upserted, {} deleted, {:.2} s: {outcome}",
+             id(s) differ: {} upserted, {} deleted, {:.2} s ({:.2} s repairing): {outcome}",
             self.collection,
             self.points,
             self.rows,
@@ -99,7 +101,8 @@ impl PassReport {
             self.differing_ids,
             self.upserted,
             self.deleted,
-            self.seconds
+            self.seconds,
+            self.repair_seconds
         )
     }
 }
@@ -221,6 +224,7 @@ pub fn run_pass(
             .forget(&mut db, name)
             .map_err(state("dropping"))?;
     }
+    let repairing = Instant::now();
     let mut repair = Repair {
         source,
         table,
@@ -233,6 +237,7 @@ pub fn run_pass(
         buckets: &ours,
         fingerprint,
     };
+    let mut pending: Vec<(PointKey, Vec<u128>)> = Vec::with_capacity(REPAIR_BATCH);
     for partition in Spill::partitions(&wanted) {
         let read = |side| {
             spill
@@ -245,12 +250,20 @@ pub fn run_pass(
         };
         let delta = delta(read(Side::Qdrant)?, table_side);
         report.differing_ids += delta.len() as u64;
-        let delta: Vec<(PointKey, Vec<u128>)> = delta.into_iter().collect();
-        for batch in delta.chunks(REPAIR_BATCH) {
-            repair.batch(batch, &mut report)?;
+        // Batches fill across partitions: a small delta spread over many buckets is still a
+        // few large transactions, not one per partition.
+        pending.extend(delta);
+        while pending.len() >= REPAIR_BATCH {
+            let rest = pending.split_off(REPAIR_BATCH);
+            repair.batch(&pending, &mut report)?;
+            pending = rest;
         }
     }
+    if !pending.is_empty() {
+        repair.batch(&pending, &mut report)?;
+    }
     let fingerprint = repair.fingerprint;
+    report.repair_seconds = repairing.elapsed().as_secs_f64();
     synced
         .kept
         .keep(

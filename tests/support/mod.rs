@@ -8,5 +8,6 @@ pub mod greenplum;
 pub mod pg;
 pub mod probe;
 pub mod qdrant;
+pub mod rng;
 pub mod spawn;
 pub mod tier;
