@@ -141,6 +141,7 @@ impl Source {
     ) -> Result<Vec<PointKey>, SourceError> {
         let wanted = n as u64;
         let mut keys = match self {
+            _ if wanted == 0 => Vec::new(),
             Source::Qdrant { reader, .. } if wanted < total => {
                 reader.random_keys(collection, wanted)?
             }
