@@ -437,7 +437,7 @@ impl VectorSearch {
                 l.qdrant_at
             ));
         }
-        lines.extend(self.larger_index_lines());
+        lines.extend(self.larger_index_line());
         for f in &self.filters {
             lines.push(format!("  {}", f.line(top, min_recall)));
         }
@@ -445,9 +445,9 @@ impl VectorSearch {
     }
 
     /// What the trial of larger graphs found, as advice.
-    fn larger_index_lines(&self) -> Vec<String> {
+    fn larger_index_line(&self) -> Option<String> {
         if let Some(why) = &self.larger_index_untried {
-            return vec![format!("  a larger graph was not tried: {why}")];
+            return Some(format!("  a larger graph was not tried: {why}"));
         }
         let rebuild = |t: &Trial| {
             let index = self.index_name.as_deref().unwrap_or("the index");
@@ -461,7 +461,7 @@ impl VectorSearch {
                 .rungs
                 .last()
                 .map_or((0.0, 0), |r| (r.recall, r.setting.ef_search));
-            return vec![format!(
+            return Some(format!(
                 "  a larger graph reaches it: m={}, ef_construction={} gives recall {:.3} at \
                  ef_search {} (measured on a copy of the table, built in {:.1} s): {}",
                 t.m,
@@ -470,10 +470,10 @@ impl VectorSearch {
                 last.1,
                 t.build_seconds,
                 rebuild(t)
-            )];
+            ));
         }
         if self.larger_index.is_empty() {
-            return Vec::new();
+            return None;
         }
         let tried: Vec<String> = self
             .larger_index
@@ -486,11 +486,11 @@ impl VectorSearch {
                 )
             })
             .collect();
-        vec![format!(
+        Some(format!(
             "  a larger graph does not reach it either ({}, measured on a copy of the table): \
              the table's vectors may not be Qdrant's (verify --full compares every one)",
             tried.join("; ")
-        )]
+        ))
     }
 }
 
