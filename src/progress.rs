@@ -27,6 +27,10 @@ pub struct OutputArgs {
     /// Print nothing but errors and the final summary.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+    /// Also say how this process shares its work with the run's other processes (which it
+    /// planned, which units another worker took), even when it runs alone.
+    #[arg(long, short = 'v', global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE", global = true)]
     pub report_json: Option<PathBuf>,
@@ -35,6 +39,7 @@ pub struct OutputArgs {
 /// The console of one command run: bars or log lines, and the tasks that feed the summary.
 pub struct Ui {
     quiet: bool,
+    verbose: bool,
     bars: Option<MultiProgress>,
     tasks: Mutex<Vec<Arc<Task>>>,
     /// Findings a command adds to its JSON report beside the tasks.
@@ -82,6 +87,7 @@ impl Ui {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         let ui = Arc::new(Ui {
             quiet: args.quiet,
+            verbose: args.verbose,
             bars,
             tasks: Mutex::new(Vec::new()),
             extra: Mutex::new(BTreeMap::new()),
@@ -174,6 +180,14 @@ impl Ui {
     pub fn info(&self, message: &str) {
         if !self.quiet {
             self.println(message);
+        }
+    }
+
+    /// A line on how the work is shared between processes, which matters to a user when the
+    /// run really has several (`several`) and otherwise only under `--verbose`.
+    pub fn sharing(&self, several: bool, message: &str) {
+        if several || self.verbose {
+            self.info(message);
         }
     }
 
@@ -378,7 +392,8 @@ pub struct TaskReport {
 
 impl Report {
     /// A plain-text table, one line per task and a total. Index builds move no rows: their
-    /// table says which index took how long.
+    /// table says which index took how long. A command's table has only the columns it fills
+    /// ([`Columns::of`]): no MB where nothing moved, no files where none were written.
     pub fn table(&self) -> String {
         let width = self
             .tasks
@@ -387,11 +402,21 @@ impl Report {
             .max()
             .unwrap_or(0)
             .max(10);
+        let outcome = self
+            .tasks
+            .iter()
+            .map(|t| t.outcome.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(8);
         if self.tasks.iter().all(|t| t.unit == Unit::Indexes) {
-            let mut out = format!("{:<width$}  {:>8}  {:>8}\n", "index", "outcome", "seconds");
+            let mut out = format!(
+                "{:<width$}  {:>outcome$}  {:>8}\n",
+                "index", "outcome", "seconds"
+            );
             for t in &self.tasks {
                 out.push_str(&format!(
-                    "{:<width$}  {:>8}  {:>8.2}\n",
+                    "{:<width$}  {:>outcome$}  {:>8.2}\n",
                     t.name, t.outcome, t.seconds
                 ));
             }
@@ -404,34 +429,87 @@ impl Report {
             ));
             return out;
         }
+        let columns = Columns::of(&self.command);
         let mut out = format!(
-            "{:<width$}  {:>8}  {:>12}  {:>10}  {:>6}  {:>8}  {:>12}  {:>8}\n",
-            "name", "outcome", "rows", "MB", "files", "seconds", "rows/s", "MB/s"
+            "{:<width$}  {:>outcome$}  {:>12}",
+            "name", "outcome", "rows"
         );
+        if columns.bytes {
+            out.push_str(&format!("  {:>10}", "MB"));
+        }
+        if columns.files {
+            out.push_str(&format!("  {:>6}", "files"));
+        }
+        out.push_str(&format!("  {:>8}  {:>12}", "seconds", "rows/s"));
+        if columns.bytes {
+            out.push_str(&format!("  {:>8}", "MB/s"));
+        }
+        out.push('\n');
         for t in &self.tasks {
             out.push_str(&format!(
-                "{:<width$}  {:>8}  {:>12}  {:>10.1}  {:>6}  {:>8.2}  {:>12}  {:>8.1}\n",
-                t.name,
-                t.outcome,
-                t.rows,
-                t.bytes as f64 / 1e6,
-                t.files,
-                t.seconds,
-                rounded_rate(t.rows_per_second),
-                t.megabytes_per_second
+                "{:<width$}  {:>outcome$}  {:>12}",
+                t.name, t.outcome, t.rows
             ));
+            if columns.bytes {
+                out.push_str(&format!("  {:>10.1}", t.bytes as f64 / 1e6));
+            }
+            if columns.files {
+                out.push_str(&format!("  {:>6}", t.files));
+            }
+            out.push_str(&format!(
+                "  {:>8.2}  {:>12}",
+                t.seconds,
+                rounded_rate(t.rows_per_second)
+            ));
+            if columns.bytes {
+                out.push_str(&format!("  {:>8.1}", t.megabytes_per_second));
+            }
+            out.push('\n');
         }
         let rows: u64 = self.tasks.iter().map(|t| t.rows).sum();
         let bytes: u64 = self.tasks.iter().map(|t| t.bytes).sum();
+        let moved = if columns.bytes {
+            format!(", {:.1} MB", bytes as f64 / 1e6)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} {}: {rows} rows, {:.1} MB in {:.2} s ({} rows/s)",
-            "qdrant2pg",
+            "qdrant2pg {}: {rows} rows{moved} in {:.2} s ({} rows/s)",
             self.command,
-            bytes as f64 / 1e6,
             self.seconds,
             rounded_rate(rows as f64 / self.seconds.max(1e-9))
         ));
         out
+    }
+}
+
+/// The columns of a row-counting summary beyond rows and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Columns {
+    /// Bytes moved: export writes them, import and migrate load them.
+    bytes: bool,
+    /// Files: export writes them, import loads them; migrate goes without.
+    files: bool,
+}
+
+impl Columns {
+    /// By the command's first word: `verify` and `generate` move nothing into a target (their
+    /// byte counts would read 0.0 MB), and only export and import deal in files.
+    fn of(command: &str) -> Columns {
+        match command.split_whitespace().next().unwrap_or_default() {
+            "export" | "import" => Columns {
+                bytes: true,
+                files: true,
+            },
+            "migrate" => Columns {
+                bytes: true,
+                files: false,
+            },
+            _ => Columns {
+                bytes: false,
+                files: false,
+            },
+        }
     }
 }
 
@@ -497,5 +575,57 @@ mod tests {
         let table = report.table();
         assert!(table.contains("1 of 1 index(es) built"), "{table}");
         assert!(!table.contains("rows"), "{table}");
+    }
+
+    fn rows_report(command: &str, outcome: &str) -> Report {
+        Report {
+            command: command.into(),
+            seconds: 1.0,
+            extra: BTreeMap::new(),
+            tasks: vec![TaskReport {
+                name: "docs".into(),
+                unit: Unit::Rows,
+                outcome: outcome.into(),
+                rows: 1000,
+                bytes: 2_500_000,
+                files: 3,
+                seconds: 1.0,
+                rows_per_second: 1000.0,
+                megabytes_per_second: 2.5,
+            }],
+        }
+    }
+
+    #[test]
+    fn each_table_has_the_columns_its_command_fills() {
+        let header = |command: &str| {
+            let table = rows_report(command, "ok").table();
+            table.lines().next().unwrap_or_default().to_owned()
+        };
+        for (command, mb, files) in [
+            ("export", true, true),
+            ("import", true, true),
+            ("migrate", true, false),
+            ("verify", false, false),
+            ("generate", false, false),
+        ] {
+            let header = header(command);
+            assert_eq!(header.contains("MB"), mb, "{command}: {header}");
+            assert_eq!(header.contains("files"), files, "{command}: {header}");
+        }
+        let verify = rows_report("verify", "ok").table();
+        assert!(
+            verify.ends_with("qdrant2pg verify: 1000 rows in 1.00 s (1000 rows/s)"),
+            "{verify}"
+        );
+    }
+
+    #[test]
+    fn a_long_outcome_keeps_the_columns_aligned() {
+        let table = rows_report("verify", "LOW RECALL").table();
+        let lines: Vec<&str> = table.lines().collect();
+        // "rows" and "1000" are both right-aligned in one column.
+        assert_eq!(lines[0].find("rows"), lines[1].find("1000"), "{table}");
+        assert!(lines[1].contains("LOW RECALL"), "{table}");
     }
 }

@@ -38,6 +38,62 @@ fn fixtures_migrate_into_postgres_15_bit_exact_and_a_rerun_adds_nothing() {
 }
 
 #[test]
+fn a_lone_migrate_speaks_of_its_own_work_and_its_summary_of_what_it_did() {
+    let server = fixture_server();
+    let db = PgCluster::pg15().create_database();
+    let (url, dsn) = (server.url(), db.dsn());
+    let args = [
+        "migrate",
+        "--url",
+        &url,
+        "--dsn",
+        &dsn,
+        "--page-size",
+        "64",
+        "-j",
+        "2",
+    ];
+    let out = qdrant2pg(&args);
+    assert_ok(&out);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // One process: nothing about planning a run or units going to other workers.
+    for said in ["worker 1", "another worker", "taken over"] {
+        assert!(!stderr.contains(said), "{said:?}: {}", describe(&out));
+    }
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("name"))
+        .unwrap_or_default();
+    assert!(
+        header.contains("MB") && !header.contains("files"),
+        "{stdout}"
+    );
+    // verify moved nothing: no MB column.
+    let out = qdrant2pg(&["verify", "--url", &url, "--dsn", &dsn]);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("name"))
+        .unwrap_or_default();
+    assert!(
+        header.contains("rows/s") && !header.contains("MB"),
+        "{stdout}"
+    );
+    // --verbose says how this process took part in the run.
+    let out = qdrant2pg(&[&args[..], &["--schema", "loud", "--verbose"]].concat());
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("worker 1: planned the run"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn fixtures_migrate_into_pgvector_bit_exact() {
     let server = fixture_server();
     let db = PgCluster::pg18_vector().create_database();

@@ -1,8 +1,11 @@
 //! `qdrant2pg verify` after export + import, on real servers: identical data verifies, and any
-//! changed value, missing or extra row is found and named.
+//! changed value, missing or extra row is found and named; samples compare as many points as
+//! asked, whatever the id layout.
+
+use qdrant_client::qdrant as grpc;
 
 use crate::support::cli::{assert_ok, describe, qdrant2pg};
-use crate::support::flows::{export_import, fixture_server};
+use crate::support::flows::{client, export_import, fixture_server, runtime, upsert};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 
@@ -225,5 +228,151 @@ fn payload_numbers_compare_as_the_column_type_keeps_them() {
                 ),
             }
         }
+    }
+}
+
+/// Verifies `collection` with `--sample sample --search 100` and a JSON report: the output,
+/// its stdout, and the number of queries the search ran.
+fn sample_and_search(
+    server: &QdrantServer,
+    db: &TestDb,
+    collection: &str,
+    sample: usize,
+) -> (std::process::Output, String, u64) {
+    let report = tempfile::NamedTempFile::new().expect("report");
+    let sample = sample.to_string();
+    let result = verify(
+        server,
+        db,
+        &[
+            "--collection",
+            collection,
+            "--sample",
+            &sample,
+            "--search",
+            "100",
+            "--report-json",
+            report.path().to_str().expect("utf-8"),
+        ],
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.path()).expect("report"))
+            .unwrap_or_else(|e| panic!("{e}: {}", describe(&result)));
+    let queries = json["search"][0]["queries"].as_u64().unwrap_or(0);
+    let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+    (result, stdout, queries)
+}
+
+#[test]
+fn samples_and_searches_use_as_many_points_as_asked_whatever_the_id_layout() {
+    let server = QdrantServer::start();
+    let url = server.url();
+    // Clustered: 15,000 ids below 2^16, 4,990 near 4.6·10^18, 10 just above 2^62 — where ids
+    // spread over the id space mostly do not exist.
+    let rt = runtime();
+    let client = client(&server);
+    rt.block_on(client.create_collection(grpc::CreateCollection {
+        collection_name: "clustered".into(),
+        vectors_config: Some(grpc::VectorsConfig {
+            config: Some(grpc::vectors_config::Config::Params(grpc::VectorParams {
+                size: 8,
+                distance: grpc::Distance::Cosine as i32,
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    }))
+    .expect("create collection");
+    let far = 1u64 << 62;
+    let ids: Vec<u64> = (0..15_000u64)
+        .map(|i| i * 4)
+        .chain((0..4_990).map(|i| 4_600_000_000_000_000_000 + i * 7))
+        .chain((0..10).map(|i| far + i))
+        .collect();
+    for chunk in ids.chunks(1000) {
+        let points = chunk
+            .iter()
+            .map(|&id| grpc::PointStruct {
+                id: Some(id.into()),
+                vectors: Some(
+                    (0..8)
+                        .map(|d| ((id.wrapping_mul(2654435761) >> (d * 3)) % 1000) as f32 + 1.0)
+                        .collect::<Vec<f32>>()
+                        .into(),
+                ),
+                payload: Default::default(),
+            })
+            .collect();
+        upsert(&rt, &client, "clustered", points);
+    }
+    for ids in ["sparse", "uuid", "mixed"] {
+        assert_ok(&qdrant2pg(&[
+            "generate",
+            "--url",
+            &url,
+            "--collection",
+            ids,
+            "--ids",
+            ids,
+            "--points",
+            "3000",
+            "--dim",
+            "8",
+            "--payload-bytes",
+            "20",
+            "--quiet",
+        ]));
+    }
+    let db = PgCluster::pg18_vector().create_database();
+    let dsn = db.dsn();
+    for command in ["migrate", "index"] {
+        let mut args = vec![command, "--url", &url, "--dsn", &dsn, "--quiet"];
+        if command == "migrate" {
+            args.extend(["--dialect", "pgvector"]);
+        }
+        assert_ok(&qdrant2pg(&args));
+    }
+
+    for collection in ["clustered", "sparse", "uuid", "mixed"] {
+        let (result, stdout, queries) = sample_and_search(&server, &db, collection, 1000);
+        assert_ok(&result);
+        assert!(
+            stdout.contains(&format!("{collection}: "))
+                && stdout.contains("1000 compared (sample): identical"),
+            "{collection}: {}",
+            describe(&result)
+        );
+        assert_eq!(queries, 100, "{collection}: {}", describe(&result));
+    }
+
+    // A sample can hit any row: one damaged among the ten far ids is found when every point
+    // is asked for, and one row in ten damaged is found by a sample of 1000.
+    let mut pg = db.client();
+    pg.execute(
+        "UPDATE clustered SET payload = '{\"damaged\": true}' WHERE id = $1",
+        &[&((far + 3) as i64)],
+    )
+    .expect("damage a row");
+    let (result, stdout, _) = sample_and_search(&server, &db, "clustered", 50_000);
+    assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
+    assert!(
+        stdout.contains("20000 compared (sample): DIFFERENT")
+            && stdout.contains(&format!("id {}: payload differs", far + 3)),
+        "{}",
+        describe(&result)
+    );
+    for collection in ["sparse", "uuid", "mixed"] {
+        pg.batch_execute(&format!(
+            "UPDATE {collection} SET payload = '{{\"damaged\": true}}' \
+             WHERE abs(hashtext(id::text)) % 10 = 0"
+        ))
+        .expect("damage rows");
+        let (result, stdout, _) = sample_and_search(&server, &db, collection, 1000);
+        assert_eq!(result.status.code(), Some(1), "{}", describe(&result));
+        assert!(
+            stdout.contains("1000 compared (sample): DIFFERENT"),
+            "{collection}: {}",
+            describe(&result)
+        );
     }
 }

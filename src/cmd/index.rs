@@ -18,7 +18,7 @@ use crate::layout::PayloadType;
 use crate::postgres::catalog::{index_names, table_columns};
 use crate::postgres::ddl::Dialect;
 use crate::postgres::ident::{qualified, quote_literal};
-use crate::postgres::index::{IndexFeatures, IndexStatement, plan_indexes};
+use crate::postgres::index::{HnswOverride, IndexFeatures, IndexStatement, plan_indexes};
 use crate::progress::{OutputArgs, Ui, Unit};
 use crate::source::qdrant::QdrantReader;
 use crate::source::schema::CollectionSchema;
@@ -44,6 +44,14 @@ pub struct IndexArgs {
     /// maintenance_work_mem for the builds (HNSW builds are much faster when the graph fits).
     #[arg(long, default_value = "1GB", value_name = "SIZE")]
     pub maintenance_work_mem: String,
+    /// HNSW `m` for every vector index, instead of the collection's (pgvector: 2–100). More
+    /// links per node: more recall at a given ef_search, a larger index, a slower build.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=100))]
+    pub m: Option<u64>,
+    /// HNSW `ef_construction` for every vector index, instead of the collection's (pgvector:
+    /// 4–1000, at least twice m).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(4..=1000))]
+    pub ef_construction: Option<u64>,
 }
 
 pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
@@ -69,6 +77,10 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         .context("asking the target what it offers")?;
     let existing = index_names(&mut db, &target.schema)
         .with_context(|| format!("listing the indexes of schema {}", target.schema))?;
+    let overrides = HnswOverride {
+        m: args.m,
+        ef_construction: args.ef_construction,
+    };
     let mut statements: Vec<IndexStatement> = Vec::new();
     let mut tables = Vec::new();
     for name in &names {
@@ -94,10 +106,14 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         } else {
             Dialect::Postgres
         });
+        let mut vectors = schema.layout.vectors.clone();
+        for spec in &mut vectors {
+            spec.hnsw = overrides.apply(spec.hnsw);
+        }
         let plan = plan_indexes(
             &target.schema,
             name,
-            &schema.layout.vectors,
+            &vectors,
             &schema.info.payload_schema,
             payload,
             &columns,
@@ -108,10 +124,19 @@ pub fn run(args: IndexArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         }
         for statement in plan.statements {
             if existing.contains(&statement.name) {
-                ui.info(&format!(
+                let message = format!(
                     "{name}: {} ({}) already exists",
                     statement.name, statement.what
-                ));
+                );
+                if overrides != HnswOverride::default() && statement.what.starts_with("vector") {
+                    ui.warn(&format!(
+                        "{message} and is kept as it is: --m and --ef-construction shape the \
+                         indexes built now (DROP INDEX {} first to rebuild it)",
+                        qualified(Some(&target.schema), &statement.name)
+                    ));
+                } else {
+                    ui.info(&message);
+                }
             } else {
                 statements.push(statement);
             }

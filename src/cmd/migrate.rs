@@ -578,10 +578,14 @@ fn load_page(
         Settled::Dropped(Fenced::Lost) => {
             // Said once per unit: its later pages find the range abandoned.
             if !range.abandoned() {
-                pages.ui.info(&format!(
-                    "{}: unit {} was taken over by another worker; leaving it to that one",
-                    job.name, lease.unit
-                ));
+                pages.ui.sharing(
+                    pages.member.has_peers().unwrap_or(true),
+                    &format!(
+                        "{}: unit {} went to another worker, which loads the rest of it; this \
+                         one leaves it (nothing is loaded twice)",
+                        job.name, lease.unit
+                    ),
+                );
                 range.abandon();
             }
             true

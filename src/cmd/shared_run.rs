@@ -14,8 +14,10 @@ use crate::run::status::Outcome;
 pub fn announce(ui: &Ui, member: &Member, how: &Joining) {
     let worker = member.worker;
     match how {
+        // Planning is every run's first step; it only tells a user something when other
+        // processes join the run, and they say so themselves.
         Joining::Planned { replaced: None } => {
-            ui.info(&format!("worker {worker}: planned the run"));
+            ui.sharing(false, &format!("worker {worker}: planned the run"));
         }
         Joining::Planned {
             replaced: Some(old),

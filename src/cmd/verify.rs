@@ -2,11 +2,12 @@
 //!
 //! For each collection: Qdrant's exact count against `count(*)`, then content, every row and
 //! point reduced to the canonical form of `verify::compare` (vectors bit for bit, payloads as
-//! JSON values): `--sample N` points read by id (`verify::sample`), or with `--full` everything,
-//! folded into digest buckets and drilled down to the differing ids (`verify::full`); then, with
-//! `--search`, nearest-neighbour searches (`verify::search`). The first differences are named
-//! with what differs — never the values. Any difference exits 1. With `--snapshot` the points
-//! come from snapshot files.
+//! JSON values): `--sample N` points that exist, read by id (`verify::sample`), or with `--full`
+//! everything, folded into digest buckets and drilled down to the differing ids
+//! (`verify::full`); then, with `--search`, nearest-neighbour searches (`verify::search`), and
+//! the settings the application needs for them. The first differences are named with what
+//! differs — never the values. Any difference, and any search below `--min-recall`, exits 1.
+//! With `--snapshot` the points come from snapshot files.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,7 +22,10 @@ use crate::source::page::PageReader;
 use crate::source::plan::IdSpan;
 use crate::verify::full::{FullRead, verify_full};
 use crate::verify::sample::verify_sample;
-use crate::verify::search::{self, SearchSettings, read_queries};
+use crate::verify::search::input::{read_filters, read_queries};
+use crate::verify::search::{
+    self, EfSearch, Engines, SearchSettings, UserSearches, settings_advice,
+};
 use crate::verify::table::Table;
 
 /// `qdrant2pg verify` flags.
@@ -31,7 +35,8 @@ pub struct VerifyArgs {
     pub ends: EndpointArgs,
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Compare this many points spread over the id space.
+    /// Compare this many points of each collection (every point where it has no more),
+    /// drawn from the points that exist whatever their ids.
     #[arg(
         long,
         default_value_t = 1000,
@@ -44,7 +49,8 @@ pub struct VerifyArgs {
     pub full: bool,
     #[command(flatten)]
     pub tuning: ReadTuning,
-    /// PostgreSQL connections reading the table for --full.
+    /// PostgreSQL connections reading the table for --full; with --search, the clients that
+    /// search each engine at once for the throughput measurement.
     #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
     pub connections: usize,
     /// Parts (ctid ranges) the table is cut into for --full; 1 reads it in one plain scan.
@@ -59,8 +65,9 @@ pub struct VerifyArgs {
 /// `verify --search` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SearchArgs {
-    /// Also compare nearest-neighbour searches, with this many query points spread over each
-    /// collection: PostgreSQL's indexed top K against Qdrant's exact and HNSW top K.
+    /// Also compare nearest-neighbour searches, with the vectors of this many points of each
+    /// collection as queries: PostgreSQL's indexed top K against Qdrant's exact and HNSW top
+    /// K, with the ef_search it needs and both engines' latency.
     #[arg(long, value_name = "N")]
     pub search: Option<usize>,
     /// Neighbours per query: the K of recall@K.
@@ -68,29 +75,36 @@ pub struct SearchArgs {
     pub top: u64,
     /// More query vectors, one JSON object per line: `{"using": "NAME", "query": [floats]}` (or
     /// `"query": {"indices": [...], "values": [...]}` for a sparse vector; `using` left out means
-    /// the unnamed vector; `"collection": "NAME"` limits a line to one collection).
+    /// the unnamed vector; `"collection": "NAME"` limits a line to one collection; `"filter":
+    /// {...}` searches it with that Qdrant filter only).
     #[arg(long, value_name = "FILE")]
     pub queries: Option<PathBuf>,
+    /// Qdrant filters, one JSON object per line (`{"must": [{"key": "k", "match": {"value":
+    /// "v"}}]}`): every vector's queries are searched with each too, against Qdrant's exact
+    /// filtered search, the filter translated to SQL on the payload column.
+    #[arg(long, value_name = "FILE")]
+    pub filter: Option<PathBuf>,
     /// The least recall@K against Qdrant's exact search that passes.
     #[arg(long, default_value_t = 0.95, value_name = "R")]
     pub min_recall: f64,
-    /// `hnsw.ef_search` for PostgreSQL's searches. pgvector's default is 40; its HNSW over
-    /// `sparsevec` needs more than dense vectors for the same recall (measured on 10k points,
-    /// recall@10: 0.88 at 40, 0.94 at 100, 0.98 at 200, 0.996 at 400; dense 0.99–1.0 from 100).
-    #[arg(long, default_value_t = 200, value_name = "N")]
-    pub ef_search: u32,
+    /// `hnsw.ef_search` for PostgreSQL's searches: `auto` finds, per vector, the smallest of
+    /// 40, 60, 100, 150, 200, 300, 400, 600, 800, 1000 that reaches --min-recall; a number
+    /// (1–1000) searches at that value only.
+    #[arg(long, default_value = "auto", value_name = "auto|N")]
+    pub ef_search: EfSearch,
 }
 
 impl SearchArgs {
     pub fn wanted(&self) -> bool {
-        self.search.is_some() || self.queries.is_some()
+        self.search.is_some() || self.queries.is_some() || self.filter.is_some()
     }
 
-    fn settings(&self) -> SearchSettings {
+    fn settings(&self, clients: usize) -> SearchSettings {
         SearchSettings {
             top: self.top,
             min_recall: self.min_recall,
             ef_search: self.ef_search,
+            clients,
         }
     }
 }
@@ -109,10 +123,17 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         connections: args.connections,
         table_parts: args.table_parts,
     };
-    let user_queries = match &args.parity.queries {
-        Some(path) => read_queries(path)?,
-        None => Vec::new(),
+    let user = UserSearches {
+        queries: match &args.parity.queries {
+            Some(path) => read_queries(path)?,
+            None => Vec::new(),
+        },
+        filters: match &args.parity.filter {
+            Some(path) => read_filters(path)?,
+            None => Vec::new(),
+        },
     };
+    let settings = args.parity.settings(args.connections);
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
     let mut searches = Vec::new();
@@ -125,8 +146,8 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             .query_one(&format!("SELECT count(*) FROM {}", table.name), &[])
             .with_context(|| format!("counting {}", table.name))?
             .get(0);
-        let span = IdSpan::probe(|k| reader.first_at_or_after(name, k))?;
         let mut findings = if args.full {
+            let span = IdSpan::probe(|k| reader.first_at_or_after(name, k))?;
             verify_full(
                 &reader,
                 &target,
@@ -137,7 +158,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                 &task,
             )?
         } else {
-            let findings = verify_sample(&reader, &mut db, &table, &span, args.sample)?;
+            let findings = verify_sample(&reader, &mut db, &table, qdrant_count, args.sample)?;
             task.add(findings.checked, 0);
             findings
         };
@@ -153,30 +174,38 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
                  not --snapshot",
             )?;
             let sample = match args.parity.search {
-                Some(n) => reader.keys_spread(name, &span, n)?,
+                Some(n) => reader.sample_keys(name, qdrant_count, n)?,
                 None => Vec::new(),
             };
+            let mut engines = Engines {
+                qdrant: server,
+                target: &target,
+                db: &mut db,
+            };
             search::check_collection(
-                server,
-                &mut db,
+                &mut engines,
                 &target.schema,
                 &table.schema,
                 &sample,
-                &user_queries,
-                &args.parity.settings(),
-            )?
+                &user,
+                &settings,
+            )
+            .with_context(|| format!("searching {}", table.name))?
         } else {
             Vec::new()
         };
         let clean = findings.is_clean();
-        all_clean &= clean && searched.iter().all(|s| s.passed);
-        task.finish(if clean { "ok" } else { "DIFFERS" });
+        let searches_passed = searched.iter().all(|s| s.passed);
+        all_clean &= clean && searches_passed;
+        task.finish(match (clean, searches_passed) {
+            (false, _) => "DIFFERS",
+            (true, false) => "LOW RECALL",
+            (true, true) => "ok",
+        });
         out.push_str(&format!(
-            "{name}: Qdrant {qdrant_count} points, table {} {table_count} rows, {} compared ({}): {}\n",
+            "{name}: Qdrant {qdrant_count} points, table {} {table_count} rows, {}\n",
             table.name,
-            findings.checked,
-            if args.full { "full" } else { "sample" },
-            if clean { "identical" } else { "DIFFERENT" }
+            findings.verdict()
         ));
         for d in &findings.differences {
             out.push_str(&format!("  - {d}\n"));
@@ -188,12 +217,14 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             out.push_str(&format!("  {note}\n"));
         }
         for s in &searched {
-            out.push_str(&format!(
-                "  {}\n",
-                s.line(args.parity.top, args.parity.min_recall)
-            ));
+            for line in s.lines(settings.top, settings.min_recall) {
+                out.push_str(&format!("  {line}\n"));
+            }
         }
         searches.extend(searched);
+    }
+    if let Some(advice) = settings_advice(&searches, &mut db)? {
+        out.push_str(&format!("{advice}\n"));
     }
     print!("{out}");
     if let Some(why) = reader.inexact_because() {

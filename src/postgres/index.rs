@@ -22,10 +22,50 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::catalog::{access_method_exists, server_version_num};
 use super::ddl::Dialect;
 use super::ident::{qualified, quote_ident, quote_literal};
-use crate::layout::{Distance, PayloadType, VectorShape, VectorSpec};
+use crate::layout::{Distance, Hnsw, PayloadType, VectorShape, VectorSpec};
 
 /// PostgreSQL truncates identifiers to 63 bytes.
 const MAX_IDENT: usize = 63;
+
+/// What pgvector's HNSW takes when an index says nothing (its `m` and `ef_construction`
+/// defaults).
+pub const PGVECTOR_HNSW_DEFAULT: Hnsw = Hnsw {
+    m: 16,
+    ef_construct: 64,
+};
+
+/// `index --m N --ef-construction N`: HNSW settings that replace the collection's in every
+/// vector index built (for a graph that answers with more recall than the collection's own
+/// settings give in pgvector, as `verify --search` measures).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HnswOverride {
+    pub m: Option<u64>,
+    pub ef_construction: Option<u64>,
+}
+
+impl HnswOverride {
+    /// `hnsw` (the collection's, if it sets any) with the overrides applied; a value neither
+    /// gives is pgvector's default. `None` when neither sets anything: the index then takes
+    /// the access method's own defaults.
+    pub fn apply(self, hnsw: Option<Hnsw>) -> Option<Hnsw> {
+        if self.m.is_none() && self.ef_construction.is_none() {
+            return hnsw;
+        }
+        let base = hnsw.unwrap_or(PGVECTOR_HNSW_DEFAULT);
+        Some(Hnsw {
+            m: self.m.unwrap_or(base.m),
+            ef_construct: self.ef_construction.unwrap_or(base.ef_construct),
+        })
+    }
+}
+
+/// pgvector's `WITH (m = …, ef_construction = …)` for `hnsw`.
+pub fn hnsw_options(hnsw: Hnsw) -> String {
+    format!(
+        " WITH (m = {}, ef_construction = {})",
+        hnsw.m, hnsw.ef_construct
+    )
+}
 
 /// What the index SQL is written for: the dialect, and what the target server offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,14 +172,9 @@ pub fn plan_indexes(
             Err(why) => plan.skipped.push(format!("vector {column:?}: {why}")),
         }
     }
-    let json = if payload_type == PayloadType::Jsonb {
-        "jsonb"
-    } else {
-        "json"
-    };
     let fields: BTreeMap<_, _> = payload_schema.iter().collect();
     for (field, info) in fields {
-        match payload_index(&target, table, field, info, json, features) {
+        match payload_index(&target, table, field, info, payload_type, features) {
             Ok(statement) => plan.statements.push(statement),
             Err(why) => plan.skipped.push(format!("payload {field:?}: {why}")),
         }
@@ -225,9 +260,7 @@ fn vector_index(
                 (_, Some(Distance::Manhattan)) => "l1",
                 (_, None) => return Err("the collection declares no distance".into()),
             };
-            let with = hnsw
-                .map(|h| format!(" WITH (m = {}, ef_construction = {})", h.m, h.ef_construct))
-                .unwrap_or_default();
+            let with = hnsw.map(hnsw_options).unwrap_or_default();
             Ok(IndexStatement {
                 what: format!("vector {column:?} hnsw {family}_{distance}_ops"),
                 sql: format!(
@@ -241,39 +274,68 @@ fn vector_index(
     }
 }
 
+/// How a payload field is read in SQL: the expressions payload indexes are built on, which
+/// `verify --search --filter` writes its conditions with too, so that the planner can use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadValue {
+    /// `payload->>'k'`: keywords, UUIDs, datetimes, and full text.
+    Text,
+    /// The value as `numeric` when it is a JSON number, else NULL.
+    Number,
+    /// The value as `boolean` when it is a JSON boolean, else NULL.
+    Boolean,
+}
+
+/// The SQL expression that reads `field` of the `payload` column as `kind`. Guards turn a value
+/// of another JSON type (which Qdrant allows beside an index) into NULL instead of a failed
+/// cast, and, in a `json` column, a document holding `\u0000` (which json's operators refuse to
+/// unescape) into NULL too.
+pub fn payload_value(field: &str, kind: PayloadValue, payload_type: PayloadType) -> String {
+    let key = quote_literal(field);
+    let (json, payload) = match payload_type {
+        PayloadType::Json => (
+            "json",
+            r"(CASE WHEN strpos(payload::text, '\u0000') = 0 THEN payload END)",
+        ),
+        PayloadType::Jsonb => ("jsonb", "payload"),
+    };
+    let text = format!("({payload}->>{key})");
+    let typed = |json_type: &str, cast: &str| {
+        format!(
+            "(CASE WHEN {json}_typeof({payload}->{key}) = '{json_type}' THEN {text}::{cast} END)"
+        )
+    };
+    match kind {
+        PayloadValue::Text => text,
+        PayloadValue::Number => typed("number", "numeric"),
+        PayloadValue::Boolean => typed("boolean", "boolean"),
+    }
+}
+
 fn payload_index(
     target: &str,
     table: &str,
     field: &str,
     info: &PayloadSchemaInfo,
-    json: &str,
+    payload_type: PayloadType,
     features: IndexFeatures,
 ) -> Result<IndexStatement, String> {
-    let key = quote_literal(field);
-    // `json` keeps `\u0000`, which its operators refuse to unescape: such payloads index as
-    // NULL instead of failing the build (a query with the same expression agrees).
-    let payload = if json == "json" {
-        r"(CASE WHEN strpos(payload::text, '\u0000') = 0 THEN payload END)"
-    } else {
-        "payload"
-    };
-    let value = format!("{payload}->{key}");
-    let text = format!("({payload}->>{key})");
-    // A value of another JSON type becomes NULL rather than a failed cast.
-    let typed = |json_type: &str, cast: &str| {
-        format!("(CASE WHEN {json}_typeof({value}) = '{json_type}' THEN {text}::{cast} END)")
-    };
+    let value = |kind| payload_value(field, kind, payload_type);
     let kind =
         PayloadSchemaType::try_from(info.data_type).unwrap_or(PayloadSchemaType::UnknownType);
     let (method, expression, what) = match kind {
         PayloadSchemaType::Keyword | PayloadSchemaType::Uuid | PayloadSchemaType::Datetime => {
-            ("btree", text.clone(), "text")
+            ("btree", value(PayloadValue::Text), "text")
         }
         PayloadSchemaType::Integer | PayloadSchemaType::Float => {
-            ("btree", typed("number", "numeric"), "number")
+            ("btree", value(PayloadValue::Number), "number")
         }
-        PayloadSchemaType::Bool => ("btree", typed("boolean", "boolean"), "boolean"),
-        PayloadSchemaType::Text => ("gin", format!("to_tsvector('simple', {text})"), "full text"),
+        PayloadSchemaType::Bool => ("btree", value(PayloadValue::Boolean), "boolean"),
+        PayloadSchemaType::Text => (
+            "gin",
+            format!("to_tsvector('simple', {})", value(PayloadValue::Text)),
+            "full text",
+        ),
         PayloadSchemaType::Geo => {
             return Err(
                 "geo indexes have no PostgreSQL equivalent here (PostGIS is not assumed)".into(),
@@ -458,6 +520,39 @@ mod tests {
             ]
         );
         assert!(plan.skipped.is_empty());
+    }
+
+    #[test]
+    fn overrides_replace_the_collections_hnsw_settings_and_fill_in_pgvectors() {
+        let collection = Some(Hnsw {
+            m: 24,
+            ef_construct: 150,
+        });
+        assert_eq!(HnswOverride::default().apply(collection), collection);
+        assert_eq!(HnswOverride::default().apply(None), None);
+        let m = HnswOverride {
+            m: Some(48),
+            ef_construction: None,
+        };
+        assert_eq!(
+            m.apply(collection),
+            Some(Hnsw {
+                m: 48,
+                ef_construct: 150
+            })
+        );
+        // A sparse vector has no HNSW settings in Qdrant: pgvector's default fills the other.
+        let ef = HnswOverride {
+            m: None,
+            ef_construction: Some(200),
+        };
+        assert_eq!(
+            ef.apply(None),
+            Some(Hnsw {
+                m: 16,
+                ef_construct: 200
+            })
+        );
     }
 
     #[test]

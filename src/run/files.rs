@@ -443,10 +443,14 @@ fn load(
         }
         Err(UnitFailure::Copy(CopyError::Fenced(_))) => {
             if !file.given_up.swap(true, Ordering::AcqRel) {
-                shared.ui.info(&format!(
-                    "{}: taken over by another worker; leaving it to that one",
-                    file.file.path.display()
-                ));
+                shared.ui.sharing(
+                    shared.member.has_peers().unwrap_or(true),
+                    &format!(
+                        "{}: went to another worker, which loads the rest of it; this one \
+                         leaves it (nothing is loaded twice)",
+                        file.file.path.display()
+                    ),
+                );
             }
             return;
         }

@@ -330,6 +330,15 @@ impl Member {
         })
     }
 
+    /// Whether another worker of the run is alive now: what this process says about sharing
+    /// work only matters to a user then.
+    pub fn has_peers(&self) -> Result<bool, RunError> {
+        self.with("counting the run's workers", |run, client, _| {
+            let generation = run.read_run(client)?.map_or(0, |r| r.generation);
+            Ok(run.alive_workers(client, generation)? > 1)
+        })
+    }
+
     /// Where the run stands; marks it finished when every unit is done.
     pub fn outcome(&self) -> Result<Outcome, RunError> {
         self.with("reading the run's outcome", |run, client, _| {

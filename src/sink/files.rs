@@ -327,6 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ui = Ui::new(&OutputArgs {
             quiet: true,
+            verbose: false,
             report_json: None,
         });
         let manifest = Manifest::new(
@@ -380,6 +381,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ui = Ui::new(&OutputArgs {
             quiet: true,
+            verbose: false,
             report_json: None,
         });
         let manifest = Manifest::new(

@@ -72,26 +72,6 @@ impl IdSpan {
         }
     }
 
-    /// About `n` keys spread evenly over where the ids lie (half per kind when both exist),
-    /// for sampling: the first id at or after each is a point spread over the collection.
-    pub fn spread(&self, n: usize) -> Vec<PointKey> {
-        let kinds = usize::from(self.ints.is_some()) + usize::from(self.uuids.is_some());
-        let per_kind = n.div_ceil(kinds.max(1)).max(1) as u128;
-        let mut keys = Vec::new();
-        if let Some((lo, hi)) = self.ints {
-            let step = (u128::from(hi - lo) / per_kind).max(1);
-            keys.extend(
-                (0..per_kind)
-                    .map(|i| PointKey::Num((u128::from(lo) + step * i).min(u128::from(hi)) as u64)),
-            );
-        }
-        if let Some((lo, hi)) = self.uuids {
-            let step = ((hi - lo) / per_kind).max(1);
-            keys.extend((0..per_kind).map(|i| PointKey::Uuid(lo.saturating_add(step * i).min(hi))));
-        }
-        keys
-    }
-
     /// `pieces` ranges tiling the whole id order, cut evenly over where the ids lie.
     pub fn plan(&self, pieces: usize) -> Vec<KeyRange> {
         let pieces = pieces.max(1);

@@ -21,11 +21,11 @@ use qdrant_client::qdrant::collections_client::CollectionsClient;
 use qdrant_client::qdrant::points_client::PointsClient;
 use qdrant_client::qdrant::qdrant_client::QdrantClient;
 use qdrant_client::qdrant::{
-    CollectionInfo, CountPoints, CreateCollection, DenseVector, GetCollectionInfoRequest,
+    CollectionInfo, CountPoints, CreateCollection, DenseVector, Filter, GetCollectionInfoRequest,
     GetPoints, GetResponse, HealthCheckRequest, ListCollectionsRequest, PointStruct, Query,
-    QueryBatchPoints, QueryPoints, RetrievedPoint, ScrollPoints, ScrollResponse, SearchParams,
-    SparseVector, UpsertPoints, VectorInput, WithPayloadSelector, WithVectorsSelector, query,
-    vector_input, with_payload_selector, with_vectors_selector,
+    QueryBatchPoints, QueryPoints, RetrievedPoint, Sample, ScoredPoint, ScrollPoints,
+    ScrollResponse, SearchParams, SparseVector, UpsertPoints, VectorInput, WithPayloadSelector,
+    WithVectorsSelector, query, vector_input, with_payload_selector, with_vectors_selector,
 };
 use tonic::client::Grpc;
 use tonic::codegen::GrpcMethod;
@@ -67,6 +67,19 @@ impl QueryVector {
             }),
         }
     }
+}
+
+/// What a nearest-neighbour search asks Qdrant for, beside the query vectors.
+#[derive(Clone, Copy, Debug)]
+pub struct Nearest<'a> {
+    /// The vector searched (`""`: the unnamed vector).
+    pub using: &'a str,
+    /// How many neighbours per query.
+    pub top: u64,
+    /// A full scan (Qdrant's ground truth) instead of its own index.
+    pub exact: bool,
+    /// Only points that match it.
+    pub filter: Option<&'a Filter>,
 }
 
 /// Sends the API key with every request, as Qdrant expects it (`api-key` metadata).
@@ -384,16 +397,14 @@ impl QdrantReader {
         Ok((response.result, exact))
     }
 
-    /// For each query, the ids of the `top` points nearest to it on vector `using` (`""`: the
-    /// unnamed vector), nearest first: by Qdrant's own index, or, with `exact`, by a full scan —
-    /// Qdrant's ground truth. One batched request.
+    /// For each query, the ids of the `search.top` points nearest to it, nearest first: by
+    /// Qdrant's own index, or, with `search.exact`, by a full scan — Qdrant's ground truth —
+    /// among the points `search.filter` keeps. One batched request.
     pub fn nearest(
         &self,
         collection: &str,
-        using: &str,
+        search: Nearest<'_>,
         queries: &[QueryVector],
-        top: u64,
-        exact: bool,
     ) -> Result<Vec<Vec<PointKey>>, SourceError> {
         let request = QueryBatchPoints {
             collection_name: collection.to_owned(),
@@ -404,12 +415,13 @@ impl QdrantReader {
                     query: Some(Query {
                         variant: Some(query::Variant::Nearest(q.to_grpc())),
                     }),
-                    using: (!using.is_empty()).then(|| using.to_owned()),
+                    using: (!search.using.is_empty()).then(|| search.using.to_owned()),
+                    filter: search.filter.cloned(),
                     params: Some(SearchParams {
-                        exact: Some(exact),
+                        exact: Some(search.exact),
                         ..Default::default()
                     }),
-                    limit: Some(top),
+                    limit: Some(search.top),
                     ..Default::default()
                 })
                 .collect(),
@@ -422,19 +434,47 @@ impl QdrantReader {
         response
             .result
             .into_iter()
-            .map(|batch| {
-                batch
-                    .result
-                    .iter()
-                    .map(|p| {
-                        PointKey::from_proto(p.id.as_ref()).map_err(|source| SourceError::BadId {
-                            collection: collection.to_owned(),
-                            source,
-                        })
-                    })
-                    .collect()
-            })
+            .map(|batch| scored_keys(collection, &batch.result))
             .collect()
+    }
+
+    /// `n` ids drawn at random by Qdrant from the points that exist (its `sample: random`
+    /// query, ids only), whatever their layout.
+    pub fn random_keys(&self, collection: &str, n: u64) -> Result<Vec<PointKey>, SourceError> {
+        let request = QueryPoints {
+            collection_name: collection.to_owned(),
+            query: Some(Query {
+                variant: Some(query::Variant::Sample(Sample::Random as i32)),
+            }),
+            limit: Some(n),
+            with_payload: Some(WithPayloadSelector {
+                selector_options: Some(with_payload_selector::SelectorOptions::Enable(false)),
+            }),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+            }),
+            ..Default::default()
+        };
+        let response = self.with_retries(collection, "sampling", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.query(request).await }
+        })?;
+        scored_keys(collection, &response.result)
+    }
+
+    /// How many points `filter` keeps, counted exactly.
+    pub fn count_matching(&self, collection: &str, filter: &Filter) -> Result<u64, SourceError> {
+        let request = CountPoints {
+            collection_name: collection.to_owned(),
+            filter: Some(filter.clone()),
+            exact: Some(true),
+            ..Default::default()
+        };
+        let response = self.with_retries(collection, "counting", || {
+            let (mut client, request) = (self.points.clone(), request.clone());
+            async move { client.count(request).await }
+        })?;
+        Ok(response.result.map_or(0, |r| r.count))
     }
 
     /// Creates a collection (the load generator's, and tests').
@@ -548,6 +588,19 @@ impl QdrantReader {
             source: Box::new(status),
         })
     }
+}
+
+/// The ids of scored points, in their order.
+fn scored_keys(collection: &str, points: &[ScoredPoint]) -> Result<Vec<PointKey>, SourceError> {
+    points
+        .iter()
+        .map(|p| {
+            PointKey::from_proto(p.id.as_ref()).map_err(|source| SourceError::BadId {
+                collection: collection.to_owned(),
+                source,
+            })
+        })
+        .collect()
 }
 
 /// The payload too deep that a response failed on, if that is why it failed.

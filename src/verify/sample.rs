@@ -1,5 +1,6 @@
-//! `verify --sample N`: points spread over where ids lie, read by id from both sides and compared
-//! in canonical form; also how `--full` names the rows its drill-down found.
+//! `verify --sample N`: N points that exist (drawn by `Source::sample_keys`, whatever the id
+//! layout), read by id from both sides and compared in canonical form; also how `--full` names
+//! the rows its drill-down found.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,6 @@ use anyhow::Context;
 use crate::point_id::PointKey;
 use crate::postgres::scan::rows_by_id;
 use crate::source::Source;
-use crate::source::plan::IdSpan;
 use crate::verify::compare::{BadTableId, CanonicalRow};
 use crate::verify::findings::Findings;
 use crate::verify::table::Table;
@@ -16,17 +16,19 @@ use crate::verify::table::Table;
 /// Ids per request when reading points and rows by id.
 pub const BY_ID_CHUNK: usize = 256;
 
-/// `--sample N`: ids spread evenly over where ids lie, read by id on both sides.
+/// `--sample N`: N of the collection's `total` points (all of them when it has fewer), read by
+/// id on both sides.
 pub fn verify_sample(
     reader: &Source,
     db: &mut postgres::Client,
     table: &Table,
-    span: &IdSpan,
+    total: u64,
     n: usize,
 ) -> anyhow::Result<Findings> {
-    let keys = reader.keys_spread(&table.schema.name, span, n)?;
+    let keys = reader.sample_keys(&table.schema.name, total, n)?;
     let mut findings = Findings {
         checked: keys.len() as u64,
+        asked: Some(total.min(n as u64)),
         ..Findings::default()
     };
     for chunk in keys.chunks(BY_ID_CHUNK) {

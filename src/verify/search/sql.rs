@@ -3,13 +3,15 @@
 //! A Qdrant distance maps to one pgvector ordering operator (`<=>` cosine, `<#>` negative inner
 //! product for Dot and for sparse vectors, `<->` Euclid, `<+>` Manhattan), and an index answers
 //! that operator only if its operator class is the matching one (`vector_cosine_ops`, …). Here we
-//! find such an index in the catalog, spell a query vector as pgvector reads it, and run the
-//! ordered `LIMIT k` query that an application would, through that index.
+//! find such an index in the catalog (with the HNSW settings it was built with), spell a query
+//! vector as pgvector reads it, and write the ordered `LIMIT k` query that an application would
+//! run through that index, filtered or not.
 
-use postgres::Client;
+use postgres::GenericClient;
 
-use crate::layout::{Distance, VectorShape, VectorSpec};
+use crate::layout::{Distance, Hnsw, VectorShape, VectorSpec};
 use crate::postgres::ident::quote_ident;
+use crate::postgres::index::PGVECTOR_HNSW_DEFAULT;
 use crate::source::qdrant::QueryVector;
 
 /// A vector index the catalog shows on one column.
@@ -20,6 +22,9 @@ pub struct VectorIndex {
     pub method: String,
     /// The operator class, which decides the distance the index orders by.
     pub opclass: String,
+    /// The graph's settings, for an `hnsw` index (pgvector's defaults where its `WITH` said
+    /// nothing).
+    pub hnsw: Option<Hnsw>,
 }
 
 /// The pgvector ordering operator that ranks as Qdrant's distance does, and the suffix of the
@@ -40,14 +45,15 @@ pub fn operator(spec: &VectorSpec) -> Option<(&'static str, &'static str)> {
 /// The hnsw or ivfflat index on `column` of `schema.table` whose operator class ends with
 /// `opclass_suffix`, if there is one.
 pub fn vector_index(
-    db: &mut Client,
+    db: &mut impl GenericClient,
     schema: &str,
     table: &str,
     column: &str,
     opclass_suffix: &str,
 ) -> Result<Option<VectorIndex>, postgres::Error> {
     let rows = db.query(
-        "SELECT i.relname::text, am.amname::text, opc.opcname::text
+        "SELECT i.relname::text, am.amname::text, opc.opcname::text,
+                coalesce(i.reloptions, '{}')::text[]
            FROM pg_index x
            JOIN pg_class t ON t.oid = x.indrelid
            JOIN pg_namespace n ON n.oid = t.relnamespace
@@ -62,12 +68,33 @@ pub fn vector_index(
     )?;
     Ok(rows
         .iter()
-        .map(|r| VectorIndex {
-            name: r.get(0),
-            method: r.get(1),
-            opclass: r.get(2),
+        .map(|r| {
+            let method: String = r.get(1);
+            let options: Vec<String> = r.get(3);
+            VectorIndex {
+                name: r.get(0),
+                hnsw: (method == "hnsw").then(|| hnsw_settings(&options)),
+                method,
+                opclass: r.get(2),
+            }
         })
         .find(|index| index.opclass.ends_with(opclass_suffix)))
+}
+
+/// `m` and `ef_construction` from an hnsw index's `reloptions` (`{m=24,ef_construction=120}`),
+/// pgvector's defaults for those not set.
+fn hnsw_settings(options: &[String]) -> Hnsw {
+    let mut hnsw = PGVECTOR_HNSW_DEFAULT;
+    for option in options {
+        match option.split_once('=') {
+            Some(("m", v)) => hnsw.m = v.parse().unwrap_or(hnsw.m),
+            Some(("ef_construction", v)) => {
+                hnsw.ef_construct = v.parse().unwrap_or(hnsw.ef_construct);
+            }
+            _ => {}
+        }
+    }
+    hnsw
 }
 
 /// The base type of a pgvector column (`vector`, `halfvec`, `sparsevec`) and its declared
@@ -121,11 +148,23 @@ pub fn query_literal(query: &QueryVector, sparse_dim: u32) -> String {
 }
 
 /// The k-nearest query an application would run: ids ordered by `operator` against `$1`
-/// (the literal, cast to `base_type`), `LIMIT $2`.
-pub fn knn_sql(table: &str, column: &str, operator: &str, base_type: &str) -> String {
+/// (the literal, cast to `base_type`), `LIMIT $2`; with `filter`, only the rows it keeps that
+/// have the vector (Qdrant searches a named vector among the points that have it, and a
+/// filter may keep fewer points than K).
+pub fn knn_sql(
+    table: &str,
+    column: &str,
+    operator: &str,
+    base_type: &str,
+    filter: Option<&str>,
+) -> String {
+    let column = quote_ident(column);
+    let filter = filter
+        .map(|condition| format!(" WHERE {condition} AND {column} IS NOT NULL"))
+        .unwrap_or_default();
     format!(
-        "SELECT id::text FROM {table} ORDER BY {} {operator} $1::text::{base_type} LIMIT $2",
-        quote_ident(column)
+        "SELECT id::text FROM {table}{filter} ORDER BY {column} {operator} \
+         $1::text::{base_type} LIMIT $2"
     )
 }
 
@@ -179,5 +218,27 @@ mod tests {
         assert_eq!(pgvector_type("halfvec(128)"), Some(("halfvec", Some(128))));
         assert_eq!(pgvector_type("sparsevec"), Some(("sparsevec", None)));
         assert_eq!(pgvector_type("real[]"), None);
+    }
+
+    #[test]
+    fn hnsw_settings_read_from_reloptions_with_pgvectors_defaults() {
+        let options = |o: &[&str]| o.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            hnsw_settings(&options(&["m=24", "ef_construction=120"])),
+            Hnsw {
+                m: 24,
+                ef_construct: 120
+            }
+        );
+        assert_eq!(hnsw_settings(&options(&[])), PGVECTOR_HNSW_DEFAULT);
+    }
+
+    #[test]
+    fn a_filtered_search_keeps_the_rows_that_have_the_vector() {
+        assert_eq!(
+            knn_sql("s.t", "v", "<->", "vector", Some("(x)")),
+            "SELECT id::text FROM s.t WHERE (x) AND v IS NOT NULL ORDER BY v <-> \
+             $1::text::vector LIMIT $2"
+        );
     }
 }
