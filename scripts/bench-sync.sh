@@ -98,7 +98,9 @@ shares=(0 0.001 0.01 0.1)
 for round in $(seq "$rounds"); do
     for share in "${shares[@]}"; do
         change "$share" "$round"
-        run "sync_$share" "$q2p" sync "${common[@]}" --dialect pgvector
+        run "sync_$share" "$q2p" sync "${common[@]}" --dialect pgvector --report-json "$work/sync.json"
+        python3 -c 'import json,sys; print(sum(p["repair_seconds"] for p in json.load(open(sys.argv[1]))["passes"]))' \
+            "$work/sync.json" >>"$work/repair_$share"
         run "verify_$share" "$q2p" verify "${common[@]}" --full
     done
     run remigrate sh -c "'$q2p' migrate $(printf '%q ' "${common[@]}") --dialect pgvector \
@@ -111,14 +113,14 @@ per100k() { python3 -c "print(f'{$1 * 100000 / $points:.2f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo "genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'); PostgreSQL 18.1 + pgvector (fsync on); $points points x $dim; $rounds round(s), medians; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| changed | sync pass, s | verify --full, s | pass ÷ verify | CPU-s/100k pass | CPU-s/100k verify | re-migrate + index ÷ pass |"
-echo "|---|---|---|---|---|---|---|"
+echo "| changed | sync pass, s | of it repairing, s | verify --full, s | pass ÷ verify | CPU-s/100k pass | CPU-s/100k verify | re-migrate + index ÷ pass |"
+echo "|---|---|---|---|---|---|---|---|"
 remigrate=$(median 0 "$work/remigrate")
 for share in "${shares[@]}"; do
     s=$(median 0 "$work/sync_$share")
     v=$(median 0 "$work/verify_$share")
-    printf '| %s %% | %.2f | %.2f | %s | %s | %s | %s |\n' \
-        "$(python3 -c "print($share * 100)")" "$s" "$v" "$(ratio "$s" "$v")" \
+    printf '| %s %% | %.2f | %.2f | %.2f | %s | %s | %s | %s |\n' \
+        "$(python3 -c "print($share * 100)")" "$s" "$(median 0 "$work/repair_$share")" "$v" "$(ratio "$s" "$v")" \
         "$(per100k "$(median 1 "$work/sync_$share")")" "$(per100k "$(median 1 "$work/verify_$share")")" \
         "$(ratio "$remigrate" "$s")"
 done

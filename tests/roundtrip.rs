@@ -22,6 +22,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::support::exact_json::parse_json_exactly;
+use crate::support::rng::Rng;
 use postgres::types::{FromSql, Kind as PgKind, Type};
 use qdrant_client::qdrant::value::Kind;
 use qdrant_client::qdrant::vector_output::Vector;
@@ -738,32 +739,6 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
                     .all(|(k, x)| b.get(k).is_some_and(|y| same_json(x, y)))
         }
         _ => a == b,
-    }
-}
-
-/// splitmix64: small, seedable, good enough to pick test values.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn one_in(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
     }
 }
 

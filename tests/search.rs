@@ -22,6 +22,7 @@ use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::{client, client_at, runtime, upsert};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
+use crate::support::rng::Rng;
 
 const POINTS: u64 = 10_000;
 const DIM: usize = 128;
@@ -41,24 +42,6 @@ const DENSE: [(&str, grpc::Distance, grpc::Datatype); 5] = [
     ("l1", grpc::Distance::Manhattan, grpc::Datatype::Float32),
     ("half", grpc::Distance::Euclid, grpc::Datatype::Float16),
 ];
-
-/// splitmix64: the same data on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-}
 
 fn dense(data: Vec<f32>) -> grpc::Vector {
     grpc::Vector {

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use clap::builder::PossibleValue;
 use serde_json::Value;
 
-use crate::config::qdrant::{QdrantArgs, SourceFile};
+use crate::config::qdrant::{QdrantArgs, ReadTuning, SourceFile};
 use crate::layout::Halfvec;
 use crate::layout::PayloadType;
 use crate::postgres::ddl::{DdlOptions, Dialect, VectorStorage};
@@ -20,6 +20,34 @@ use crate::run::store::Settings;
 use crate::sink::gpfdist::{GpfdistError, GpfdistSettings};
 use crate::source::Source;
 use crate::source::snapshot::SnapshotFiles;
+use crate::verify::full::FullRead;
+
+/// How `verify --full` and `sync` read both sides whole: Qdrant's cursors, and the table's
+/// connections and parts.
+#[derive(Clone, Debug, clap::Args)]
+pub struct FullReadArgs {
+    #[command(flatten)]
+    pub tuning: ReadTuning,
+    /// PostgreSQL connections reading the table (for `verify --search`, also the clients that
+    /// search each engine at once for the throughput measurement).
+    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
+    pub connections: usize,
+    /// Parts (ctid ranges) the table is cut into when read whole; 1 reads it in one plain scan.
+    /// Default: 4 per connection where the server has TID range scans (PostgreSQL 14 and
+    /// later) and the table has 8 MB per part, else 1.
+    #[arg(long, value_name = "N")]
+    pub table_parts: Option<u32>,
+}
+
+impl FullReadArgs {
+    pub fn settings(&self) -> FullRead {
+        FullRead {
+            tuning: self.tuning.clone(),
+            connections: self.connections,
+            table_parts: self.table_parts,
+        }
+    }
+}
 
 /// Where the points come from besides a server's address: snapshot files instead of a server,
 /// and which collections.

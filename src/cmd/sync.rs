@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cmd::flags::SourceArgs;
+use crate::cmd::flags::{FullReadArgs, SourceArgs};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
-use crate::config::qdrant::ReadTuning;
 use crate::layout::Halfvec;
 use crate::postgres::catalog::{id_is_indexed, is_greenplum};
 use crate::postgres::ddl::Dialect;
@@ -23,7 +22,6 @@ use crate::source::Source;
 use crate::sync::cache::{KeptStates, RowVersions};
 use crate::sync::pass::{PassReport, PassSettings, Synced, run_pass};
 use crate::sync::target::{TableWriter, lock_table};
-use crate::verify::full::FullRead;
 use crate::verify::table::Table;
 
 /// Passes `--until-converged` runs at most unless `--max-passes` says otherwise.
@@ -43,14 +41,7 @@ pub struct SyncArgs {
     #[arg(long, value_enum, default_value_t)]
     pub halfvec: Halfvec,
     #[command(flatten)]
-    pub tuning: ReadTuning,
-    /// PostgreSQL connections reading the table.
-    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
-    pub connections: usize,
-    /// Parts (ctid ranges) the table is cut into when read; 1 reads it in one plain scan.
-    /// Default: as `verify --full`.
-    #[arg(long, value_name = "N")]
-    pub table_parts: Option<u32>,
+    pub read: FullReadArgs,
     /// Attempts per repair batch when the PostgreSQL connection is lost (`--retries` is
     /// Qdrant's).
     #[arg(long, default_value_t = 8, value_name = "N")]
@@ -123,11 +114,7 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let greenplum = is_greenplum(&mut db).context("asking what the target is")?;
     let kept = KeptStates::open(&mut db, &target.schema, greenplum)
         .context("creating the table that keeps each pass's state")?;
-    let read = FullRead {
-        tuning: args.tuning.clone(),
-        connections: args.connections,
-        table_parts: args.table_parts,
-    };
+    let read = args.read.settings();
     let scratch = args
         .source
         .scratch

@@ -14,13 +14,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cmd::flags::SourceArgs;
+use crate::cmd::flags::{FullReadArgs, SourceArgs};
 use crate::config::EndpointArgs;
-use crate::config::qdrant::ReadTuning;
 use crate::progress::{OutputArgs, Ui};
 use crate::source::page::PageReader;
 use crate::source::plan::IdSpan;
-use crate::verify::full::{FullRead, verify_full};
+use crate::verify::full::verify_full;
 use crate::verify::sample::verify_sample;
 use crate::verify::search::input::{read_filters, read_queries};
 use crate::verify::search::{
@@ -48,16 +47,7 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub full: bool,
     #[command(flatten)]
-    pub tuning: ReadTuning,
-    /// PostgreSQL connections reading the table for --full; with --search, the clients that
-    /// search each engine at once for the throughput measurement.
-    #[arg(long, short = 'j', default_value_t = 2, value_name = "N")]
-    pub connections: usize,
-    /// Parts (ctid ranges) the table is cut into for --full; 1 reads it in one plain scan.
-    /// Default: 4 per connection where the server has TID range scans (PostgreSQL 14 and
-    /// later) and the table has 8 MB per part, else 1.
-    #[arg(long, value_name = "N")]
-    pub table_parts: Option<u32>,
+    pub read: FullReadArgs,
     #[command(flatten)]
     pub parity: SearchArgs,
 }
@@ -118,11 +108,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         &source_file,
         args.ends.source_config.as_deref(),
     )?;
-    let full_read = FullRead {
-        tuning: args.tuning.clone(),
-        connections: args.connections,
-        table_parts: args.table_parts,
-    };
+    let full_read = args.read.settings();
     let user = UserSearches {
         queries: match &args.parity.queries {
             Some(path) => read_queries(path)?,
@@ -133,7 +119,7 @@ pub fn run(args: VerifyArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             None => Vec::new(),
         },
     };
-    let settings = args.parity.settings(args.connections);
+    let settings = args.parity.settings(args.read.connections);
     let mut db = target.connect().context("connecting to the target")?;
     let mut all_clean = true;
     let mut searches = Vec::new();
