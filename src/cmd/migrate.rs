@@ -40,7 +40,7 @@ use anyhow::{Context, bail};
 use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::flags::{RunArgs, SourceArgs, TableArgs, run_settings, setting};
+use crate::cmd::flags::{CommitArgs, RunArgs, SourceArgs, TableArgs, run_settings, setting};
 use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
@@ -56,7 +56,7 @@ use crate::postgres::ddl::{Dialect, create_table_sql_with};
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{TableSpec, prepare_schema, prepare_table};
-use crate::progress::{Failed, OutputArgs, Task, Ui, error_chain};
+use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::run::member::Member;
 use crate::run::plan::{Joined, NewPlan, NewUnit};
 use crate::run::ranges::{PageFence, RangeUnits};
@@ -110,10 +110,8 @@ pub struct MigrateArgs {
     /// (`--retries` is Qdrant's).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub copy_retries: u32,
-    /// Set synchronous_commit=off on the loading sessions (faster commits; a server crash may
-    /// forget the last pages, which the next run loads again).
-    #[arg(long)]
-    pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub commits: CommitArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -224,7 +222,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let scheduler = Scheduler::shared(&units);
     let settings = LoadSettings {
         retries: args.copy_retries,
-        synchronous_commit_off: args.synchronous_commit_off,
+        commits: args.commits.commits(args.table.dialect),
     };
     let pages = Pages {
         source: &source,
@@ -254,7 +252,6 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             result.with_context(|| format!("migrating collection {:?}", job.name))
         },
     );
-    drop(slots);
     let failures = match result {
         Ok(failures) => failures,
         Err(e) => {
@@ -270,6 +267,17 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     };
+    // Every page this process committed is made durable before anything is reported.
+    let mut loader = slots
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .map_or_else(|| Loader::new(&target, settings), |slot| slot.loader);
+    loader
+        .commit_durably(&mut |tx| member.durable_mark(tx))
+        .map_err(|failure| anyhow::anyhow!("{}", failure.describe()))
+        .context("making the committed pages durable")?;
+    drop(loader);
     let mut failed = Failed::default();
     for failure in failures {
         let job = &jobs[failure.collection];
@@ -686,7 +694,7 @@ fn commit_page(
                  {attempt}/{attempts})",
                 job.name,
                 batch.covered,
-                describe(failure)
+                failure.describe()
             ));
         },
     );
@@ -706,7 +714,7 @@ fn commit_page(
         Err(UnitFailure::Copy(CopyError::Fenced(reason @ (Fenced::Lost | Fenced::Finished)))) => {
             Ok(Settled::Dropped(reason))
         }
-        Err(failure) => Err(failed(anyhow::anyhow!("{}", describe(&failure)))),
+        Err(failure) => Err(failed(anyhow::anyhow!("{}", failure.describe()))),
     }
 }
 
@@ -749,13 +757,6 @@ fn with_hint(err: EncodeError) -> anyhow::Error {
         )
     } else {
         err
-    }
-}
-
-fn describe(failure: &UnitFailure) -> String {
-    match failure {
-        UnitFailure::Connect(e) => format!("{e:#}"),
-        UnitFailure::Copy(e) => error_chain(e),
     }
 }
 

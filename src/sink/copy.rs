@@ -16,10 +16,16 @@
 //! that retry loop around it: a unit that failed transiently is sent again, whole, on a fresh
 //! connection after the crate's one backoff ([`crate::retry`]).
 //!
-//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY);
-//! `synchronous_commit = off` only when asked — safe for exactly-once, because a server crash
-//! loses a unit's rows and its ledger row together and the re-run loads it again, but a crash
-//! then forgets commits that were reported done.
+//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY), and
+//! with [`Commits::Deferred`] (the default on PostgreSQL) `synchronous_commit = off`: a unit's
+//! commit returns once its WAL record is in the server's buffers instead of waiting for the
+//! flush. Exactly-once does not depend on it — a server crash loses a unit's rows and its ledger
+//! row together, and WAL is replayed as a prefix, so the tables, the ledger and the run's units
+//! always agree — and "done" stays durable: before a command reports done it calls
+//! [`Loader::commit_durably`], one transaction that writes a row and commits waiting for its WAL
+//! flush. WAL is one sequence, so that flush covers every commit made before it on every
+//! connection. A crash between the two loses only what the command has not yet reported; the
+//! command's own check that follows (the run's open units, the ledger's counts) reads it back.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -33,6 +39,7 @@ use crate::config::postgres::Target;
 use crate::postgres::ident::{qualified, quote_ident};
 use crate::postgres::ledger::{Ledger, LedgerEntry};
 use crate::postgres::transient::is_transient;
+use crate::progress::error_chain;
 use crate::retry::{Verdict, retry};
 
 /// Bytes read from the source and handed to the connection at a time. rust-postgres sends each
@@ -151,6 +158,10 @@ pub enum CopyError {
     AlreadyLoaded,
     #[error("{0}")]
     Fenced(Fenced),
+    /// A durable commit's mark changed no row: its commit would write no WAL and so wait for
+    /// nothing.
+    #[error("the durable commit's mark wrote no row")]
+    NothingWritten,
 }
 
 /// Why a shared run's unit refused a commit (its row is the fence every commit passes).
@@ -187,7 +198,8 @@ impl CopyError {
             CopyError::Source(_)
             | CopyError::RowCount { .. }
             | CopyError::AlreadyLoaded
-            | CopyError::Fenced(_) => false,
+            | CopyError::Fenced(_)
+            | CopyError::NothingWritten => false,
         }
     }
 }
@@ -297,14 +309,58 @@ impl UnitFailure {
             UnitFailure::Copy(e) => e.is_transient(),
         }
     }
+
+    /// The failure and its causes, on one line.
+    pub fn describe(&self) -> String {
+        match self {
+            UnitFailure::Connect(e) => format!("{e:#}"),
+            UnitFailure::Copy(e) => error_chain(e),
+        }
+    }
 }
 
-/// How a [`Loader`] connects and retries.
+/// One transaction that runs `mark` (which must write at least one row) and commits waiting
+/// for its WAL flush, at the server's `synchronous_commit` level for this role and database, or
+/// `on` where that is `off`. A transaction that writes nothing commits without a WAL record and
+/// waits for nothing, hence [`CopyError::NothingWritten`]. On a standby-replicated server the
+/// level the server sets (`remote_apply`, say) is kept, and the wait covers the standby too.
+pub fn durable_commit(client: &mut Client, mark: &mut DurableMark<'_>) -> Result<(), CopyError> {
+    let mut tx = client.transaction().map_err(CopyError::Db)?;
+    // `reset_val` is the level before this session's `SET synchronous_commit = off`.
+    tx.query_one(
+        "SELECT set_config('synchronous_commit', CASE reset_val WHEN 'off' THEN 'on' ELSE \
+         reset_val END, true) FROM pg_settings WHERE name = 'synchronous_commit'",
+        &[],
+    )
+    .map_err(CopyError::Db)?;
+    if mark(&mut tx).map_err(CopyError::Db)? == 0 {
+        return Err(CopyError::NothingWritten);
+    }
+    tx.commit().map_err(CopyError::Db)
+}
+
+/// The write a durable commit makes (see [`durable_commit`]): rows changed.
+pub type DurableMark<'a> = dyn FnMut(&mut Transaction<'_>) -> Result<u64, postgres::Error> + 'a;
+
+/// How a loading session's commits reach disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commits {
+    /// Each commit returns without waiting for its WAL flush (`synchronous_commit = off`); the
+    /// command makes them all durable with one [`Loader::commit_durably`] before it reports
+    /// done. Faster wherever the server flushes WAL to disk (docs/benchmarks.md).
+    Deferred,
+    /// Each commit waits for its WAL flush, as the server's `synchronous_commit` says
+    /// (`--durable-each-commit`, and Greenplum, whose segments each have a WAL of their own, so
+    /// no single commit's flush covers the others').
+    EachDurable,
+}
+
+/// How a [`Loader`] connects, retries and commits.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadSettings {
     /// Attempts per unit while the failure is transient.
     pub retries: u32,
-    pub synchronous_commit_off: bool,
+    pub commits: Commits,
 }
 
 /// One loading connection, opened when first needed and replaced after any failure.
@@ -351,12 +407,25 @@ impl<'a> Loader<'a> {
         retry(attempts, attempt, judge).map_err(|failed| failed.error)
     }
 
+    /// Makes every commit made before this call durable — on this connection and on every other
+    /// loader's of this process (of any process, in fact): one [`durable_commit`] writing
+    /// `mark`, retried as a unit is. With [`Commits::EachDurable`] each commit already was, and
+    /// this returns at once. Call it after the last loader has committed and before reporting
+    /// done, then read back what the command reports (a crash before it returns may have lost
+    /// the last commits, and the reads see that).
+    pub fn commit_durably(&mut self, mark: &mut DurableMark<'_>) -> Result<(), UnitFailure> {
+        if self.settings.commits == Commits::EachDurable {
+            return Ok(());
+        }
+        self.run(|client| durable_commit(client, mark), |_, _, _, _| {})
+    }
+
     /// The connection, opened (with the bulk-load settings) when missing.
     fn session(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.is_none() {
             let mut fresh = self.target.connect()?;
             let mut settings = "SET statement_timeout = 0".to_owned();
-            if self.settings.synchronous_commit_off {
+            if self.settings.commits == Commits::Deferred {
                 settings.push_str("; SET synchronous_commit = off");
             }
             fresh
