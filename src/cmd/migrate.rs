@@ -63,7 +63,8 @@ use crate::run::ranges::{PageFence, RangeUnits};
 use crate::run::store::Settings;
 use crate::run::store::SharedRun;
 use crate::sink::copy::{
-    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
+    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, UnitRows,
+    copy_unit,
 };
 use crate::source::Source;
 use crate::source::cursor::{ActiveRange, Lease, PageBatch, Scheduler};
@@ -154,7 +155,6 @@ struct TableJob {
 struct Slot<'a> {
     loader: Loader<'a>,
     rows: Vec<u8>,
-    chunk: Vec<u8>,
 }
 
 /// What every page worker shares.
@@ -245,7 +245,6 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             let mut slot = taken.unwrap_or_else(|| Slot {
                 loader: Loader::new(&target, settings),
                 rows: Vec::new(),
-                chunk: Vec::new(),
             });
             let result = load_page(&pages, job, &batch, &mut slot);
             slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
@@ -645,11 +644,7 @@ fn commit_page(
     lease: Lease,
     slot: &mut Slot<'_>,
 ) -> Result<Settled, PageError> {
-    let Slot {
-        loader,
-        rows,
-        chunk,
-    } = slot;
+    let Slot { loader, rows } = slot;
     let failed = |e: anyhow::Error| PageError::Failed(e.context(format!("ids {}", batch.covered)));
     encode_rows(job, batch.point_refs().take(keep), rows, pages).map_err(failed)?;
     let points = &batch.points[..keep];
@@ -676,8 +671,7 @@ fn commit_page(
                 &job.copy,
                 pages.ledger,
                 &entry,
-                &mut rows.as_slice(),
-                chunk,
+                UnitRows::Bytes(rows),
                 &mut |tx, entry| {
                     fence = Some(
                         pages
