@@ -117,3 +117,69 @@ cleanup() {
     stop_postgres
     rm -rf "$work"
 }
+
+# CPU accounting, in clock ticks (sysconf CLK_TCK) since each process started, read from /proc:
+#   cpu_of PID          the process, all its threads (utime + stime), e.g. Qdrant;
+#   cpu_of_pg           the PostgreSQL cluster: the postmaster, its live children (backends,
+#                       checkpointer, WAL writer, autovacuum) and every child it has reaped
+#                       (cutime + cstime: a backend's whole CPU lands there when its session
+#                       ends). The difference of two readings is exact: a child live at the
+#                       first and gone at the second is counted in full at the second, less
+#                       what the first already counted.
+# Our own process is measured with /usr/bin/time (getrusage of the child, threads included).
+clk_tck=$(getconf CLK_TCK)
+cpu_of() {
+    python3 -c '
+import sys
+f = open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()
+print(int(f[11]) + int(f[12]))' "$1"
+}
+cpu_of_pg() {
+    python3 -c '
+import os, sys
+root = int(sys.argv[1])
+def stat(pid):
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+f = stat(root)
+total = int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        g = stat(pid)
+    except OSError:
+        continue
+    if int(g[1]) == root:
+        total += int(g[11]) + int(g[12])
+print(total)' "$(head -n1 "$pg_data/postmaster.pid")"
+}
+
+# The guide's Python scripts, as its text prints them (../shared/seeds/, the guide's page):
+#   guide_script NAME    prints NAME (export.py or import.py) from the guide's text, dedented;
+#   guide_venv           a virtualenv with the libraries the guide names, made in
+#                        target/bench/guide-venv the first time; sets guide_python. The guide
+#                        pins qdrant-client 1.6.0, which cannot read a current server's
+#                        collection info (pydantic refuses Qdrant 1.18's fields), so the
+#                        client is the newest, 1.20.
+guide_text=../shared/seeds/000_d14a018e1416c7ef.txt
+guide_script() {
+    python3 - "$guide_text" "$1" <<'PY'
+import sys, textwrap
+lines = open(sys.argv[1]).read().splitlines()
+start = next(i for i, l in enumerate(lines) if f"The {sys.argv[2]} script contains the following content:" in l)
+body = []
+for line in lines[start + 1:]:
+    if line.strip() and not line.startswith("       "):
+        break
+    body.append(line)
+print(textwrap.dedent("\n".join(body)).strip("\n"))
+PY
+}
+guide_venv() {
+    local venv=target/bench/guide-venv
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import importlib.metadata as m, psycopg2, yaml, tqdm; assert m.version("qdrant-client") == "1.20.0"' 2>/dev/null; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet qdrant-client==1.20.0 psycopg2-binary pyyaml tqdm
+    fi
+    guide_python=$venv/bin/python
+}

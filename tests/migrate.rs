@@ -12,7 +12,7 @@ use crate::support::cli::{assert_ok, describe, qdrant2pg};
 use crate::support::flows::{
     assert_verifies, counts, fixture_server, kill_9_once_the_ledger_holds,
 };
-use crate::support::pg::{PgCluster, TestDb};
+use crate::support::pg::{Auth, PgCluster, PgVersion, TestDb};
 use crate::support::qdrant::QdrantServer;
 
 pub(crate) fn migrate(server: &QdrantServer, db: &TestDb, extra: &[&str]) -> Output {
@@ -189,6 +189,98 @@ pub(crate) fn kill_9_mid_migrate_then_rerun(db: &TestDb, extra: &[&str]) {
     assert_ok(&out);
     assert_eq!(counts(db, "public.big"), (total as i64, total as i64));
     assert_verifies(&server, db, &[], 1);
+}
+
+/// The guarantee of asynchronous unit commits: once migrate or import has reported done, a
+/// server crash loses none of it. The server is made to lose every commit that did not wait for
+/// its WAL flush — its default `synchronous_commit = off` (so the run's own bookkeeping waits
+/// for nothing either), a WAL writer that sleeps 10 s and never writes by size, WAL buffers that
+/// hold the whole load — so what survives the crash is what the command's one durable commit
+/// flushed. Without it, this test loses the last pages (tried by making
+/// `Loader::commit_durably` return at once).
+#[test]
+fn a_server_crash_right_after_migrate_and_import_report_done_loses_no_row() {
+    let cluster = PgCluster::start(PgVersion::Pg15, Auth::Trust);
+    let db = cluster.create_database();
+    let mut admin = db.client();
+    for setting in [
+        "wal_writer_delay = '10s'",
+        "wal_writer_flush_after = '1GB'",
+        "wal_buffers = '64MB'",
+    ] {
+        admin
+            .batch_execute(&format!("ALTER SYSTEM SET {setting}"))
+            .expect(setting);
+    }
+    drop(admin);
+    cluster.restart();
+    let server = QdrantServer::start();
+    let total = 3000u64;
+    let ids: Vec<PointKey> = (0..total).map(PointKey::Num).collect();
+    load_ids(&server, "big", 64, &ids);
+    let ledger = |db: &TestDb, source: &str| -> (i64, i64) {
+        let row = db
+            .client()
+            .query_one(
+                "SELECT count(*), coalesce(sum(rows), 0)::int8 FROM public.qdrant2pg_ledger \
+                 WHERE source LIKE $1",
+                &[&source],
+            )
+            .expect("ledger");
+        (row.get(0), row.get(1))
+    };
+
+    // Small pages over two connections: many commits, the last ones right before done.
+    let out = migrate(&server, &db, &["--page-size", "100", "-j", "2"]);
+    assert_ok(&out);
+    let before = ledger(&db, "qdrant");
+    assert_eq!(before.1, total as i64);
+    cluster.crash_and_restart();
+    assert_eq!(counts(&db, "public.big"), (total as i64, total as i64));
+    assert_eq!(
+        ledger(&db, "qdrant"),
+        before,
+        "migrate's ledger rows after the crash"
+    );
+
+    let files = tempfile::tempdir().expect("tempdir");
+    let out = files.path().to_str().expect("utf-8");
+    assert_ok(&qdrant2pg(&[
+        "export",
+        "--url",
+        &server.url(),
+        "--output",
+        out,
+        "--max-lines",
+        "1000",
+        "--quiet",
+    ]));
+    let imported = cluster.create_database();
+    assert_ok(&qdrant2pg(&[
+        "import",
+        "--dsn",
+        &imported.dsn(),
+        "--data",
+        out,
+        "--batch-bytes",
+        "50000",
+        "-j",
+        "2",
+        "--quiet",
+    ]));
+    let before = ledger(&imported, "%.csv");
+    assert_eq!(before.1, total as i64);
+    assert!(before.0 > 10, "{before:?}: too few batches to lose one");
+    cluster.crash_and_restart();
+    assert_eq!(
+        counts(&imported, "public.big"),
+        (total as i64, total as i64)
+    );
+    assert_eq!(
+        ledger(&imported, "%.csv"),
+        before,
+        "import's ledger rows after the crash"
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ use qdrant2pg::run::member::Member;
 use qdrant2pg::run::plan::{Joined, NewPlan, NewUnit};
 use qdrant2pg::run::ranges::{PageFence, RangeUnits};
 use qdrant2pg::run::store::{Settings, SharedRun};
-use qdrant2pg::sink::copy::{CopyError, CopyFormat, CopyTarget, Fenced, copy_unit};
+use qdrant2pg::sink::copy::{CopyError, CopyFormat, CopyTarget, Fenced, UnitRows, copy_unit};
 use qdrant2pg::source::cursor::Lease;
 use qdrant2pg::source::plan::IdSpan;
 
@@ -395,8 +395,7 @@ fn commit(
         &copy,
         &ledger,
         &entry,
-        &mut rows.as_bytes(),
-        &mut Vec::new(),
+        UnitRows::Bytes(rows.as_bytes()),
         &mut |tx, entry| {
             let fence = units.fence(tx, lease, entry, covered, last)?;
             seen = Some((fence, entry.clone()));

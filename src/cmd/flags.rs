@@ -17,6 +17,7 @@ use crate::layout::PayloadType;
 use crate::postgres::ddl::{DdlOptions, Dialect, VectorStorage};
 use crate::postgres::table::IfExists;
 use crate::run::store::Settings;
+use crate::sink::copy::Commits;
 use crate::sink::gpfdist::{GpfdistError, GpfdistSettings};
 use crate::source::Source;
 use crate::source::snapshot::SnapshotFiles;
@@ -98,6 +99,32 @@ pub struct RunArgs {
     /// hosts; once it has finished, running it again does nothing unless the name changes.
     #[arg(long = "run", value_name = "NAME", default_value = "")]
     pub name: String,
+}
+
+/// How the loading connections commit (import, migrate).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct CommitArgs {
+    /// Make each unit's commit wait for its WAL flush, as the server's synchronous_commit
+    /// says. By default units commit without waiting and the command makes one durable commit
+    /// after the last, before it reports done: the same guarantee, and faster on a server that
+    /// flushes (Greenplum-based servers always wait for each).
+    #[arg(long)]
+    pub durable_each_commit: bool,
+    /// What the default does now (units commit without waiting), kept for older scripts; the
+    /// command still makes one durable commit before it reports done.
+    #[arg(long, hide = true, conflicts_with = "durable_each_commit")]
+    pub synchronous_commit_off: bool,
+}
+
+impl CommitArgs {
+    /// The commit mode for loading into `dialect`.
+    pub fn commits(&self, dialect: Dialect) -> Commits {
+        if self.durable_each_commit || dialect == Dialect::Adbpg {
+            Commits::EachDurable
+        } else {
+            Commits::Deferred
+        }
+    }
 }
 
 /// The tables a load creates, and what happens to one that is already there (import,

@@ -33,7 +33,7 @@ use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::cmd::flags::{GpfdistArgs, RunArgs, TableArgs, Via, run_settings, setting};
+use crate::cmd::flags::{CommitArgs, GpfdistArgs, RunArgs, TableArgs, Via, run_settings, setting};
 use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::postgres::{PostgresArgs, Target, TargetFile};
 use crate::config::read_or_default;
@@ -48,7 +48,7 @@ use crate::run::files::{FileLoading, FileRun, TableJob};
 use crate::run::plan::{Joined, NewPlan, NewUnit};
 use crate::run::store::Settings;
 use crate::run::store::SharedRun;
-use crate::sink::copy::LoadSettings;
+use crate::sink::copy::{LoadSettings, Loader};
 use crate::source::export_dir::{ExportedCollection, FoundExports, find_collections};
 
 /// Bytes per batch. The guide's 40,000-line files of 768-d vectors are ~300 MB; 32 MiB cuts
@@ -95,10 +95,8 @@ pub struct ImportArgs {
     /// Attempts per batch when the connection is lost, with exponential backoff.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub retries: u32,
-    /// Set synchronous_commit=off on the loading sessions (faster commits; a server crash may
-    /// forget the last batches, which the next run loads again).
-    #[arg(long)]
-    pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub commits: CommitArgs,
     #[command(flatten)]
     pub gpfdist: GpfdistArgs,
     #[command(flatten)]
@@ -218,7 +216,7 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             stop_table_on_error: args.on_error == OnError::Stop,
             load: LoadSettings {
                 retries: args.retries,
-                synchronous_commit_off: args.synchronous_commit_off,
+                commits: args.commits.commits(args.table.dialect),
             },
         },
         gpfdist,
@@ -227,6 +225,13 @@ pub fn run(args: ImportArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     };
     shared.load(&tables);
     let stopped = shared.stop.load(Ordering::Acquire);
+    if !stopped {
+        // Every batch this process committed is made durable before anything is reported.
+        Loader::new(&target, shared.loading.load)
+            .commit_durably(&mut |tx| member.durable_mark(tx))
+            .map_err(|failure| anyhow::anyhow!("{}", failure.describe()))
+            .context("making the committed batches durable")?;
+    }
     let mut failures =
         std::mem::take(&mut *shared.failures.lock().unwrap_or_else(|e| e.into_inner()));
     // Tables another process of the run failed in count as failed here too.

@@ -40,7 +40,7 @@ use anyhow::{Context, bail};
 use postgres::Transaction;
 use serde::{Deserialize, Serialize};
 
-use crate::cmd::flags::{RunArgs, SourceArgs, TableArgs, run_settings, setting};
+use crate::cmd::flags::{CommitArgs, RunArgs, SourceArgs, TableArgs, run_settings, setting};
 use crate::cmd::shared_run::{announce, failed_elsewhere, finished_run, outcome_result};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
@@ -55,14 +55,15 @@ use crate::postgres::ddl::create_table_sql_with;
 use crate::postgres::ident::qualified;
 use crate::postgres::ledger::{CREATED, Ledger, LedgerEntry, MIGRATE_SOURCE};
 use crate::postgres::table::{TableSpec, prepare_schema, prepare_table};
-use crate::progress::{Failed, OutputArgs, Task, Ui, error_chain};
+use crate::progress::{Failed, OutputArgs, Task, Ui};
 use crate::run::member::Member;
 use crate::run::plan::{Joined, NewPlan, NewUnit};
 use crate::run::ranges::{PageFence, RangeUnits};
 use crate::run::store::Settings;
 use crate::run::store::SharedRun;
 use crate::sink::copy::{
-    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, copy_unit,
+    CopyError, CopyFormat, CopyTarget, Fenced, LoadSettings, Loader, UnitFailure, UnitRows,
+    copy_unit,
 };
 use crate::source::Source;
 use crate::source::cursor::{ActiveRange, Lease, PageBatch, Scheduler};
@@ -113,10 +114,8 @@ pub struct MigrateArgs {
     /// (`--retries` is Qdrant's).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub copy_retries: u32,
-    /// Set synchronous_commit=off on the loading sessions (faster commits; a server crash may
-    /// forget the last pages, which the next run loads again).
-    #[arg(long)]
-    pub synchronous_commit_off: bool,
+    #[command(flatten)]
+    pub commits: CommitArgs,
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -159,7 +158,6 @@ struct TableJob {
 struct Slot<'a> {
     loader: Loader<'a>,
     rows: Vec<u8>,
-    chunk: Vec<u8>,
 }
 
 /// What every page worker shares.
@@ -228,7 +226,7 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
     let scheduler = Scheduler::shared(&units);
     let settings = LoadSettings {
         retries: args.copy_retries,
-        synchronous_commit_off: args.synchronous_commit_off,
+        commits: args.commits.commits(args.table.dialect),
     };
     let pages = Pages {
         source: &source,
@@ -251,14 +249,12 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             let mut slot = taken.unwrap_or_else(|| Slot {
                 loader: Loader::new(&target, settings),
                 rows: Vec::new(),
-                chunk: Vec::new(),
             });
             let result = load_page(&pages, job, &batch, &mut slot);
             slots.lock().unwrap_or_else(|e| e.into_inner()).push(slot);
             result.with_context(|| format!("migrating collection {:?}", job.name))
         },
     );
-    drop(slots);
     let failures = match result {
         Ok(failures) => failures,
         Err(e) => {
@@ -274,6 +270,17 @@ pub fn run(args: MigrateArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
             )));
         }
     };
+    // Every page this process committed is made durable before anything is reported.
+    let mut loader = slots
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .pop()
+        .map_or_else(|| Loader::new(&target, settings), |slot| slot.loader);
+    loader
+        .commit_durably(&mut |tx| member.durable_mark(tx))
+        .map_err(|failure| anyhow::anyhow!("{}", failure.describe()))
+        .context("making the committed pages durable")?;
+    drop(loader);
     let mut failed = Failed::default();
     for failure in failures {
         let job = &jobs[failure.collection];
@@ -625,11 +632,7 @@ fn commit_page(
     lease: Lease,
     slot: &mut Slot<'_>,
 ) -> Result<Settled, PageError> {
-    let Slot {
-        loader,
-        rows,
-        chunk,
-    } = slot;
+    let Slot { loader, rows } = slot;
     let failed = |e: anyhow::Error| PageError::Failed(e.context(format!("ids {}", batch.covered)));
     encode_rows(job, batch.point_refs().take(keep), rows, pages).map_err(failed)?;
     let points = &batch.points[..keep];
@@ -656,8 +659,7 @@ fn commit_page(
                 &job.copy,
                 pages.ledger,
                 &entry,
-                &mut rows.as_slice(),
-                chunk,
+                UnitRows::Bytes(rows),
                 &mut |tx, entry| {
                     fence = Some(
                         pages
@@ -674,7 +676,7 @@ fn commit_page(
                  {attempt}/{attempts})",
                 job.name,
                 batch.covered,
-                describe(failure)
+                failure.describe()
             ));
         },
     );
@@ -694,7 +696,7 @@ fn commit_page(
         Err(UnitFailure::Copy(CopyError::Fenced(reason @ (Fenced::Lost | Fenced::Finished)))) => {
             Ok(Settled::Dropped(reason))
         }
-        Err(failure) => Err(failed(anyhow::anyhow!("{}", describe(&failure)))),
+        Err(failure) => Err(failed(anyhow::anyhow!("{}", failure.describe()))),
     }
 }
 
@@ -737,13 +739,6 @@ fn with_hint(err: EncodeError) -> anyhow::Error {
         )
     } else {
         err
-    }
-}
-
-fn describe(failure: &UnitFailure) -> String {
-    match failure {
-        UnitFailure::Connect(e) => format!("{e:#}"),
-        UnitFailure::Copy(e) => error_chain(e),
     }
 }
 

@@ -208,7 +208,7 @@ impl RowEncoder for BinaryRowEncoder {
                 (None, _) => out.extend_from_slice(&(-1i32).to_be_bytes()),
                 (Some(VectorRef::Dense(values)), Form::Real) => {
                     field(out, key, |out| {
-                        real_array(out, &[values.len()], values.iter().copied());
+                        real_array(out, &[values.len()], values);
                         Ok(())
                     })?;
                 }
@@ -224,7 +224,7 @@ impl RowEncoder for BinaryRowEncoder {
                 (Some(VectorRef::Sparse { indices, values }), Form::SparseArrays { wide }) => {
                     field(out, key, |out| index_array(out, key, name, indices, wide))?;
                     field(out, key, |out| {
-                        real_array(out, &[values.len()], values.iter().copied());
+                        real_array(out, &[values.len()], values);
                         Ok(())
                     })?;
                 }
@@ -293,23 +293,28 @@ fn array_header(out: &mut Vec<u8>, dims: &[usize], oid: u32) {
 }
 
 /// `real[]` (one dimension) or `real[][]` (two) holding `values`.
-fn real_array(out: &mut Vec<u8>, dims: &[usize], values: impl ExactSizeIterator<Item = f32>) {
+fn real_array(out: &mut Vec<u8>, dims: &[usize], values: &[f32]) {
     array_header(out, dims, FLOAT4_OID);
-    out.reserve(values.len() * 8);
-    for v in values {
-        // Element length 4 and the bits, as one 8-byte store.
-        out.extend_from_slice(&(4u64 << 32 | u64::from(v.to_bits())).to_be_bytes());
+    real_elements(out, values);
+}
+
+/// Each element's length 4 and its bits, big-endian: the buffer grown once and filled in
+/// 8-byte slots, which the compiler turns into vector byte shuffles. Appending element by
+/// element took 1.8-1.9x the instructions in the row encoder (callgrind, migrate of 5k and
+/// 20k x 768 from the genuine Qdrant: docs/benchmarks.md).
+fn real_elements(out: &mut Vec<u8>, values: &[f32]) {
+    let start = out.len();
+    out.resize(start + values.len() * 8, 0);
+    for (slot, v) in out[start..].chunks_exact_mut(8).zip(values) {
+        slot.copy_from_slice(&(4u64 << 32 | u64::from(v.to_bits())).to_be_bytes());
     }
 }
 
 fn multi_array(out: &mut Vec<u8>, multi: MultiRef<'_>) {
     let dims = [multi.rows(), multi.dim()];
     array_header(out, &dims, FLOAT4_OID);
-    out.reserve(dims[0] * dims[1] * 8);
     for i in 0..multi.rows() {
-        for &v in multi.row(i) {
-            out.extend_from_slice(&(4u64 << 32 | u64::from(v.to_bits())).to_be_bytes());
-        }
+        real_elements(out, multi.row(i));
     }
 }
 

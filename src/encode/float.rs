@@ -18,7 +18,10 @@
 //! - The digit writer turns the ≤ 9 digits into ASCII with a few multiplications on a single
 //!   register (SWAR), reads the leading and trailing zero counts off that register, and stores
 //!   whole 16-byte words straight into the caller's buffer instead of going through a
-//!   per-call stack buffer and a copy. Values from 1e-5 to 1e9 are written in plain decimal
+//!   per-call stack buffer and a copy. It writes into the buffer's spare capacity, so nothing
+//!   is zero-filled first: 154 instructions per float, against 171 when the list's worst case
+//!   was `resize`d with zeros before writing (`scripts/callgrind-f32.sh`, 2026-12-06; whole
+//!   export user CPU 0.93–1.04×, median 0.95, over 3 interleaved rounds). Values from 1e-5 to 1e9 are written in plain decimal
 //!   (`0.0123`, `12.5`, `100`), which is both the shortest spelling for embedding values and the
 //!   cheapest to lay out; others get an exponent (`1.5e-7`, `3.4028235e38`).
 //!
@@ -39,8 +42,8 @@
 //!   this writer's CPU over 15 rounds in three runs of five (medians 1.27, 1.30, 1.28; this
 //!   writer 1.80–2.30 s, zmij 2.26–2.69 s; `scripts/bench-export-ab.sh`).
 //! - callgrind, the row path (`scripts/callgrind-f32.sh`: 768-d rows of N(0, 0.05²) with one
-//!   value in 16 from 1e-9 to 1e6): 171 instructions per float for this writer, 208 for zmij,
-//!   304 for `ryu`.
+//!   value in 16 from 1e-9 to 1e6): 171 instructions per float for this writer (154 since it
+//!   stopped zero-filling, above), 208 for zmij, 304 for `ryu`.
 //! - criterion (`f32_768` in `benches/encode.rs`): zmij 18.7–19.0 µs a row, this writer
 //!   7.7–8.0 µs, `ryu` 10.8–11.3 µs. Embedding values are fractions (`0.0xxx`), which zmij
 //!   lays out by moving its digits and filling in zeros with variable-length copies (libc
@@ -50,6 +53,8 @@
 //! Its text also differs in form, all of which Rust's parser reads: `1.0` for integers, plain
 //! decimals from 1e-6 to below 1e13 (`0.0000012`, `1000000000.0`), `e+` for positive exponents
 //! (`3.4028235e+38`), `0.0`/`-0.0`, and `inf`/`-inf`.
+
+use std::mem::MaybeUninit;
 
 /// The longest text one `f32` can need: sign, 9 digits, point, `e`, exponent sign, 2 digits.
 pub const MAX_F32_LEN: usize = 16;
@@ -67,40 +72,48 @@ const TWICE_ROUNDED: u32 = 0x15ae_43fd;
 /// `7.0385307e-26` as (digits, exponent of the last digit).
 const TWICE_ROUNDED_DIGITS: (u32, i32) = (70_385_307, -33);
 
+/// Where one value is written: bytes of the output's spare capacity, uninitialised until
+/// written. The writer only stores into it, and every byte of a value's text is stored.
+type Window = [MaybeUninit<u8>; WINDOW];
+
 /// Appends the shortest round-trip text of `v` to `out`.
 pub fn write_f32(out: &mut Vec<u8>, v: f32) {
-    let start = out.len();
-    out.resize(start + WINDOW, 0);
-    let len = format(window(out, start), 0, v);
-    out.truncate(start + len);
+    out.reserve(WINDOW);
+    let len = format(window(out.spare_capacity_mut(), 0), 0, v);
+    // SAFETY: `format` stored every byte of the `len` it returns, within the reserved spare
+    // capacity.
+    unsafe { out.set_len(out.len() + len) };
 }
 
 /// Appends `values` as shortest round-trip texts separated by commas: the vector hot path.
 ///
-/// The buffer is grown once for the whole list, so each value costs one bounds check and no
-/// capacity check.
+/// The buffer is reserved once for the whole list and written in its spare capacity, so each
+/// value costs one bounds check, no capacity check, and no zero-filling first (that `resize`
+/// was 17 of 171 instructions per float: docs/benchmarks.md).
 pub fn write_f32_list(out: &mut Vec<u8>, values: &[f32]) {
-    let start = out.len();
-    out.resize(start + values.len() * (MAX_F32_LEN + 1) + WINDOW, 0);
-    let mut pos = start;
+    out.reserve(values.len() * (MAX_F32_LEN + 1) + WINDOW);
+    let spare = out.spare_capacity_mut();
+    let mut pos = 0;
     let mut rest = values.iter();
     if let Some(&first) = rest.next() {
-        pos += format(window(out, pos), 0, first);
+        pos += format(window(spare, pos), 0, first);
     }
     for &v in rest {
-        let w = window(out, pos);
-        w[0] = b',';
+        let w = window(spare, pos);
+        w[0].write(b',');
         pos += format(w, 1, v);
     }
-    out.truncate(pos);
+    // SAFETY: every byte of `[0, pos)` of the spare capacity was stored: each value's comma and
+    // text, back to back.
+    unsafe { out.set_len(out.len() + pos) };
 }
 
-/// The `WINDOW` bytes of `out` starting at `pos`; callers have grown `out` to hold them.
+/// The `WINDOW` bytes of `spare` starting at `pos`; callers have reserved them.
 #[inline(always)]
-fn window(out: &mut [u8], pos: usize) -> &mut [u8; WINDOW] {
-    out[pos..]
+fn window(spare: &mut [MaybeUninit<u8>], pos: usize) -> &mut Window {
+    spare[pos..]
         .first_chunk_mut::<WINDOW>()
-        .expect("callers grow the buffer by WINDOW bytes past every value they start")
+        .expect("callers reserve WINDOW bytes past every value they start")
 }
 
 /// Bits of the smallest and just past the largest magnitude the fast path writes: every `f32`
@@ -110,12 +123,12 @@ const FRACTION_HI: u32 = 1f32.to_bits();
 
 /// Writes `v` at `w[at..]` (`at` is a constant 0 or 1 at every call); returns the end.
 #[inline(always)]
-fn format(w: &mut [u8; WINDOW], at: usize, v: f32) -> usize {
+fn format(w: &mut Window, at: usize, v: f32) -> usize {
     let bits = v.to_bits();
     let abs = bits & 0x7fff_ffff;
     // The sign is always stored and kept only for negative values: no branch on it.
     let neg = bits >> 31 != 0;
-    w[at] = b'-';
+    w[at].write(b'-');
     if abs.wrapping_sub(FRACTION_LO) < FRACTION_HI - FRACTION_LO {
         let o = at + usize::from(neg);
         let (digits, exp) = to_decimal(abs);
@@ -127,10 +140,10 @@ fn format(w: &mut [u8; WINDOW], at: usize, v: f32) -> usize {
 
 /// Every value outside [1e-5, 1) in magnitude.
 #[inline(never)]
-fn format_other(w: &mut [u8; WINDOW], at: usize, neg: bool, abs: u32) -> usize {
+fn format_other(w: &mut Window, at: usize, neg: bool, abs: u32) -> usize {
     let o = at + usize::from(neg);
     if abs == 0 {
-        w[o] = b'0';
+        w[o].write(b'0');
         return o + 1;
     }
     if abs >= 0x7f80_0000 {
@@ -145,13 +158,13 @@ fn format_other(w: &mut [u8; WINDOW], at: usize, neg: bool, abs: u32) -> usize {
 }
 
 #[cold]
-fn write_non_finite(w: &mut [u8; WINDOW], at: usize, nan: bool, neg: bool) -> usize {
+fn write_non_finite(w: &mut Window, at: usize, nan: bool, neg: bool) -> usize {
     let text: &[u8] = match (nan, neg) {
         (true, _) => b"NaN",
         (false, false) => b"Infinity",
         (false, true) => b"-Infinity",
     };
-    w[at..at + text.len()].copy_from_slice(text);
+    w[at..at + text.len()].write_copy_of_slice(text);
     text.len()
 }
 
@@ -327,7 +340,7 @@ fn eight_digits(n: u32) -> u64 {
 /// Schubfach's decimal exponent is at most −8 (−7 after dropping a digit); from 1e-5 up, nine
 /// digits reach at most the 13th place. The exhaustive test holds this, too.
 #[inline(always)]
-fn write_fraction(w: &mut [u8; WINDOW], o: usize, digits: u32, frac: usize) -> usize {
+fn write_fraction(w: &mut Window, o: usize, digits: u32, frac: usize) -> usize {
     let lo = eight_digits(digits % 100_000_000);
     // The zero bytes at the top of `lo` are the trailing zeros (all 8 when the low part is 0).
     let trailing = (lo.leading_zeros() / 8) as usize;
@@ -335,10 +348,10 @@ fn write_fraction(w: &mut [u8; WINDOW], o: usize, digits: u32, frac: usize) -> u
     // The nine digits end at the last place: stored right-aligned after a run of zeros, then
     // "0." on top (digits landing there are leading zeros, as digits < 10^frac). Composing
     // the text in one 128-bit register instead measured 10 % slower.
-    w[o..o + 8].copy_from_slice(b"00000000");
-    w[o + frac - 7] = b'0' + (digits / 100_000_000) as u8;
-    w[o + frac - 6..o + frac + 2].copy_from_slice(&lo.to_le_bytes());
-    w[o..o + 2].copy_from_slice(b"0.");
+    w[o..o + 8].write_copy_of_slice(b"00000000");
+    w[o + frac - 7].write(b'0' + (digits / 100_000_000) as u8);
+    w[o + frac - 6..o + frac + 2].write_copy_of_slice(&lo.to_le_bytes());
+    w[o..o + 2].write_copy_of_slice(b"0.");
     2 + frac - trailing
 }
 
@@ -347,7 +360,7 @@ const ASCII_ZEROS: u128 = 0x3030_3030_3030_3030_3030_3030_3030_3030;
 
 /// Any other finite non-zero value: plain decimal from 1 to 1e9, else with an exponent.
 #[inline(never)]
-fn write_general(w: &mut [u8; WINDOW], o: usize, digits: u32, exp: i32) -> usize {
+fn write_general(w: &mut Window, o: usize, digits: u32, exp: i32) -> usize {
     // Nine digit bytes, most significant first: byte 0 holds the 10^8 digit.
     let all =
         u128::from(digits / 100_000_000) | u128::from(eight_digits(digits % 100_000_000)) << 8;
@@ -367,39 +380,39 @@ fn write_general(w: &mut [u8; WINDOW], o: usize, digits: u32, exp: i32) -> usize
             // An integer: the bytes after the digits already read '0'.
             return o + p;
         }
-        w[o + p] = b'.';
+        w[o + p].write(b'.');
         store(w, o + p + 1, ascii >> (8 * p));
         return o + n + 1;
     }
     write_scientific(w, o, ascii, n, point - 1)
 }
 
-fn write_scientific(w: &mut [u8; WINDOW], o: usize, ascii: u128, n: usize, exp10: i32) -> usize {
+fn write_scientific(w: &mut Window, o: usize, ascii: u128, n: usize, exp10: i32) -> usize {
     store(w, o, ascii);
     let mut end = o + 1;
     if n > 1 {
-        w[o + 1] = b'.';
+        w[o + 1].write(b'.');
         store(w, o + 2, ascii >> 8);
         end = o + n + 1;
     }
-    w[end] = b'e';
+    w[end].write(b'e');
     end += 1;
     if exp10 < 0 {
-        w[end] = b'-';
+        w[end].write(b'-');
         end += 1;
     }
     let e = exp10.unsigned_abs();
     if e >= 10 {
-        w[end] = b'0' + (e / 10) as u8;
+        w[end].write(b'0' + (e / 10) as u8);
         end += 1;
     }
-    w[end] = b'0' + (e % 10) as u8;
+    w[end].write(b'0' + (e % 10) as u8);
     end + 1
 }
 
 #[inline(always)]
-fn store(w: &mut [u8; WINDOW], at: usize, bytes: u128) {
-    w[at..at + 16].copy_from_slice(&bytes.to_le_bytes());
+fn store(w: &mut Window, at: usize, bytes: u128) {
+    w[at..at + 16].write_copy_of_slice(&bytes.to_le_bytes());
 }
 
 #[cfg(test)]

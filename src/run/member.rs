@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::Client;
 use postgres::error::SqlState;
+use postgres::{Client, Transaction};
 
 use crate::config::postgres::Target;
 use crate::postgres::ledger::{Ledger, LedgerEntry};
@@ -260,6 +260,17 @@ impl Member {
             tx.commit().map_err(db("committing a split"))?;
             Ok(Some(new))
         })
+    }
+
+    /// The write of the durable commit a command makes before it reports done
+    /// ([`crate::sink::copy::Loader::commit_durably`]): this worker's row, rewritten as it is.
+    /// Changes one row while this worker is enrolled in the run.
+    pub fn durable_mark(&self, tx: &mut Transaction<'_>) -> Result<u64, postgres::Error> {
+        let sql = format!(
+            "UPDATE {} SET name = name WHERE worker = $1",
+            self.run.workers
+        );
+        tx.execute(&sql, &[&self.worker])
     }
 
     /// Lets go of a unit this process is done with (finished, lost or failed).

@@ -16,10 +16,16 @@
 //! that retry loop around it: a unit that failed transiently is sent again, whole, on a fresh
 //! connection after the crate's one backoff ([`crate::retry`]).
 //!
-//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY);
-//! `synchronous_commit = off` only when asked — safe for exactly-once, because a server crash
-//! loses a unit's rows and its ledger row together and the re-run loads it again, but a crash
-//! then forgets commits that were reported done.
+//! Session settings: `statement_timeout = 0` (a server default must not cut a long COPY), and
+//! with [`Commits::Deferred`] (the default on PostgreSQL) `synchronous_commit = off`: a unit's
+//! commit returns once its WAL record is in the server's buffers instead of waiting for the
+//! flush. Exactly-once does not depend on it — a server crash loses a unit's rows and its ledger
+//! row together, and WAL is replayed as a prefix, so the tables, the ledger and the run's units
+//! always agree — and "done" stays durable: before a command reports done it calls
+//! [`Loader::commit_durably`], one transaction that writes a row and commits waiting for its WAL
+//! flush. WAL is one sequence, so that flush covers every commit made before it on every
+//! connection. A crash between the two loses only what the command has not yet reported; the
+//! command's own check that follows (the run's open units, the ledger's counts) reads it back.
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -35,6 +41,7 @@ use crate::postgres::ddl::Dialect;
 use crate::postgres::ident::{qualified, quote_ident};
 use crate::postgres::ledger::{Ledger, LedgerEntry};
 use crate::postgres::transient::is_transient;
+use crate::progress::error_chain;
 use crate::retry::{Verdict, retry};
 
 /// Bytes read from the source and handed to the connection at a time. rust-postgres sends each
@@ -175,6 +182,10 @@ pub enum CopyError {
     AlreadyLoaded,
     #[error("{0}")]
     Fenced(Fenced),
+    /// A durable commit's mark changed no row: its commit would write no WAL and so wait for
+    /// nothing.
+    #[error("the durable commit's mark wrote no row")]
+    NothingWritten,
 }
 
 /// Why a shared run's unit refused a commit (its row is the fence every commit passes).
@@ -211,7 +222,8 @@ impl CopyError {
             CopyError::Source(_)
             | CopyError::RowCount { .. }
             | CopyError::AlreadyLoaded
-            | CopyError::Fenced(_) => false,
+            | CopyError::Fenced(_)
+            | CopyError::NothingWritten => false,
         }
     }
 }
@@ -223,7 +235,17 @@ impl CopyError {
 pub type Fence<'a> =
     dyn FnMut(&mut Transaction<'_>, &mut LedgerEntry) -> Result<(), CopyError> + 'a;
 
-/// Streams `source` into `target`, passes `fence` and records `entry` in `ledger`, all in one
+/// What a unit sends: rows already encoded in memory (migrate's pages), streamed from where they
+/// lie, or a reader (a span of a file), read into a reused buffer.
+pub enum UnitRows<'a> {
+    Bytes(&'a [u8]),
+    Read {
+        source: &'a mut dyn Read,
+        buf: &'a mut Vec<u8>,
+    },
+}
+
+/// Streams `rows` into `target`, passes `fence` and records `entry` in `ledger`, all in one
 /// transaction. `entry.rows` is the row count the caller expects; `entry.checksum` is filled
 /// in here from the bytes actually sent. A unit of no rows sends nothing and records nothing
 /// in the ledger (it holds rows), but still passes its fence. Returns the rows the server
@@ -233,8 +255,7 @@ pub fn copy_unit(
     target: &CopyTarget,
     ledger: &Ledger,
     entry: &LedgerEntry,
-    source: &mut dyn Read,
-    buf: &mut Vec<u8>,
+    rows: UnitRows<'_>,
     fence: &mut Fence<'_>,
 ) -> Result<u64, CopyError> {
     let mut tx = client.transaction().map_err(CopyError::Db)?;
@@ -244,7 +265,10 @@ pub fn copy_unit(
         tx.commit().map_err(CopyError::Db)?;
         return Ok(0);
     }
-    let (rows, checksum) = copy_in(&mut tx, target, source, buf)?;
+    let (rows, checksum) = match rows {
+        UnitRows::Bytes(bytes) => copy_in_bytes(&mut tx, target, bytes)?,
+        UnitRows::Read { source, buf } => copy_in(&mut tx, target, source, buf)?,
+    };
     if rows != entry.rows {
         return Err(CopyError::RowCount {
             expected: entry.rows,
@@ -264,10 +288,7 @@ pub fn copy_in(
     source: &mut dyn Read,
     buf: &mut Vec<u8>,
 ) -> Result<(u64, String), CopyError> {
-    let mut hasher = Xxh3::new();
-    let mut writer = tx
-        .copy_in(&target.statement())
-        .map_err(|e| data_error(target, e))?;
+    let mut stream = CopyStream::open(tx, target)?;
     buf.resize(CHUNK, 0);
     loop {
         let n = match source.read(buf) {
@@ -276,13 +297,60 @@ pub fn copy_in(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(CopyError::Source(e)),
         };
-        hasher.update(&buf[..n]);
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| write_error(target, e))?;
+        stream.send(&buf[..n])?;
     }
-    let rows = writer.finish().map_err(|e| data_error(target, e))?;
-    Ok((rows, format!("{:016x}", hasher.digest())))
+    stream.finish()
+}
+
+/// [`copy_in`] of bytes already in memory: sent in chunks of [`CHUNK`] from where they lie,
+/// sparing their copy into a read buffer: 7 % of migrate's own instructions, counted by
+/// callgrind (docs/benchmarks.md).
+pub fn copy_in_bytes(
+    tx: &mut Transaction<'_>,
+    target: &CopyTarget,
+    bytes: &[u8],
+) -> Result<(u64, String), CopyError> {
+    let mut stream = CopyStream::open(tx, target)?;
+    for chunk in bytes.chunks(CHUNK) {
+        stream.send(chunk)?;
+    }
+    stream.finish()
+}
+
+/// One COPY statement's stream and the xxh3 of what it sent.
+struct CopyStream<'t, 'c> {
+    target: &'t CopyTarget,
+    writer: postgres::CopyInWriter<'c>,
+    hasher: Xxh3,
+}
+
+impl<'t, 'c> CopyStream<'t, 'c> {
+    fn open(tx: &'c mut Transaction<'_>, target: &'t CopyTarget) -> Result<Self, CopyError> {
+        let writer = tx
+            .copy_in(&target.statement())
+            .map_err(|e| data_error(target, e))?;
+        Ok(CopyStream {
+            target,
+            writer,
+            hasher: Xxh3::new(),
+        })
+    }
+
+    fn send(&mut self, chunk: &[u8]) -> Result<(), CopyError> {
+        self.hasher.update(chunk);
+        self.writer
+            .write_all(chunk)
+            .map_err(|e| write_error(self.target, e))
+    }
+
+    /// The rows the server reported, and the xxh3 of the bytes sent (16 hex digits).
+    fn finish(self) -> Result<(u64, String), CopyError> {
+        let rows = self
+            .writer
+            .finish()
+            .map_err(|e| data_error(self.target, e))?;
+        Ok((rows, format!("{:016x}", self.hasher.digest())))
+    }
 }
 
 /// Passes `fence` and records `entry` in `ledger` inside `tx`, the transaction holding the
@@ -321,14 +389,58 @@ impl UnitFailure {
             UnitFailure::Copy(e) => e.is_transient(),
         }
     }
+
+    /// The failure and its causes, on one line.
+    pub fn describe(&self) -> String {
+        match self {
+            UnitFailure::Connect(e) => format!("{e:#}"),
+            UnitFailure::Copy(e) => error_chain(e),
+        }
+    }
 }
 
-/// How a [`Loader`] connects and retries.
+/// One transaction that runs `mark` (which must write at least one row) and commits waiting
+/// for its WAL flush, at the server's `synchronous_commit` level for this role and database, or
+/// `on` where that is `off`. A transaction that writes nothing commits without a WAL record and
+/// waits for nothing, hence [`CopyError::NothingWritten`]. On a standby-replicated server the
+/// level the server sets (`remote_apply`, say) is kept, and the wait covers the standby too.
+pub fn durable_commit(client: &mut Client, mark: &mut DurableMark<'_>) -> Result<(), CopyError> {
+    let mut tx = client.transaction().map_err(CopyError::Db)?;
+    // `reset_val` is the level before this session's `SET synchronous_commit = off`.
+    tx.query_one(
+        "SELECT set_config('synchronous_commit', CASE reset_val WHEN 'off' THEN 'on' ELSE \
+         reset_val END, true) FROM pg_settings WHERE name = 'synchronous_commit'",
+        &[],
+    )
+    .map_err(CopyError::Db)?;
+    if mark(&mut tx).map_err(CopyError::Db)? == 0 {
+        return Err(CopyError::NothingWritten);
+    }
+    tx.commit().map_err(CopyError::Db)
+}
+
+/// The write a durable commit makes (see [`durable_commit`]): rows changed.
+pub type DurableMark<'a> = dyn FnMut(&mut Transaction<'_>) -> Result<u64, postgres::Error> + 'a;
+
+/// How a loading session's commits reach disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Commits {
+    /// Each commit returns without waiting for its WAL flush (`synchronous_commit = off`); the
+    /// command makes them all durable with one [`Loader::commit_durably`] before it reports
+    /// done. Faster wherever the server flushes WAL to disk (docs/benchmarks.md).
+    Deferred,
+    /// Each commit waits for its WAL flush, as the server's `synchronous_commit` says
+    /// (`--durable-each-commit`, and Greenplum, whose segments each have a WAL of their own, so
+    /// no single commit's flush covers the others').
+    EachDurable,
+}
+
+/// How a [`Loader`] connects, retries and commits.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadSettings {
     /// Attempts per unit while the failure is transient.
     pub retries: u32,
-    pub synchronous_commit_off: bool,
+    pub commits: Commits,
 }
 
 /// One loading connection, opened when first needed and replaced after any failure.
@@ -375,12 +487,25 @@ impl<'a> Loader<'a> {
         retry(attempts, attempt, judge).map_err(|failed| failed.error)
     }
 
+    /// Makes every commit made before this call durable — on this connection and on every other
+    /// loader's of this process (of any process, in fact): one [`durable_commit`] writing
+    /// `mark`, retried as a unit is. With [`Commits::EachDurable`] each commit already was, and
+    /// this returns at once. Call it after the last loader has committed and before reporting
+    /// done, then read back what the command reports (a crash before it returns may have lost
+    /// the last commits, and the reads see that).
+    pub fn commit_durably(&mut self, mark: &mut DurableMark<'_>) -> Result<(), UnitFailure> {
+        if self.settings.commits == Commits::EachDurable {
+            return Ok(());
+        }
+        self.run(|client| durable_commit(client, mark), |_, _, _, _| {})
+    }
+
     /// The connection, opened (with the bulk-load settings) when missing.
     fn session(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.is_none() {
             let mut fresh = self.target.connect()?;
             let mut settings = "SET statement_timeout = 0".to_owned();
-            if self.settings.synchronous_commit_off {
+            if self.settings.commits == Commits::Deferred {
                 settings.push_str("; SET synchronous_commit = off");
             }
             fresh

@@ -13,7 +13,9 @@ use postgres::Client;
 
 use crate::postgres::ledger::{Ledger, LedgerEntry};
 use crate::progress::error_chain;
-use crate::sink::copy::{CopyError, CopyTarget, Fence, UnitFailure, copy_unit, file_span};
+use crate::sink::copy::{
+    CopyError, CopyTarget, Fence, UnitFailure, UnitRows, copy_unit, file_span,
+};
 use crate::sink::gpfdist::{GpfdistError, GpfdistServer, GpfdistSettings, ServedFile, insert_file};
 use crate::source::export_dir::{DataFile, Span};
 
@@ -94,7 +96,17 @@ pub fn load_batch(
             let mut source = std::fs::File::open(&batch.file.path)
                 .and_then(|f| file_span(f, batch.span.lo, batch.span.hi))
                 .map_err(CopyError::Source)?;
-            copy_unit(client, batch.copy, ledger, entry, &mut source, buf, fence)
+            copy_unit(
+                client,
+                batch.copy,
+                ledger,
+                entry,
+                UnitRows::Read {
+                    source: &mut source,
+                    buf,
+                },
+                fence,
+            )
         }
     }
 }

@@ -163,9 +163,20 @@ impl PgCluster {
     /// Restarts the server in fast mode (as `pg_ctl restart -m fast`): sessions are cut, committed
     /// data survives, the port stays the same.
     pub fn restart(&self) {
+        self.restart_after(libc::SIGINT);
+    }
+
+    /// Crashes the server (`pg_ctl stop -m immediate`: no shutdown checkpoint, WAL still in the
+    /// server's buffers is lost) and starts it again, through crash recovery, on the same port.
+    pub fn crash_and_restart(&self) {
+        self.restart_after(libc::SIGQUIT);
+    }
+
+    /// Stops the server with `signal` and starts it again on the same port.
+    fn restart_after(&self, signal: i32) {
         let mut postmaster = self.lock();
         if let Some(child) = postmaster.as_mut() {
-            stop_postmaster(child, libc::SIGINT);
+            stop_postmaster(child, signal);
         }
         let child = postmaster.insert(spawn_postmaster(
             &self.bin,
