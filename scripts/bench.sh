@@ -258,10 +258,6 @@ row "verify --full, rows/s (baseline: migrate, same table, no index on id)" "$(r
 row "migrate + verify --full + index, s (baseline: export + import, unverified)" "$job" "$both" "$(ratio "$both" "$job")"
 fi
 
-# Hook for `sync` (scripts/bench-sync.sh measures it): a script that sources this one's
-# functions can add its rows and STAGE="sync, …" measurements here, before the CPU table.
-[ -n "${BENCH_EXTRA:-}" ] && source "$BENCH_EXTRA"
-
 # Another build's own CPU per stage, interleaved with this build's, two rounds each.
 if [ -n "${BENCH_BASELINE:-}" ]; then
     base=$(realpath "$BENCH_BASELINE")

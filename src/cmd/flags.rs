@@ -101,12 +101,12 @@ pub struct RunArgs {
     pub name: String,
 }
 
-/// How the loading connections commit (import, migrate).
+/// How the loading connections commit (import, migrate, sync).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct CommitArgs {
-    /// Make each unit's commit wait for its WAL flush, as the server's synchronous_commit
-    /// says. By default units commit without waiting and the command makes one durable commit
-    /// after the last, before it reports done: the same guarantee, and faster on a server that
+    /// Make each commit (a unit's, a sync repair batch's) wait for its WAL flush, as the
+    /// server's synchronous_commit says. By default they commit without waiting and the command
+    /// makes one durable commit after the last, before it reports done (sync: at the end of each pass): the same guarantee, and faster on a server that
     /// flushes (Greenplum-based servers always wait for each).
     #[arg(long)]
     pub durable_each_commit: bool,

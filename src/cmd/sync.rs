@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cmd::flags::{FullReadArgs, SourceArgs};
+use crate::cmd::flags::{CommitArgs, FullReadArgs, SourceArgs};
 use crate::config::EndpointArgs;
 use crate::config::postgres::Target;
 use crate::layout::Halfvec;
 use crate::postgres::catalog::{id_is_indexed, is_greenplum};
 use crate::postgres::ddl::Dialect;
 use crate::progress::{OutputArgs, Ui};
-use crate::sink::copy::LoadSettings;
+use crate::sink::copy::{Commits, LoadSettings};
 use crate::source::Source;
 use crate::sync::cache::{KeptStates, RowVersions};
 use crate::sync::pass::{PassReport, PassSettings, Synced, run_pass};
@@ -46,6 +46,8 @@ pub struct SyncArgs {
     /// Qdrant's).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub copy_retries: u32,
+    #[command(flatten)]
+    pub commits: CommitArgs,
     /// Run passes until one finds no difference (at most --max-passes).
     #[arg(long, conflicts_with = "watch")]
     pub until_converged: bool,
@@ -125,7 +127,11 @@ pub fn run(args: SyncArgs, output: &OutputArgs) -> anyhow::Result<ExitCode> {
         scratch: &scratch,
         load: LoadSettings {
             retries: args.copy_retries,
-            synchronous_commit_off: false,
+            // Greenplum's segments each have a WAL of their own: no one flush covers the others'.
+            commits: match greenplum {
+                true => Commits::EachDurable,
+                false => args.commits.commits(args.dialect),
+            },
         },
         full_read: args.full_read,
     };

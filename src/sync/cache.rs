@@ -28,6 +28,7 @@ use postgres::{Client, GenericClient};
 
 use crate::postgres::catalog::is_greenplum;
 use crate::postgres::ident::qualified;
+use crate::sink::copy::{CopyError, durable_commit};
 use crate::verify::digest::Buckets;
 
 /// The table that keeps each synced table's state, in the target schema.
@@ -164,25 +165,28 @@ impl KeptStates {
         Ok(())
     }
 
-    /// Keeps what a finished pass leaves of `table`.
-    pub fn keep(&self, db: &mut Client, table: &str, kept: &Kept) -> Result<(), postgres::Error> {
-        let mut tx = db.transaction()?;
-        tx.execute(
-            &format!("DELETE FROM {} WHERE table_name = $1", self.table),
-            &[&table],
-        )?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {} (table_name, rows, fingerprint, buckets) VALUES ($1, $2, $3, $4)",
-                self.table
-            ),
-            &[
-                &table,
-                &kept.fingerprint.rows,
-                &kept.fingerprint.sum.to_string(),
-                &kept.buckets.to_bytes(),
-            ],
-        )?;
-        tx.commit()
+    /// Keeps what a finished pass leaves of `table`, in a durable commit: the pass's repairs
+    /// committed without waiting for their WAL flush (on PostgreSQL), and this commit, later in
+    /// the same WAL, returns only once they are on disk too.
+    pub fn keep(&self, db: &mut Client, table: &str, kept: &Kept) -> Result<(), CopyError> {
+        durable_commit(db, &mut |tx| {
+            tx.execute(
+                &format!("DELETE FROM {} WHERE table_name = $1", self.table),
+                &[&table],
+            )?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (table_name, rows, fingerprint, buckets) VALUES ($1, $2, $3, \
+                     $4)",
+                    self.table
+                ),
+                &[
+                    &table,
+                    &kept.fingerprint.rows,
+                    &kept.fingerprint.sum.to_string(),
+                    &kept.buckets.to_bytes(),
+                ],
+            )
+        })
     }
 }

@@ -274,7 +274,9 @@ pub fn run_pass(
                 buckets: ours,
             },
         )
-        .map_err(state("writing"))?;
+        .map_err(|e| {
+            anyhow::Error::new(e).context(format!("writing the kept state of {name:?}"))
+        })?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
