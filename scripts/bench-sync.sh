@@ -12,6 +12,12 @@
 # medians and ratios measured in the same run, seconds and CPU-seconds per 100k points counted
 # over every process (qdrant2pg, Qdrant, PostgreSQL's backends), and the load average.
 # PostgreSQL runs with fsync on (its default), as real servers do.
+# Environment, for other shapes of the same measurement:
+#   SYNC_DIALECT=pgvector|postgres   the table's dialect (postgres: real[] columns, no vector
+#                                    index to maintain; `index` then builds the id and payload
+#                                    indexes only)
+#   SYNC_SHARES="0 0.001 …"          the shares changed before each pass
+#   SYNC_REMIGRATE=0                 skips the re-migrate + index baseline (its column reads -)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,8 +46,9 @@ for _ in $(seq 1200); do
     sleep 0.5
 done
 
+dialect=${SYNC_DIALECT:-pgvector}
 common=(--url "$qdrant_url" --rest-url "$qdrant_rest" --dsn "$dsn" --collection big --quiet)
-"$q2p" migrate "${common[@]}" --dialect pgvector >/dev/null
+"$q2p" migrate "${common[@]}" --dialect "$dialect" >/dev/null
 "$q2p" index "${common[@]}" >/dev/null
 
 # CPU-seconds of every process but ours so far: Qdrant's, and PostgreSQL's (the postmaster and
@@ -94,16 +101,16 @@ if delete:
 EOF
 }
 
-shares=(0 0.001 0.01 0.1)
+read -r -a shares <<<"${SYNC_SHARES:-0 0.001 0.01 0.1}"
 for round in $(seq "$rounds"); do
     for share in "${shares[@]}"; do
         change "$share" "$round"
-        run "sync_$share" "$q2p" sync "${common[@]}" --dialect pgvector --report-json "$work/sync.json"
+        run "sync_$share" "$q2p" sync "${common[@]}" --dialect "$dialect" --report-json "$work/sync.json"
         python3 -c 'import json,sys; print(sum(p["repair_seconds"] for p in json.load(open(sys.argv[1]))["passes"]))' \
             "$work/sync.json" >>"$work/repair_$share"
         run "verify_$share" "$q2p" verify "${common[@]}" --full
     done
-    run remigrate sh -c "'$q2p' migrate $(printf '%q ' "${common[@]}") --dialect pgvector \
+    [ "${SYNC_REMIGRATE:-1}" = 0 ] || run remigrate sh -c "'$q2p' migrate $(printf '%q ' "${common[@]}") --dialect $dialect \
         --if-exists replace --run round$round >/dev/null && '$q2p' index $(printf '%q ' "${common[@]}") >/dev/null"
     echo "round $round done ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
 done
@@ -111,18 +118,19 @@ done
 median() { python3 -c "import statistics,sys; print(statistics.median(float(l.split()[$1]) for l in open(sys.argv[1])))" "$2"; }
 per100k() { python3 -c "print(f'{$1 * 100000 / $points:.2f}')"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-echo "genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'); PostgreSQL 18.1 + pgvector (fsync on); $points points x $dim; $rounds round(s), medians; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "genuine Qdrant $(curl -sf "$qdrant_rest/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])'); PostgreSQL 18.1 + pgvector (fsync on), tables in dialect $dialect; $points points x $dim; $rounds round(s), medians; load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| changed | sync pass, s | of it repairing, s | verify --full, s | pass ÷ verify | CPU-s/100k pass | CPU-s/100k verify | re-migrate + index ÷ pass |"
 echo "|---|---|---|---|---|---|---|---|"
-remigrate=$(median 0 "$work/remigrate")
+remigrate=-
+[ -s "$work/remigrate" ] && remigrate=$(median 0 "$work/remigrate")
 for share in "${shares[@]}"; do
     s=$(median 0 "$work/sync_$share")
     v=$(median 0 "$work/verify_$share")
     printf '| %s %% | %.2f | %.2f | %.2f | %s | %s | %s | %s |\n' \
         "$(python3 -c "print($share * 100)")" "$s" "$(median 0 "$work/repair_$share")" "$v" "$(ratio "$s" "$v")" \
         "$(per100k "$(median 1 "$work/sync_$share")")" "$(per100k "$(median 1 "$work/verify_$share")")" \
-        "$(ratio "$remigrate" "$s")"
+        "$([ "$remigrate" = - ] && echo - || ratio "$remigrate" "$s")"
 done
 echo
-echo "re-migrate (--if-exists replace) + index: $(printf '%.2f' "$remigrate") s, $(per100k "$(median 1 "$work/remigrate")") CPU-s/100k"
+[ "$remigrate" = - ] || echo "re-migrate (--if-exists replace) + index: $(printf '%.2f' "$remigrate") s, $(per100k "$(median 1 "$work/remigrate")") CPU-s/100k"

@@ -24,11 +24,11 @@
 //! coordinator's counters do not see the segments' writes; the fingerprint is exact, the same on
 //! both, and costs one scan of the main fork.
 
-use postgres::{Client, GenericClient};
+use postgres::{Client, GenericClient, Transaction};
 
 use crate::postgres::catalog::is_greenplum;
 use crate::postgres::ident::qualified;
-use crate::sink::copy::{CopyError, durable_commit};
+use crate::sink::copy::{Commits, CopyError, durable_commit};
 use crate::verify::digest::Buckets;
 
 /// The table that keeps each synced table's state, in the target schema.
@@ -165,11 +165,18 @@ impl KeptStates {
         Ok(())
     }
 
-    /// Keeps what a finished pass leaves of `table`, in a durable commit: the pass's repairs
-    /// committed without waiting for their WAL flush (on PostgreSQL), and this commit, later in
-    /// the same WAL, returns only once they are on disk too.
-    pub fn keep(&self, db: &mut Client, table: &str, kept: &Kept) -> Result<(), CopyError> {
-        durable_commit(db, &mut |tx| {
+    /// Keeps what a finished pass leaves of `table`. With [`Commits::Deferred`] the pass's
+    /// repairs committed without waiting for their WAL flush, and this is the durable commit
+    /// that, later in the same WAL, returns only once they are on disk too; with
+    /// [`Commits::EachDurable`] every commit already waited, and so does this one.
+    pub fn keep(
+        &self,
+        db: &mut Client,
+        table: &str,
+        kept: &Kept,
+        commits: Commits,
+    ) -> Result<(), CopyError> {
+        let mut write = |tx: &mut Transaction<'_>| {
             tx.execute(
                 &format!("DELETE FROM {} WHERE table_name = $1", self.table),
                 &[&table],
@@ -187,6 +194,14 @@ impl KeptStates {
                     &kept.buckets.to_bytes(),
                 ],
             )
-        })
+        };
+        match commits {
+            Commits::Deferred => durable_commit(db, &mut write),
+            Commits::EachDurable => {
+                let mut tx = db.transaction().map_err(CopyError::Db)?;
+                write(&mut tx).map_err(CopyError::Db)?;
+                tx.commit().map_err(CopyError::Db)
+            }
+        }
     }
 }

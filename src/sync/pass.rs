@@ -273,6 +273,7 @@ pub fn run_pass(
                 fingerprint,
                 buckets: ours,
             },
+            settings.load.commits,
         )
         .map_err(|e| {
             anyhow::Error::new(e).context(format!("writing the kept state of {name:?}"))
