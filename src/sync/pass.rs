@@ -2,7 +2,7 @@
 //! `verify --full` reads them (`verify::full::Reading`), each row's `(bucket, id, digest)` also
 //! written to the scratch disk ([`Spill`]); then, partition by partition, the ids of the
 //! differing buckets — every id whose digest differs or that one side lacks — repaired in
-//! batches ([`TableWriter::replace`]): read again from Qdrant by id (vectors and exact
+//! batches on `-j` connections at once ([`TableWriter::replace`]): read again from Qdrant by id (vectors and exact
 //! payloads), the table's rows of those ids deleted and Qdrant's written, in one transaction.
 //! Right after its commit each batch is read from Qdrant once more: an id whose point changed
 //! again in between is counted, and the pass does not call the two sides identical.
@@ -12,6 +12,8 @@
 //! batch commits whole or not at all.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -225,44 +227,54 @@ pub fn run_pass(
             .map_err(state("dropping"))?;
     }
     let repairing = Instant::now();
-    let mut repair = Repair {
+    let repairs = Repairs {
         source,
         table,
         writer: synced.writer,
         versions: synced.versions,
-        loader: Loader::new(target, settings.load),
+        target,
+        load: settings.load,
         ui,
-        rows: Vec::new(),
-        buf: Vec::new(),
         buckets: &ours,
-        fingerprint,
+        fingerprint: Mutex::new(fingerprint),
+        failed: AtomicBool::new(false),
     };
-    let mut pending: Vec<(PointKey, Vec<u128>)> = Vec::with_capacity(REPAIR_BATCH);
-    for partition in Spill::partitions(&wanted) {
-        let read = |side| {
-            spill
-                .read(side, partition, &wanted)
-                .with_context(|| format!("reading the spill files in {}", spill.dir().display()))
-        };
-        let table_side = match table_read {
-            TableRead::Whole => read(Side::Table)?,
-            TableRead::ById => by_partition.remove(&partition).unwrap_or_default(),
-        };
-        let delta = delta(read(Side::Qdrant)?, table_side);
-        report.differing_ids += delta.len() as u64;
-        // Batches fill across partitions: a small delta spread over many buckets is still a
-        // few large transactions, not one per partition.
-        pending.extend(delta);
-        while pending.len() >= REPAIR_BATCH {
-            let rest = pending.split_off(REPAIR_BATCH);
-            repair.batch(&pending, &mut report)?;
-            pending = rest;
+    let repaired = repairs.run(settings.read.connections, |send| {
+        let mut pending: Vec<(PointKey, Vec<u128>)> = Vec::with_capacity(REPAIR_BATCH);
+        for partition in Spill::partitions(&wanted) {
+            let read = |side| {
+                spill.read(side, partition, &wanted).with_context(|| {
+                    format!("reading the spill files in {}", spill.dir().display())
+                })
+            };
+            let table_side = match table_read {
+                TableRead::Whole => read(Side::Table)?,
+                TableRead::ById => by_partition.remove(&partition).unwrap_or_default(),
+            };
+            let delta = delta(read(Side::Qdrant)?, table_side);
+            report.differing_ids += delta.len() as u64;
+            // Batches fill across partitions: a small delta spread over many buckets is still
+            // a few large transactions, not one per partition.
+            pending.extend(delta);
+            while pending.len() >= REPAIR_BATCH {
+                let rest = pending.split_off(REPAIR_BATCH);
+                if !send(std::mem::replace(&mut pending, rest)) {
+                    return Ok(());
+                }
+            }
         }
-    }
-    if !pending.is_empty() {
-        repair.batch(&pending, &mut report)?;
-    }
-    let fingerprint = repair.fingerprint;
+        if !pending.is_empty() {
+            send(pending);
+        }
+        Ok(())
+    })?;
+    report.upserted = repaired.upserted;
+    report.deleted = repaired.deleted;
+    report.changed_again = repaired.changed_again;
+    let fingerprint = repairs
+        .fingerprint
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
     report.repair_seconds = repairing.elapsed().as_secs_f64();
     synced
         .kept
@@ -322,27 +334,113 @@ fn delta(
     delta
 }
 
-/// What repairs one collection's table, a batch at a time, keeping its buckets and fingerprint
-/// up to date with what it writes.
-struct Repair<'a> {
+/// What repairs one collection's table, a batch at a time on each of several connections,
+/// keeping its buckets and fingerprint up to date with what it writes. Batches hold disjoint
+/// ids and each is one transaction, so they may commit in any order; on pgvector most of a
+/// batch's time is the server inserting each new row into the HNSW graphs, which runs on as
+/// many cores as there are connections.
+struct Repairs<'a> {
     source: &'a Source,
     table: &'a Table,
     writer: &'a TableWriter,
     versions: &'a RowVersions,
-    loader: Loader<'a>,
+    target: &'a Target,
+    load: LoadSettings,
     ui: &'a Ui,
-    rows: Vec<u8>,
-    buf: Vec<u8>,
     buckets: &'a Buckets,
-    fingerprint: Fingerprint,
+    fingerprint: Mutex<Fingerprint>,
+    /// Set when a batch fails: the other connections stop before their next batch.
+    failed: AtomicBool,
 }
 
-impl Repair<'_> {
+/// One repair connection's session and buffers.
+struct Connection<'a> {
+    loader: Loader<'a>,
+    rows: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+/// What repairs did.
+#[derive(Default)]
+struct Repaired {
+    upserted: u64,
+    deleted: u64,
+    changed_again: u64,
+}
+
+/// A batch of differing ids, each with the digests of the table's rows of it.
+type Batch = Vec<(PointKey, Vec<u128>)>;
+
+impl Repairs<'_> {
+    /// Repairs every batch `produce` sends (`send` returns false once the repairs have
+    /// stopped on a failure) over `connections` connections; the first failure is the
+    /// result.
+    fn run(
+        &self,
+        connections: usize,
+        produce: impl FnOnce(&dyn Fn(Batch) -> bool) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Repaired> {
+        let connections = connections.max(1);
+        let (send, receive) = crossbeam_channel::bounded::<Batch>(connections);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..connections)
+                .map(|_| {
+                    let receive = receive.clone();
+                    scope.spawn(move || self.work(receive))
+                })
+                .collect();
+            drop(receive);
+            let produced =
+                produce(&|batch| !self.failed.load(Ordering::Relaxed) && send.send(batch).is_ok());
+            drop(send);
+            let mut total = Repaired::default();
+            let mut failure = None;
+            for worker in workers {
+                match worker.join() {
+                    Ok(Ok(done)) => {
+                        total.upserted += done.upserted;
+                        total.deleted += done.deleted;
+                        total.changed_again += done.changed_again;
+                    }
+                    Ok(Err(e)) => {
+                        failure.get_or_insert(e);
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            match failure {
+                Some(e) => Err(e),
+                None => produced.map(|()| total),
+            }
+        })
+    }
+
+    /// One connection's share: batches until there are none, or until one (anyone's) fails.
+    fn work(&self, batches: crossbeam_channel::Receiver<Batch>) -> anyhow::Result<Repaired> {
+        let mut connection = Connection {
+            loader: Loader::new(self.target, self.load),
+            rows: Vec::new(),
+            buf: Vec::new(),
+        };
+        let mut done = Repaired::default();
+        for batch in batches {
+            if self.failed.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Err(e) = self.batch(&mut connection, &batch, &mut done) {
+                self.failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(done)
+    }
+
     /// Reads `batch`'s points by id, replaces their rows, and reads them once more.
     fn batch(
-        &mut self,
+        &self,
+        connection: &mut Connection<'_>,
         batch: &[(PointKey, Vec<u128>)],
-        report: &mut PassReport,
+        report: &mut Repaired,
     ) -> anyhow::Result<()> {
         let name = &self.table.schema.name;
         let ids: Vec<PointKey> = batch.iter().map(|(key, _)| *key).collect();
@@ -350,12 +448,13 @@ impl Repair<'_> {
             self.source,
             self.table,
             &ids,
-            Some((self.writer, &mut self.rows)),
+            Some((self.writer, &mut connection.rows)),
         )?;
-        let (writer, versions, rows, buf) = (self.writer, self.versions, &self.rows, &mut self.buf);
+        let (writer, versions) = (self.writer, self.versions);
+        let (rows, buf) = (&connection.rows, &mut connection.buf);
         let expected = written.len() as u64;
         let ui = self.ui;
-        let replaced = self
+        let replaced = connection
             .loader
             .run(
                 |client| writer.replace(client, versions, &ids, rows, expected, buf),
@@ -376,7 +475,10 @@ impl Repair<'_> {
                     describe(&failure)
                 )
             })?;
-        self.fingerprint.apply(&replaced.written, &replaced.deleted);
+        self.fingerprint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(&replaced.written, &replaced.deleted);
         for (key, held) in batch {
             let bucket = bucket_of_key(*key);
             for &old in held {
