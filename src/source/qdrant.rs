@@ -231,12 +231,8 @@ impl QdrantReader {
             collection_name: collection.to_owned(),
             offset: Some(offset.to_proto()),
             limit: Some(limit),
-            with_payload: Some(WithPayloadSelector {
-                selector_options: Some(with_payload_selector::SelectorOptions::Enable(everything)),
-            }),
-            with_vectors: Some(WithVectorsSelector {
-                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(everything)),
-            }),
+            with_payload: Some(payload_selector(everything)),
+            with_vectors: Some(vectors_selector(everything)),
             ..Default::default()
         };
         let response: ScrollResponse = match self.with_retries(collection, "scrolling", || {
@@ -382,12 +378,8 @@ impl QdrantReader {
         let request = GetPoints {
             collection_name: collection.to_owned(),
             ids: ids.iter().map(|k| k.to_proto()).collect(),
-            with_payload: Some(WithPayloadSelector {
-                selector_options: Some(with_payload_selector::SelectorOptions::Enable(true)),
-            }),
-            with_vectors: Some(WithVectorsSelector {
-                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(true)),
-            }),
+            with_payload: Some(payload_selector(true)),
+            with_vectors: Some(vectors_selector(true)),
             ..Default::default()
         };
         let response: GetResponse = self.with_retries(collection, "getting points", || {
@@ -447,12 +439,8 @@ impl QdrantReader {
                 variant: Some(query::Variant::Sample(Sample::Random as i32)),
             }),
             limit: Some(n),
-            with_payload: Some(WithPayloadSelector {
-                selector_options: Some(with_payload_selector::SelectorOptions::Enable(false)),
-            }),
-            with_vectors: Some(WithVectorsSelector {
-                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
-            }),
+            with_payload: Some(payload_selector(false)),
+            with_vectors: Some(vectors_selector(false)),
             ..Default::default()
         };
         let response = self.with_retries(collection, "sampling", || {
@@ -656,4 +644,18 @@ fn retry_after(status: &Status) -> Option<Duration> {
         .parse()
         .ok()?;
     Some(Duration::from_secs(seconds))
+}
+
+/// Asks for every point's payload, or for none.
+fn payload_selector(all: bool) -> WithPayloadSelector {
+    WithPayloadSelector {
+        selector_options: Some(with_payload_selector::SelectorOptions::Enable(all)),
+    }
+}
+
+/// Asks for every point's vectors, or for none.
+fn vectors_selector(all: bool) -> WithVectorsSelector {
+    WithVectorsSelector {
+        selector_options: Some(with_vectors_selector::SelectorOptions::Enable(all)),
+    }
 }
