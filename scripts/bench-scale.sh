@@ -17,11 +17,11 @@ for name in small big; do
     n=$points
     [ "$name" = small ] && n=$((points / 10))
     psql_ -c "DROP SCHEMA IF EXISTS sc CASCADE" >/dev/null
-    scroll_s=$(STAGE="scroll only, $name" timed "$q2p" export --url "$url" --collection "$name" --output "$work/scroll" --scroll-only --restart)
+    scroll_s=$(STAGE="scroll only, $name" STAGE_POINTS=$n timed "$q2p" export --url "$url" --collection "$name" --output "$work/scroll" --scroll-only --restart)
     read -r c0 bc0 bb0 w0 _ <<<"$(server_facts)"
-    migrate_s=$(STAGE="migrate, $name" timed "$q2p" migrate --url "$url" --dsn "$dsn" --schema sc --collection "$name")
+    migrate_s=$(STAGE="migrate, $name" STAGE_POINTS=$n timed "$q2p" migrate --url "$url" --dsn "$dsn" --schema sc --collection "$name")
     read -r c1 bc1 bb1 w1 cached <<<"$(server_facts)"
-    verify_s=$(STAGE="verify --full, $name" timed "$q2p" verify --full --url "$url" --dsn "$dsn" --schema sc --collection "$name")
+    verify_s=$(STAGE="verify --full, $name" STAGE_POINTS=$n timed "$q2p" verify --full --url "$url" --dsn "$dsn" --schema sc --collection "$name")
     scale_rate[$name]=$(rate "$n" "$migrate_s")
     scale_verify[$name]=$(rate "$n" "$verify_s")
     scale_scroll[$name]=$(rate "$n" "$scroll_s")

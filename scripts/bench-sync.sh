@@ -52,17 +52,8 @@ common=(--url "$qdrant_url" --rest-url "$qdrant_rest" --dsn "$dsn" --collection 
 "$q2p" index "${common[@]}" >/dev/null
 
 # CPU-seconds of every process but ours so far: Qdrant's, and PostgreSQL's (the postmaster and
-# its backends, living and exited: a parent's cumulative children's time counts those).
-server_cpu() {
-    local pg_pid ticks
-    pg_pid=$(head -n1 "$pg_data/postmaster.pid")
-    ticks=$(getconf CLK_TCK)
-    # A backend may end between the listing and the read: its stat is then simply gone (and its
-    # time is in the postmaster's children's fields).
-    for pid in "$qdrant_pid" "$pg_pid" $(pgrep -P "$pg_pid"); do
-        cat "/proc/$pid/stat" 2>/dev/null || true
-    done | awk -v t="$ticks" '{s += $14 + $15 + $16 + $17} END {printf "%.2f", s / t}'
-}
+# its backends, living and exited; scripts/lib.sh).
+server_cpu() { python3 -c "print(($(cpu_of "$qdrant_pid") + $(cpu_of_pg)) / $clk_tck)"; }
 # run NAME CMD...: the command's wall seconds and the CPU-seconds of every process it cost,
 # appended to $work/NAME.
 run() {

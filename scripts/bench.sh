@@ -84,7 +84,8 @@ if [ -n "${qdrant_rest:-}" ]; then
 fi
 
 # measure STAGE CMD...: runs CMD (stdout discarded, stderr to a log shown on failure) after a
-# CHECKPOINT, prints its wall seconds, and appends "STAGE wall client qdrant postgres" (seconds;
+# CHECKPOINT, prints its wall seconds, and appends "STAGE wall client qdrant postgres points"
+# (points: $STAGE_POINTS where the stage moved another count than POINTS; seconds;
 # client = CMD's own CPU, user + system, its threads and children included, from getrusage
 # through /usr/bin/time; qdrant and postgres from /proc, see cpu_of) to $work/cpu.tsv.
 cpu_tsv=$work/cpu.tsv
@@ -100,7 +101,7 @@ measure() {
     q1=$(cpu_of "$qdrant_pid")
     p1=$(cpu_of_pg)
     read -r wall user sys < <(tail -n1 "$work/time")
-    python3 -c "import sys; print(sys.argv[1], $wall, round($user + $sys, 2), ($q1 - $q0) / $clk_tck, ($p1 - $p0) / $clk_tck, sep='\t')" "$stage" >>"$cpu_tsv"
+    python3 -c "import sys; print(sys.argv[1], $wall, round($user + $sys, 2), ($q1 - $q0) / $clk_tck, ($p1 - $p0) / $clk_tck, ${STAGE_POINTS:-$points}, sep='\t')" "$stage" >>"$cpu_tsv"
     echo "$wall"
 }
 # timed [STAGE=…] qdrant2pg …: a measured qdrant2pg command, quiet (warnings, such as index's
@@ -111,16 +112,21 @@ rate() { python3 -c "print(round($1 / $2))"; }
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 results=()
 row() { printf '| %s | %s | %s | %s |\n' "$@"; results+=("$(printf '{"measure": "%s", "value": "%s", "baseline": "%s", "ratio": "%s"}' "$@")"); }
-# median CPU seconds per 100k points of STAGE's measurements: client qdrant postgres all
-cpu_per_100k() {
-    python3 - "$cpu_tsv" "$1" "$points" <<'PY'
+# STAGE's measurements, each per 100k of its own points, medians: "runs wall client qdrant
+# postgres" (seconds).
+stage_per_100k() {
+    python3 - "$cpu_tsv" "$1" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-got = [list(map(float, r[2:5])) for r in rows if r[0] == sys.argv[2]]
-scale = 100000 / int(sys.argv[3])
-med = [statistics.median(c[i] for c in got) * scale for i in range(3)]
-print(*(f"{v:.2f}" for v in med + [sum(med)]))
+got = [[float(v) * 100000 / int(r[5]) for v in r[1:5]] for r in rows if r[0] == sys.argv[2]]
+print(len(got), *(f"{statistics.median(c[i] for c in got):.2f}" for i in range(4)))
 PY
+}
+# median CPU seconds per 100k points of STAGE's measurements: client qdrant postgres all
+cpu_per_100k() {
+    local runs wall client qdrant postgres
+    read -r runs wall client qdrant postgres <<<"$(stage_per_100k "$1")"
+    echo "$client $qdrant $postgres $(python3 -c "print(f'{$client + $qdrant + $postgres:.2f}')")"
 }
 
 echo "Qdrant: $server; PostgreSQL 15 (fsync=$fsync); $points points x $dim ($shape); $(nproc) cores; load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -339,14 +345,9 @@ echo "| stage | runs | wall s per 100k | client | Qdrant | PostgreSQL | all |"
 echo "|---|---|---|---|---|---|---|"
 cut -f1 "$cpu_tsv" | awk '!seen[$0]++' | while read -r stage; do
     [ "$stage" = unlabelled ] && continue
-    python3 - "$cpu_tsv" "$stage" "$points" <<'PY'
-import statistics, sys
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
-got = [list(map(float, r[1:5])) for r in rows if r[0] == sys.argv[2]]
-scale = 100000 / int(sys.argv[3])
-med = [statistics.median(c[i] for c in got) * scale for i in range(4)]
-print(f"| {sys.argv[2]} | {len(got)} | " + " | ".join(f"{v:.2f}" for v in med + [sum(med[1:])]) + " |")
-PY
+    read -r runs wall client qdrant postgres <<<"$(stage_per_100k "$stage")"
+    printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$stage" "$runs" "$wall" "$client" "$qdrant" "$postgres" \
+        "$(python3 -c "print(f'{$client + $qdrant + $postgres:.2f}')")"
 done
 cp "$cpu_tsv" "$out/cpu.tsv"
 
