@@ -23,6 +23,7 @@ use crate::support::flows::{client, client_at, runtime, upsert};
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 use crate::support::rng::Rng;
+use crate::support::vectors::{dense, sparse};
 
 const POINTS: u64 = 10_000;
 const DIM: usize = 128;
@@ -42,13 +43,6 @@ const DENSE: [(&str, grpc::Distance, grpc::Datatype); 5] = [
     ("l1", grpc::Distance::Manhattan, grpc::Datatype::Float32),
     ("half", grpc::Distance::Euclid, grpc::Datatype::Float16),
 ];
-
-fn dense(data: Vec<f32>) -> grpc::Vector {
-    grpc::Vector {
-        vector: Some(grpc::vector::Vector::Dense(grpc::DenseVector { data })),
-        ..Default::default()
-    }
-}
 
 /// The collection: every vector kind `verify --search` can measure, with HNSW m=24,
 /// ef_construct=120 so the index parameters can be seen to carry over.
@@ -110,7 +104,7 @@ fn load(server: &QdrantServer) {
                     })
                     .collect();
                 let topic = rng.next() % CENTRES as u64;
-                let mut indices: Vec<u32> = (0..SPARSE_ENTRIES)
+                let indices: Vec<u32> = (0..SPARSE_ENTRIES)
                     .map(|i| {
                         let word = if i % 4 == 3 {
                             rng.next() % VOCABULARY
@@ -120,19 +114,7 @@ fn load(server: &QdrantServer) {
                         word as u32
                     })
                     .collect();
-                indices.sort_unstable();
-                indices.dedup();
-                let values = indices.iter().map(|_| rng.unit().abs() + 0.01).collect();
-                vectors.insert(
-                    "words".to_owned(),
-                    grpc::Vector {
-                        vector: Some(grpc::vector::Vector::Sparse(grpc::SparseVector {
-                            indices,
-                            values,
-                        })),
-                        ..Default::default()
-                    },
-                );
+                vectors.insert("words".to_owned(), sparse(&mut rng, indices));
                 grpc::PointStruct {
                     id: Some(id.into()),
                     vectors: Some(grpc::Vectors {
@@ -423,21 +405,8 @@ fn load_ef(server: &QdrantServer) {
                 let mut vectors =
                     HashMap::from([("steep".to_owned(), steep), ("thin".to_owned(), thin)]);
                 let words = 1 + rng.next() % 16;
-                let mut indices: Vec<u32> =
-                    (0..words).map(|_| (rng.next() % 4_000) as u32).collect();
-                indices.sort_unstable();
-                indices.dedup();
-                let values = indices.iter().map(|_| rng.unit().abs() + 0.01).collect();
-                vectors.insert(
-                    "words".to_owned(),
-                    grpc::Vector {
-                        vector: Some(grpc::vector::Vector::Sparse(grpc::SparseVector {
-                            indices,
-                            values,
-                        })),
-                        ..Default::default()
-                    },
-                );
+                let indices: Vec<u32> = (0..words).map(|_| (rng.next() % 4_000) as u32).collect();
+                vectors.insert("words".to_owned(), sparse(&mut rng, indices));
                 let payload = HashMap::from([
                     ("kw".to_owned(), grpc::Value::from(format!("k{}", id % 100))),
                     ("num".to_owned(), grpc::Value::from((id % 100) as i64)),

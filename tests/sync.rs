@@ -25,6 +25,7 @@ use crate::support::greenplum::Greenplum;
 use crate::support::pg::{PgCluster, TestDb};
 use crate::support::qdrant::QdrantServer;
 use crate::support::rng::Rng;
+use crate::support::vectors::{dense, sparse};
 
 /// Points per collection before the writer starts.
 const POINTS: u64 = 3_000;
@@ -44,13 +45,6 @@ fn point_id(uuid: bool, n: u64, rng: &mut Rng) -> grpc::PointId {
     }
 }
 
-fn dense(data: Vec<f32>) -> grpc::Vector {
-    grpc::Vector {
-        vector: Some(grpc::vector::Vector::Dense(grpc::DenseVector { data })),
-        ..Default::default()
-    }
-}
-
 /// A point's vectors: `a` (8-d), `b` (4-d, absent from one point in five) and a sparse `s`.
 fn vectors(rng: &mut Rng, only: Option<&str>) -> grpc::Vectors {
     let mut named = HashMap::new();
@@ -61,20 +55,8 @@ fn vectors(rng: &mut Rng, only: Option<&str>) -> grpc::Vectors {
         named.insert("b".to_owned(), dense((0..4).map(|_| rng.unit()).collect()));
     }
     if only.is_none_or(|v| v == "s") {
-        let mut indices: Vec<u32> = (0..6).map(|_| rng.below(500) as u32).collect();
-        indices.sort_unstable();
-        indices.dedup();
-        let values = indices.iter().map(|_| rng.unit().abs() + 0.01).collect();
-        named.insert(
-            "s".to_owned(),
-            grpc::Vector {
-                vector: Some(grpc::vector::Vector::Sparse(grpc::SparseVector {
-                    indices,
-                    values,
-                })),
-                ..Default::default()
-            },
-        );
+        let indices: Vec<u32> = (0..6).map(|_| rng.below(500) as u32).collect();
+        named.insert("s".to_owned(), sparse(rng, indices));
     }
     grpc::Vectors {
         vectors_options: Some(grpc::vectors::VectorsOptions::Vectors(grpc::NamedVectors {

@@ -11,3 +11,4 @@ pub mod qdrant;
 pub mod rng;
 pub mod spawn;
 pub mod tier;
+pub mod vectors;
